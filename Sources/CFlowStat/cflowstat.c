@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * cflowstat.c: everything flowstat does through libbpf. See cflowstat.h.
+ *
+ * The BPF object is compiled by the Makefile and embedded in this file through
+ * the skeleton bpftool generates (generated/flowstat.skel.h), so the flowstat
+ * binary carries its kernel program and needs no file beside it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "cflowstat.h"
+#include "generated/flowstat.skel.h"
+
+#define FS_HOOK_SLOTS 8
+
+struct fs_agent {
+	struct flowstat_bpf *skel;
+	uint32_t attached;
+	int hook_errors[FS_HOOK_SLOTS];
+	char cgroup_path[PATH_MAX];
+	int cgroup_fd;
+	int possible_cpus;
+	uint64_t *percpu_buffer;
+};
+
+/* ---- libbpf's messages: forwarded to Swift, last lines kept for error reports ---- */
+
+static fs_log_fn log_handler;
+static char log_tail[2048];
+
+void fs_set_log_handler(fs_log_fn handler)
+{
+	log_handler = handler;
+}
+
+static void log_tail_reset(void)
+{
+	log_tail[0] = '\0';
+}
+
+/* Keeps the newest text: the verifier's verdict is at the end of its log. */
+static void log_tail_append(const char *text)
+{
+	size_t have = strlen(log_tail), add = strlen(text), room = sizeof(log_tail) - 1;
+
+	if (add >= room) {
+		memcpy(log_tail, text + add - room, room);
+		log_tail[room] = '\0';
+		return;
+	}
+	if (have + add > room) {
+		size_t drop = have + add - room;
+
+		memmove(log_tail, log_tail + drop, have - drop + 1);
+		have -= drop;
+	}
+	memcpy(log_tail + have, text, add + 1);
+}
+
+static int on_libbpf_print(enum libbpf_print_level level, const char *format, va_list args)
+{
+	char line[1024];
+	int fs_level = level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2;
+
+	vsnprintf(line, sizeof(line), format, args);
+	if (level != LIBBPF_DEBUG)
+		log_tail_append(line);
+	if (log_handler) {
+		line[strcspn(line, "\n")] = '\0';
+		log_handler(fs_level, line);
+	}
+	return 0;
+}
+
+static int fail(fs_error *error, int code, const char *step_format, ...)
+{
+	va_list args;
+	const char *tail = log_tail;
+	size_t tail_length = strlen(log_tail);
+
+	if (code > 0)
+		code = -code;
+	if (!error)
+		return code;
+	error->code = code;
+	va_start(args, step_format);
+	vsnprintf(error->step, sizeof(error->step), step_format, args);
+	va_end(args);
+	/* The last few lines are the useful part of a long verifier log. */
+	if (tail_length > 300)
+		tail += tail_length - 300;
+	snprintf(error->message, sizeof(error->message), "%s%s%s", strerror(-code),
+		 tail_length ? "; libbpf: " : "", tail);
+	return code;
+}
+
+/* ---- hooks ---- */
+
+static int hook_slot(uint32_t hook)
+{
+	return __builtin_ctz(hook);
+}
+
+static struct bpf_program *program_of(struct flowstat_bpf *skel, uint32_t hook)
+{
+	switch (hook) {
+	case FS_HOOK_SOCKOPS: return skel->progs.flowstat_sockops;
+	case FS_HOOK_RCV_FENTRY: return skel->progs.flowstat_rcv_fentry;
+	case FS_HOOK_RCV_TP_BTF: return skel->progs.flowstat_rcv_tp_btf;
+	case FS_HOOK_RCV_TRACEPOINT: return skel->progs.flowstat_rcv_tracepoint;
+	case FS_HOOK_STATE_TRACEPOINT: return skel->progs.flowstat_state_tracepoint;
+	case FS_HOOK_ITER_TCP: return skel->progs.flowstat_iter_tcp;
+	}
+	return NULL;
+}
+
+static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
+{
+	switch (hook) {
+	case FS_HOOK_SOCKOPS: return &skel->links.flowstat_sockops;
+	case FS_HOOK_RCV_FENTRY: return &skel->links.flowstat_rcv_fentry;
+	case FS_HOOK_RCV_TP_BTF: return &skel->links.flowstat_rcv_tp_btf;
+	case FS_HOOK_RCV_TRACEPOINT: return &skel->links.flowstat_rcv_tracepoint;
+	case FS_HOOK_STATE_TRACEPOINT: return &skel->links.flowstat_state_tracepoint;
+	case FS_HOOK_ITER_TCP: return &skel->links.flowstat_iter_tcp;
+	}
+	return NULL;
+}
+
+static const uint32_t rcv_preference[] = {
+	FS_HOOK_RCV_FENTRY, FS_HOOK_RCV_TP_BTF, FS_HOOK_RCV_TRACEPOINT,
+};
+
+/* Which hook's program libbpf reported as failing to load, or 0. */
+static uint32_t hook_failed_to_load(struct flowstat_bpf *skel)
+{
+	const char *marker = strstr(log_tail, "': failed to load");
+	const char *start;
+
+	if (!marker)
+		return 0;
+	for (start = marker; start > log_tail && start[-1] != '\''; start--)
+		;
+	for (uint32_t hook = 1; hook < (1u << FS_HOOK_SLOTS); hook <<= 1) {
+		struct bpf_program *program = program_of(skel, hook);
+		const char *name = program ? bpf_program__name(program) : NULL;
+
+		if (name && strlen(name) == (size_t)(marker - start) &&
+		    strncmp(name, start, marker - start) == 0)
+			return hook;
+	}
+	return 0;
+}
+
+int fs_find_cgroup2_mount(char *buffer, size_t length)
+{
+	char device[256], path[PATH_MAX], type[64];
+	FILE *mounts = fopen("/proc/mounts", "re");
+	int result = -ENOENT;
+
+	if (!mounts)
+		return -errno;
+	while (fscanf(mounts, "%255s %4095s %63s %*[^\n]\n", device, path, type) == 3) {
+		if (strcmp(type, "cgroup2") == 0) {
+			snprintf(buffer, length, "%s", path);
+			result = 0;
+			break;
+		}
+	}
+	fclose(mounts);
+	return result;
+}
+
+/*
+ * Runs iter/tcp once: reading the iterator runs the program on every TCP socket
+ * of the caller's network namespace, which writes each one's current state.
+ */
+static int run_tcp_iterator(struct bpf_link *link)
+{
+	char sink[4096];
+	ssize_t got;
+	int fd = bpf_iter_create(bpf_link__fd(link));
+
+	if (fd < 0)
+		return -errno;
+	while ((got = read(fd, sink, sizeof(sink))) > 0)
+		;
+	close(fd);
+	return got < 0 ? -errno : 0;
+}
+
+/*
+ * One open → configure → load → attach pass. Returns 0 when the agent is up,
+ * -EAGAIN when an optional variant failed (recorded in hook_errors) and another
+ * pass should try without it, or another negative errno on a fatal failure.
+ */
+static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_rcv, fs_error *error)
+{
+	struct flowstat_bpf *skel;
+	uint32_t rcv = 0, hook;
+	int err;
+
+	log_tail_reset();
+	skel = flowstat_bpf__open();
+	if (!skel)
+		return fail(error, errno ? errno : ENOMEM, "open embedded BPF object");
+	agent->skel = skel;
+
+	skel->rodata->min_update_interval_ns = options->min_update_interval_ns;
+	if (options->map_entries) {
+		err = bpf_map__set_max_entries(skel->maps.flows, options->map_entries);
+		if (err)
+			return fail(error, err, "set flow map size to %u", options->map_entries);
+	}
+
+	/* One tcp_rcv_established variant: the most preferred one not yet refused. */
+	for (size_t i = 0; i < sizeof(rcv_preference) / sizeof(rcv_preference[0]); i++) {
+		hook = rcv_preference[i];
+		if (!rcv && (want_rcv & hook) && agent->hook_errors[hook_slot(hook)] == 0)
+			rcv = hook;
+		else
+			bpf_program__set_autoload(program_of(skel, hook), false);
+	}
+	if (agent->hook_errors[hook_slot(FS_HOOK_STATE_TRACEPOINT)])
+		bpf_program__set_autoload(skel->progs.flowstat_state_tracepoint, false);
+	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP)])
+		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
+
+	err = flowstat_bpf__load(skel);
+	if (err) {
+		hook = hook_failed_to_load(skel);
+		if (hook && hook != FS_HOOK_SOCKOPS) {
+			agent->hook_errors[hook_slot(hook)] = err;
+			return -EAGAIN;
+		}
+		return fail(error, err, "load BPF object (verifier or BTF)");
+	}
+
+	/* Lifecycle first, so no flow is added after its close went unseen. */
+	if (bpf_program__autoload(skel->progs.flowstat_state_tracepoint)) {
+		hook = FS_HOOK_STATE_TRACEPOINT;
+		*link_of(skel, hook) = bpf_program__attach(program_of(skel, hook));
+		if (*link_of(skel, hook))
+			agent->attached |= hook;
+		else
+			agent->hook_errors[hook_slot(hook)] = -errno;
+	}
+
+	*link_of(skel, FS_HOOK_SOCKOPS) = bpf_program__attach_cgroup(skel->progs.flowstat_sockops,
+								     agent->cgroup_fd);
+	if (!*link_of(skel, FS_HOOK_SOCKOPS)) {
+		err = -errno;
+		agent->hook_errors[hook_slot(FS_HOOK_SOCKOPS)] = err;
+		return fail(error, err, "attach sockops to cgroup %s", agent->cgroup_path);
+	}
+	agent->attached |= FS_HOOK_SOCKOPS;
+
+	if (rcv) {
+		*link_of(skel, rcv) = bpf_program__attach(program_of(skel, rcv));
+		if (!*link_of(skel, rcv)) {
+			agent->hook_errors[hook_slot(rcv)] = -errno;
+			return -EAGAIN;
+		}
+		agent->attached |= rcv;
+	}
+
+	if (bpf_program__autoload(skel->progs.flowstat_iter_tcp)) {
+		hook = FS_HOOK_ITER_TCP;
+		*link_of(skel, hook) = bpf_program__attach_iter(program_of(skel, hook), NULL);
+		err = *link_of(skel, hook) ? run_tcp_iterator(*link_of(skel, hook)) : -errno;
+		if (err)
+			agent->hook_errors[hook_slot(hook)] = err;
+		else
+			agent->attached |= hook;
+	}
+	return 0;
+}
+
+int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
+{
+	fs_options defaults = {0};
+	fs_agent *agent;
+	uint32_t want_rcv;
+	int err;
+
+	if (!options)
+		options = &defaults;
+	want_rcv = options->rcv_variants ? options->rcv_variants
+		 : FS_HOOK_RCV_FENTRY | FS_HOOK_RCV_TP_BTF | FS_HOOK_RCV_TRACEPOINT;
+	*out = NULL;
+	libbpf_set_print(on_libbpf_print);
+	log_tail_reset();
+
+	agent = calloc(1, sizeof(*agent));
+	if (!agent)
+		return fail(error, ENOMEM, "allocate agent");
+	agent->cgroup_fd = -1;
+
+	if (options->cgroup_path)
+		snprintf(agent->cgroup_path, sizeof(agent->cgroup_path), "%s", options->cgroup_path);
+	else if ((err = fs_find_cgroup2_mount(agent->cgroup_path, sizeof(agent->cgroup_path))))
+		return fs_agent_close(agent),
+		       fail(error, err, "find the cgroup v2 mount in /proc/mounts");
+	agent->cgroup_fd = open(agent->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (agent->cgroup_fd < 0)
+		return err = errno, fs_agent_close(agent),
+		       fail(error, err, "open cgroup %s", options->cgroup_path ? options->cgroup_path : "v2 mount");
+
+	agent->possible_cpus = libbpf_num_possible_cpus();
+	if (agent->possible_cpus <= 0)
+		return err = agent->possible_cpus, fs_agent_close(agent),
+		       fail(error, err, "count possible CPUs");
+	agent->percpu_buffer = calloc(agent->possible_cpus, sizeof(uint64_t));
+	if (!agent->percpu_buffer)
+		return fs_agent_close(agent), fail(error, ENOMEM, "allocate counter buffer");
+
+	/* Each pass that fails on an optional variant records it and retries without. */
+	for (int pass = 0; pass < 2 * FS_HOOK_SLOTS; pass++) {
+		err = try_start(agent, options, want_rcv, error);
+		if (err != -EAGAIN)
+			break;
+		flowstat_bpf__destroy(agent->skel);
+		agent->skel = NULL;
+		agent->attached = 0;
+	}
+	if (err) {
+		fs_agent_close(agent);
+		return err;
+	}
+	*out = agent;
+	return 0;
+}
+
+void fs_agent_close(fs_agent *agent)
+{
+	if (!agent)
+		return;
+	flowstat_bpf__destroy(agent->skel);	/* destroys every link: detaches */
+	if (agent->cgroup_fd >= 0)
+		close(agent->cgroup_fd);
+	free(agent->percpu_buffer);
+	free(agent);
+}
+
+uint32_t fs_agent_attached_hooks(const fs_agent *agent)
+{
+	return agent->attached;
+}
+
+int fs_agent_hook_error(const fs_agent *agent, uint32_t hook)
+{
+	return hook && hook < (1u << FS_HOOK_SLOTS) ? agent->hook_errors[hook_slot(hook)] : -EINVAL;
+}
+
+int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error)
+{
+	struct bpf_link *link = agent->skel->links.flowstat_iter_tcp;
+	int home = -1, err;
+
+	if (!link)
+		return fail(error, EOPNOTSUPP, "refresh flows: iter/tcp is not attached");
+	if (netns_fd >= 0) {
+		/* The iterator walks the netns its creator is in: visit, create, return. */
+		home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (home < 0)
+			return fail(error, errno, "open own network namespace");
+		if (setns(netns_fd, CLONE_NEWNET)) {
+			err = errno;
+			close(home);
+			return fail(error, err, "enter network namespace (needs CAP_SYS_ADMIN)");
+		}
+	}
+	err = run_tcp_iterator(link);
+	if (home >= 0) {
+		if (setns(home, CLONE_NEWNET))
+			abort();	/* this thread would serve from a foreign namespace */
+		close(home);
+	}
+	return err ? fail(error, err, "refresh flows (iter/tcp)") : 0;
+}
+
+uint32_t fs_agent_map_capacity(const fs_agent *agent)
+{
+	return bpf_map__max_entries(agent->skel->maps.flows);
+}
+
+const char *fs_agent_cgroup_path(const fs_agent *agent)
+{
+	return agent->cgroup_path;
+}
+
+/* For kernels without batch map operations (before 5.6): one syscall pair per entry. */
+static int read_flows_one_by_one(int fd, struct fs_flow_key *keys, struct fs_flow_stats *values,
+				 uint32_t capacity, uint32_t *count)
+{
+	struct fs_flow_key *previous = NULL;
+	uint32_t n = 0;
+
+	while (n < capacity && bpf_map_get_next_key(fd, previous, &keys[n]) == 0) {
+		previous = &keys[n];
+		/* The entry may close between the two calls: then reuse its slot. */
+		if (bpf_map_lookup_elem(fd, &keys[n], &values[n]) == 0)
+			n++;
+	}
+	*count = n;
+	return 0;
+}
+
+int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flow_stats *values,
+			uint32_t capacity, uint32_t *count, fs_error *error)
+{
+	int fd = bpf_map__fd(agent->skel->maps.flows);
+	uint64_t token[8];	/* opaque batch position; hash maps use 4 bytes of it */
+	uint32_t total = 0;
+	bool first = true;
+
+	*count = 0;
+	while (total < capacity) {
+		uint32_t n = capacity - total;
+		int err = bpf_map_lookup_batch(fd, first ? NULL : token, token,
+					       keys + total, values + total, &n, NULL);
+
+		if (err && err != -ENOENT) {
+			if (first && (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP))
+				return read_flows_one_by_one(fd, keys, values, capacity, count);
+			if (err == -ENOSPC)	/* caller's buffer is full */
+				break;
+			return fail(error, err, "read flow map (batch)");
+		}
+		total += n;
+		first = false;
+		if (err == -ENOENT)	/* walked the whole map */
+			break;
+	}
+	*count = total;
+	return 0;
+}
+
+int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error)
+{
+	int fd = bpf_map__fd(agent->skel->maps.counters);
+
+	for (uint32_t counter = 0; counter < FS_CTR_MAX; counter++) {
+		int err = bpf_map_lookup_elem(fd, &counter, agent->percpu_buffer);
+
+		if (err)
+			return fail(error, err, "read counter %u", counter);
+		out[counter] = 0;
+		for (int cpu = 0; cpu < agent->possible_cpus; cpu++)
+			out[counter] += agent->percpu_buffer[cpu];
+	}
+	return 0;
+}

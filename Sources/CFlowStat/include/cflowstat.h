@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * cflowstat.h: the one seam between flowstat's Swift code and libbpf.
+ *
+ * Life of an agent: fs_agent_open() opens the embedded BPF object, sets its
+ * knobs, loads it (dropping variants the kernel rejects), attaches every hook
+ * with the fallback chain and seeds the map with flows that already exist;
+ * fs_agent_read_* copy kernel state into caller buffers; fs_agent_close()
+ * detaches everything. All attachments are bpf_links owned by this process,
+ * so the kernel detaches them too if the process dies without closing.
+ *
+ * Errors are negative errno values; fs_error says which step failed and why.
+ * No function keeps a pointer to caller memory past its return.
+ */
+#ifndef CFLOWSTAT_H
+#define CFLOWSTAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../../../bpf/flowstat.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fs_agent fs_agent;
+
+typedef struct fs_error {
+	int code;		/* negative errno */
+	char step[64];		/* e.g. "load BPF object", "attach sockops to /sys/fs/cgroup/unified" */
+	char message[512];	/* strerror, plus the last lines libbpf printed (verifier log tail) */
+} fs_error;
+
+typedef struct fs_options {
+	uint32_t map_entries;		/* capacity of the flow map; 0: the object's default */
+	uint64_t min_update_interval_ns;	/* per-flow minimum time between rate-limited updates */
+	const char *cgroup_path;	/* cgroup v2 mount to attach sockops to; NULL: found in /proc/mounts */
+	uint32_t rcv_variants;		/* FS_HOOK_RCV_* bits to try (fentry > tp_btf > tracepoint); 0: all */
+	int use_iterator;		/* non-zero: attach iter/tcp, seed existing flows, allow fs_agent_refresh */
+} fs_options;
+
+/* Receives libbpf's messages (level: 0 warn, 1 info, 2 debug), one line at a time. */
+typedef void (*fs_log_fn)(int level, const char *line);
+void fs_set_log_handler(fs_log_fn handler);
+
+int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error);
+void fs_agent_close(fs_agent *agent);
+
+/* FS_HOOK_* bits of the hooks that are attached (FS_HOOK_ITER_TCP: seeding ran). */
+uint32_t fs_agent_attached_hooks(const fs_agent *agent);
+/* Why an attempted hook variant is not attached: negative errno, or 0. */
+int fs_agent_hook_error(const fs_agent *agent, uint32_t hook);
+uint32_t fs_agent_map_capacity(const fs_agent *agent);
+/* Path sockops is attached to. */
+const char *fs_agent_cgroup_path(const fs_agent *agent);
+
+/*
+ * Copies up to capacity flows into keys/values with batched map reads and
+ * stores how many in *count. Returns 0, or a negative errno.
+ */
+int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flow_stats *values,
+			uint32_t capacity, uint32_t *count, fs_error *error);
+
+/*
+ * Rewrites every flow of one network namespace from its socket's current state
+ * (iter/tcp), as ss would read it now. Event hooks record state as of the last
+ * packet; this makes idle flows exact before a snapshot. netns_fd: an open
+ * /proc/PID/ns/net (entered and left within this call, on the calling thread),
+ * or -1 for the caller's own namespace.
+ */
+int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
+
+/* Sums the per-CPU event counters into out[FS_CTR_MAX]. */
+int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error);
+
+/* Finds the cgroup v2 mount point in /proc/mounts. Returns 0, or -ENOENT. */
+int fs_find_cgroup2_mount(char *buffer, size_t length);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CFLOWSTAT_H */

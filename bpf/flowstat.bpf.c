@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * flowstat.bpf.c: keeps one entry per live TCP socket in the LRU map "flows",
+ * updated from the kernel's own tcp_sock on every RTT sample and received
+ * segment, removed when the socket closes.
+ *
+ * Hooks (user space picks the variants the running kernel allows):
+ *   sockops (cgroup v2 root)   established -> enable RTT/STATE/RETRANS callbacks;
+ *                              RTT and RETRANS callbacks -> update; STATE to CLOSE -> remove
+ *   tcp_rcv_established        flows sockops cannot see (opened before flowstat
+ *                              attached): fentry, else tp_btf/tcp_probe, else
+ *                              tracepoint/tcp/tcp_probe; all three share one handler
+ *   sock/inet_sock_set_state   removes closed flows whatever opened them
+ *   iter/tcp                   run at start-up to seed flows that already exist, and
+ *                              before each snapshot to make idle flows exact: the
+ *                              event hooks see a socket before the kernel finishes
+ *                              processing a packet (cwnd grows after the RTT callback)
+ */
+#include <linux/bpf.h>
+#include <stdbool.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "kernel_types.bpf.h"
+#include "flowstat.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define TCP_ESTABLISHED 1
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* Runtime knobs, set by user space between open and load. */
+const volatile __u64 min_update_interval_ns = 0;	/* 0: update on every event */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);	/* user space resizes before load */
+	__type(key, struct fs_flow_key);
+	__type(value, struct fs_flow_stats);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_CTR_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
+
+	if (value)
+		*value += 1;	/* per-CPU slot: no other writer */
+}
+
+/* Fills key from the socket; false for sockets that are not IPv4/IPv6. */
+static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	__builtin_memset(key, 0, sizeof(*key));
+	if (family == AF_INET) {
+		/* Store IPv4 mapped into IPv6 (::ffff:a.b.c.d): one key type for both. */
+		key->saddr[10] = key->saddr[11] = 0xff;
+		key->daddr[10] = key->daddr[11] = 0xff;
+		BPF_CORE_READ_INTO((__be32 *)&key->saddr[12], sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__be32 *)&key->daddr[12], sk, __sk_common.skc_daddr);
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&key->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&key->daddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		return false;
+	}
+	key->family = family;
+	key->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	key->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	key->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return true;
+}
+
+/* Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes. */
+static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s)
+{
+	s->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	s->rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
+	s->min_rtt_us = BPF_CORE_READ(tp, rtt_min.s[0].v);
+	s->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	s->snd_ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
+	s->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	s->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	s->data_segs_in = BPF_CORE_READ(tp, data_segs_in);
+	s->data_segs_out = BPF_CORE_READ(tp, data_segs_out);
+	s->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	s->rate_delivered = BPF_CORE_READ(tp, rate_delivered);
+	s->rate_interval_us = BPF_CORE_READ(tp, rate_interval_us);
+	s->mss_cache = BPF_CORE_READ(tp, mss_cache);
+	s->state = BPF_CORE_READ((struct sock *)tp, __sk_common.skc_state);
+}
+
+/*
+ * The one update path every hook shares. rate_limited events (per-packet and
+ * per-RTT-sample ones) are skipped while the entry is younger than
+ * min_update_interval_ns; lifecycle events always write. new_srtt_us, when not
+ * 0, is the smoothed RTT the kernel is about to store (see the RTT callback).
+ */
+static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 direction,
+					 bool rate_limited, __u32 new_srtt_us)
+{
+	struct fs_flow_key key;
+	struct fs_flow_stats *entry;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!flow_key_of(sk, &key))
+		return;
+
+	entry = bpf_map_lookup_elem(&flows, &key);
+	if (entry) {
+		if (rate_limited && min_update_interval_ns &&
+		    now - entry->last_update_ns < min_update_interval_ns) {
+			count(FS_CTR_UPDATES_SKIPPED);
+			return;
+		}
+		read_tcp_state((struct tcp_sock *)sk, entry);
+		if (new_srtt_us)
+			entry->srtt_us = new_srtt_us;
+		entry->last_update_ns = now;
+		entry->seen_by |= hook;
+		if (direction != FS_DIR_UNKNOWN)
+			entry->direction = direction;
+	} else {
+		struct fs_flow_stats fresh = {};
+
+		read_tcp_state((struct tcp_sock *)sk, &fresh);
+		if (new_srtt_us)
+			fresh.srtt_us = new_srtt_us;
+		fresh.first_seen_ns = now;
+		fresh.last_update_ns = now;
+		fresh.seen_by = hook;
+		fresh.direction = direction;
+		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&flows, &key)) {
+			/* Not a lost race with another CPU: the map refused it. */
+			count(FS_CTR_INSERTS_FAILED);
+			return;
+		}
+	}
+	count(FS_CTR_UPDATES);
+}
+
+static __always_inline void forget_flow(struct sock *sk)
+{
+	struct fs_flow_key key;
+
+	if (flow_key_of(sk, &key) && bpf_map_delete_elem(&flows, &key) == 0)
+		count(FS_CTR_FLOWS_CLOSED);
+}
+
+SEC("sockops")
+int flowstat_sockops(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *bsk = skops->sk;
+	struct tcp_sock *tp;
+	__u8 direction = FS_DIR_UNKNOWN;
+
+	if (!bsk)
+		return 1;
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		direction = FS_DIR_ACTIVE;
+		/* fallthrough */
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		if (direction == FS_DIR_UNKNOWN)
+			direction = FS_DIR_PASSIVE;
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+					  BPF_SOCK_OPS_RTT_CB_FLAG |
+					  BPF_SOCK_OPS_STATE_CB_FLAG |
+					  BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, direction, false, 0);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+		/*
+		 * Since Linux 6.10 this runs before tcp_rtt_estimator() stores the
+		 * new srtt, and passes it (<< 3) in args[1]; older kernels pass 0.
+		 */
+		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, true,
+			    skops->args[1] >> 3);
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB:
+		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, false, 0);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == TCP_CLOSE)
+			forget_flow((struct sock *)tp);
+		break;
+	}
+	return 1;
+}
+
+/* tcp_rcv_established variants: the same handler behind three attach points. */
+static __always_inline int on_rcv_established(struct sock *sk, __u8 hook)
+{
+	record_flow(sk, hook, FS_DIR_UNKNOWN, true, 0);
+	return 0;
+}
+
+SEC("fentry/tcp_rcv_established")
+int BPF_PROG(flowstat_rcv_fentry, struct sock *sk, struct sk_buff *skb)
+{
+	return on_rcv_established(sk, FS_HOOK_RCV_FENTRY);
+}
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(flowstat_rcv_tp_btf, struct sock *sk, struct sk_buff *skb)
+{
+	return on_rcv_established(sk, FS_HOOK_RCV_TP_BTF);
+}
+
+SEC("tracepoint/tcp/tcp_probe")
+int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
+{
+	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int flowstat_state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol == IPPROTO_TCP && ctx->newstate == TCP_CLOSE)
+		forget_flow((struct sock *)ctx->skaddr);
+	return 0;
+}
+
+SEC("iter/tcp")
+int flowstat_iter_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u8 state;
+
+	if (!skc)
+		return 0;
+	/* NULL for request and time-wait minisockets, which have no tcp_sock. */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	/* Listeners are not flows; a closed socket's entry is already gone. */
+	state = BPF_CORE_READ(skc, skc_state);
+	if (state == TCP_LISTEN || state == TCP_CLOSE)
+		return 0;
+	record_flow((struct sock *)tp, FS_HOOK_ITER_TCP, FS_DIR_UNKNOWN, false, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * flowstat.h: the records shared by the kernel program (flowstat.bpf.c) and
+ * user space (Sources/CFlowStat). Fixed-width __u* types and explicit padding
+ * only, so both compilers lay them out identically; the size asserts catch drift.
+ */
+#ifndef FLOWSTAT_H
+#define FLOWSTAT_H
+
+#include <linux/types.h>
+
+#define FS_COMM_LEN 16
+
+/* Direction of a flow, from the sockops callback that saw it established. */
+enum fs_direction {
+	FS_DIR_UNKNOWN = 0,	/* existed before flowstat attached, or seen only by tcp_probe */
+	FS_DIR_ACTIVE = 1,	/* this host connected */
+	FS_DIR_PASSIVE = 2,	/* this host accepted */
+};
+
+/* Hook variants; a bit each in fs_flow_stats.seen_by and in the attach report. */
+enum fs_hook {
+	FS_HOOK_SOCKOPS = 1 << 0,		/* cgroup sockops on the cgroup v2 root */
+	FS_HOOK_RCV_FENTRY = 1 << 1,		/* fentry/tcp_rcv_established */
+	FS_HOOK_RCV_TP_BTF = 1 << 2,		/* tp_btf/tcp_probe */
+	FS_HOOK_RCV_TRACEPOINT = 1 << 3,	/* tracepoint/tcp/tcp_probe */
+	FS_HOOK_STATE_TRACEPOINT = 1 << 4,	/* tracepoint/sock/inet_sock_set_state */
+	FS_HOOK_ITER_TCP = 1 << 5,		/* iter/tcp, run once to seed existing flows */
+};
+
+/* Per-CPU event counters (map "counters"); user space sums the CPUs. */
+enum fs_counter {
+	FS_CTR_UPDATES = 0,		/* flow entries written */
+	FS_CTR_UPDATES_SKIPPED,		/* per-packet updates skipped by min_update_interval_ns */
+	FS_CTR_INSERTS_FAILED,		/* new flows the map refused */
+	FS_CTR_FLOWS_CLOSED,		/* entries removed because their socket closed */
+	FS_CTR_MAX,
+};
+
+/*
+ * Map key: one TCP socket. Addresses are 16 bytes; an IPv4 address is stored
+ * IPv4-mapped (::ffff:a.b.c.d) so one key type serves both families.
+ * "Local" is this host's end of the socket, as ss prints it first.
+ */
+struct fs_flow_key {
+	__u8 saddr[16];		/* local address */
+	__u8 daddr[16];		/* remote address */
+	__u32 netns;		/* inode number of the socket's network namespace */
+	__u16 sport;		/* local port, host byte order */
+	__u16 dport;		/* remote port, host byte order */
+	__u16 family;		/* AF_INET or AF_INET6: the socket's family */
+	__u16 _pad;
+};
+
+/* Map value: the tcp_info-like state of one flow at its last update. */
+struct fs_flow_stats {
+	__u64 first_seen_ns;	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	__u64 last_update_ns;
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u32 srtt_us;		/* smoothed RTT, as tcpi_rtt */
+	__u32 rttvar_us;	/* as tcpi_rttvar */
+	__u32 min_rtt_us;	/* as tcpi_min_rtt */
+	__u32 snd_cwnd;		/* segments */
+	__u32 snd_ssthresh;	/* segments */
+	__u32 data_segs_in;
+	__u32 data_segs_out;
+	__u32 total_retrans;
+	__u32 rate_delivered;	/* delivery rate = rate_delivered * mss_cache / rate_interval_us */
+	__u32 rate_interval_us;
+	__u32 mss_cache;
+	__u32 pid;		/* 0 when unknown */
+	__u8 state;		/* TCP state number, as in include/net/tcp_states.h */
+	__u8 direction;		/* enum fs_direction */
+	__u8 seen_by;		/* enum fs_hook bits of the hooks that updated this entry */
+	__u8 _pad[5];
+	char comm[FS_COMM_LEN];	/* empty when unknown */
+};
+
+_Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
+_Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout changed");
+
+#endif /* FLOWSTAT_H */

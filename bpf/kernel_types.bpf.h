@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The few kernel-internal types flowstat.bpf.c reads, declared by hand instead
+ * of pinning a multi-megabyte vmlinux.h. Only the members we touch are listed:
+ * preserve_access_index makes every access a CO-RE relocation, so libbpf finds
+ * each member by name in the running kernel's BTF (/sys/kernel/btf/vmlinux),
+ * whatever its offset there. Names and member types must match the kernel's.
+ */
+#ifndef FLOWSTAT_KERNEL_TYPES_BPF_H
+#define FLOWSTAT_KERNEL_TYPES_BPF_H
+
+#include <linux/types.h>
+
+#define __core __attribute__((preserve_access_index))
+
+struct ns_common {
+	unsigned int inum;
+} __core;
+
+struct net {
+	struct ns_common ns;
+} __core;
+
+typedef struct {
+	struct net *net;
+} __core possible_net_t;
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+} __core;
+
+struct sock_common {
+	__be32 skc_daddr;		/* in an anonymous union in the kernel: libbpf looks inside */
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	unsigned char skc_state;
+	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} __core;
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+} __core;
+
+struct minmax_sample {
+	__u32 t;
+	__u32 v;
+} __core;
+
+struct minmax {
+	struct minmax_sample s[3];
+} __core;
+
+struct tcp_sock {
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__u32 segs_in;
+	__u32 data_segs_in;
+	__u32 segs_out;
+	__u32 data_segs_out;
+	__u32 srtt_us;			/* smoothed RTT << 3, in usec */
+	__u32 mdev_us;			/* medium deviation << 2 */
+	struct minmax rtt_min;
+	__u32 snd_cwnd;
+	__u32 snd_ssthresh;
+	__u32 total_retrans;
+	__u32 rate_delivered;
+	__u32 rate_interval_us;
+	__u32 mss_cache;
+} __core;
+
+struct sk_buff;
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __core;
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+} __core;
+
+/* Classic tracepoint records: the format files under /sys/kernel/tracing/events. */
+struct trace_event_raw_tcp_probe {
+	const void *skaddr;
+} __core;
+
+struct trace_event_raw_inet_sock_set_state {
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 protocol;
+} __core;
+
+#endif /* FLOWSTAT_KERNEL_TYPES_BPF_H */
