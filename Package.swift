@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+// Swift 6 language mode (strict concurrency) is the default for tools version 6.0.
+import PackageDescription
+
+let package = Package(
+    name: "flowstat",
+    products: [
+        .executable(name: "flowstat", targets: ["flowstat"]),
+        .library(name: "FlowStatCore", targets: ["FlowStatCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    ],
+    targets: [
+        // The only code that calls libbpf. Its BPF object is embedded through the skeleton
+        // header the Makefile generates into Sources/CFlowStat/generated (`make bpf`).
+        .target(
+            name: "CFlowStat",
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        .target(
+            name: "FlowStatCore",
+            dependencies: [
+                "CFlowStat",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "flowstat",
+            dependencies: [
+                "FlowStatCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "FlowStatCoreTests",
+            dependencies: [
+                "FlowStatCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // Privileged end-to-end tests: they run the flowstat binary (built beside them by
+        // `swift build --build-tests`, or $FLOWSTAT_BIN) against real flows.
+        .testTarget(name: "IntegrationTests"),
+    ]
+)

@@ -1,0 +1,203 @@
+/// One snapshot's flows in output order, laid out for writing: every flow's label set
+/// rendered once into one arena, and every exported value in its own column.
+///
+/// Rendering addresses is the most expensive part of a label set; doing it once instead of
+/// once per family, into one contiguous arena instead of a `String` per flow, keeps the
+/// per-series cost to two copies and a number. The columns exist because flows arrive in map
+/// order, not output order: reading values from the samples would be a cache miss per
+/// series, while each column is read front to back. The table also decides which flows need
+/// the `netns` label and drops exact duplicates, so the output never repeats a series.
+/// Its arrays keep their capacity between scrapes.
+struct FlowTable {
+    /// Label set bytes (`{src="…",…}`) of all flows, back to back.
+    private(set) var arena: [UInt8] = []
+    /// For each output position: index into the snapshot's flows, and the label set's
+    /// range in `arena`.
+    private(set) var rows: [Row] = []
+    /// Flows left out because another flow had the same key except the family (a stale
+    /// map entry next to a new one); the most recently updated one is kept.
+    private(set) var duplicatesDropped = 0
+
+    /// Where one flow's label set is in `arena`.
+    struct Row {
+        var labelsStart: Int
+        var labelsCount: Int
+    }
+
+    /// The exported values, one array per value, indexed like `rows`.
+    struct Columns {
+        var rtt: [Double] = []
+        var rttVariance: [Double] = []
+        var minRTT: [Double] = []
+        var cwnd: [UInt64] = []
+        var ssthresh: [UInt64] = []
+        var deliveryRate: [Double] = []
+        var dataSegmentsIn: [UInt64] = []
+        var dataSegmentsOut: [UInt64] = []
+        var bytesAcked: [UInt64] = []
+        var bytesReceived: [UInt64] = []
+        var retransmits: [UInt64] = []
+
+        mutating func removeAll(reservingCapacity capacity: Int) {
+            func reset<Value>(_ column: inout [Value]) {
+                column.removeAll(keepingCapacity: true)
+                column.reserveCapacity(capacity)
+            }
+            reset(&rtt)
+            reset(&rttVariance)
+            reset(&minRTT)
+            reset(&cwnd)
+            reset(&ssthresh)
+            reset(&deliveryRate)
+            reset(&dataSegmentsIn)
+            reset(&dataSegmentsOut)
+            reset(&bytesAcked)
+            reset(&bytesReceived)
+            reset(&retransmits)
+        }
+
+        mutating func append(_ flow: borrowing FlowSample) {
+            rtt.append(flow.rtt)
+            rttVariance.append(flow.rttVariance)
+            minRTT.append(flow.minRTT)
+            cwnd.append(UInt64(flow.cwnd))
+            ssthresh.append(UInt64(flow.ssthresh))
+            deliveryRate.append(flow.deliveryRate)
+            dataSegmentsIn.append(flow.dataSegmentsIn)
+            dataSegmentsOut.append(flow.dataSegmentsOut)
+            bytesAcked.append(flow.bytesAcked)
+            bytesReceived.append(flow.bytesReceived)
+            retransmits.append(flow.retransmits)
+        }
+    }
+
+    /// Values of the flows in `rows`, in the same order.
+    private(set) var columns = Columns()
+
+    /// Sort key mirroring the label tuple (src, sport, dst, dport, netns), so that flows
+    /// whose label sets collide end up next to each other.
+    private struct SortKey {
+        var localHigh: UInt64
+        var localLow: UInt64
+        var localPort: UInt16
+        var remoteHigh: UInt64
+        var remoteLow: UInt64
+        var remotePort: UInt16
+        var netns: UInt32
+        var lastUpdate: UInt64
+        var index: Int
+
+        func sameEndpoints(as other: SortKey) -> Bool {
+            localHigh == other.localHigh && localLow == other.localLow && localPort == other.localPort
+                && remoteHigh == other.remoteHigh && remoteLow == other.remoteLow
+                && remotePort == other.remotePort
+        }
+
+        static func precedes(_ a: SortKey, _ b: SortKey) -> Bool {
+            if a.localHigh != b.localHigh { return a.localHigh < b.localHigh }
+            if a.localLow != b.localLow { return a.localLow < b.localLow }
+            if a.localPort != b.localPort { return a.localPort < b.localPort }
+            if a.remoteHigh != b.remoteHigh { return a.remoteHigh < b.remoteHigh }
+            if a.remoteLow != b.remoteLow { return a.remoteLow < b.remoteLow }
+            if a.remotePort != b.remotePort { return a.remotePort < b.remotePort }
+            if a.netns != b.netns { return a.netns < b.netns }
+            // Most recent first, so that it is the one kept among exact duplicates.
+            if a.lastUpdate != b.lastUpdate { return a.lastUpdate > b.lastUpdate }
+            return a.index < b.index
+        }
+    }
+
+    private var keys: [SortKey] = []
+
+    /// Total bytes of all label sets.
+    var labelBytes: Int { arena.count }
+
+    /// Rebuilds the table for `flows`, ordered by label tuple: source address and port, then
+    /// destination address and port, numerically (IPv6 `::1` sorts before all IPv4
+    /// addresses, which are `::ffff:a.b.c.d`), then network namespace.
+    ///
+    /// - Parameter alwaysNetns: Add the `netns` label to every flow, not only to flows
+    ///   whose 4-tuple appears in more than one namespace.
+    mutating func rebuild(from flows: [FlowSample], alwaysNetns: Bool) {
+        keys.removeAll(keepingCapacity: true)
+        rows.removeAll(keepingCapacity: true)
+        arena.removeAll(keepingCapacity: true)
+        columns.removeAll(reservingCapacity: flows.count)
+        duplicatesDropped = 0
+
+        keys.reserveCapacity(flows.count)
+        for index in flows.indices {
+            let key = flows[index].key
+            keys.append(
+                SortKey(
+                    localHigh: key.local.high, localLow: key.local.low, localPort: key.localPort,
+                    remoteHigh: key.remote.high, remoteLow: key.remote.low, remotePort: key.remotePort,
+                    netns: key.netns, lastUpdate: flows[index].lastUpdate, index: index))
+        }
+        keys.sort(by: SortKey.precedes)
+
+        rows.reserveCapacity(keys.count)
+        arena.reserveCapacity(keys.count * 96)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FlowTable.maxLabelSetLength) { scratch in
+            var groupStart = 0
+            while groupStart < keys.count {
+                // A group is a run of flows with the same 4-tuple, i.e. the same label set
+                // without netns.
+                var groupEnd = groupStart + 1
+                while groupEnd < keys.count, keys[groupEnd].sameEndpoints(as: keys[groupStart]) {
+                    groupEnd += 1
+                }
+                // Only namespaces tell the group's label sets apart; exact duplicates (dropped
+                // below) do not count, so a stale entry does not change the survivor's labels.
+                var namespaces = 1
+                for position in (groupStart + 1)..<groupEnd where keys[position].netns != keys[position - 1].netns {
+                    namespaces += 1
+                }
+                let withNetns = alwaysNetns || namespaces > 1
+                for position in groupStart..<groupEnd {
+                    if position > groupStart, keys[position].netns == keys[position - 1].netns {
+                        duplicatesDropped += 1
+                        continue
+                    }
+                    let flowIndex = keys[position].index
+                    let length = FlowTable.render(flows[flowIndex].key, netns: withNetns, into: scratch.baseAddress!)
+                    rows.append(Row(labelsStart: arena.count, labelsCount: length))
+                    arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
+                    columns.append(flows[flowIndex])
+                }
+                groupStart = groupEnd
+            }
+        }
+    }
+
+    /// Upper bound of one rendered label set: two IPv6 texts, two ports, one namespace
+    /// number and the fixed text around them fit comfortably.
+    static let maxLabelSetLength = 256
+
+    /// Writes `{src="…",sport="…",dst="…",dport="…"[,netns="…"]}`. Addresses and numbers
+    /// never contain characters that need escaping.
+    private static func render(_ key: FlowKey, netns: Bool, into destination: UnsafeMutablePointer<UInt8>) -> Int {
+        var writer = ByteWriter(destination)
+        writer.write("{src=\"")
+        writer.writeAddress(key.local)
+        writer.write("\",sport=\"")
+        writer.write(UInt64(key.localPort))
+        writer.write("\",dst=\"")
+        writer.writeAddress(key.remote)
+        writer.write("\",dport=\"")
+        writer.write(UInt64(key.remotePort))
+        if netns {
+            writer.write("\",netns=\"")
+            writer.write(UInt64(key.netns))
+        }
+        writer.write("\"}")
+        return writer.count
+    }
+}
+
+extension ByteWriter {
+    /// Writes an address's text (at most `IPAddress.maxTextLength` bytes).
+    fileprivate mutating func writeAddress(_ address: IPAddress) {
+        writeInPlace { address.render(into: $0) }
+    }
+}

@@ -1,0 +1,177 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The agent's HTTP endpoint: `/metrics`, `/health` and a landing page on one listening
+/// socket, on SwiftNIO.
+///
+/// It owns one event loop thread for the connections and one pool thread for scrapes, so a
+/// slow snapshot never stalls accepting or answering other connections. Start it with
+/// `start(configuration:scraper:logger:)`; call `shutdown()` before the process exits.
+public final class MetricsServer: Sendable {
+    /// Settings of the listener and its connections.
+    public struct Configuration: Sendable {
+        /// Where to listen.
+        public var listenAddress: ListenAddress
+        /// Largest request head (request line plus headers) answered normally; bigger ones
+        /// get 431 and the connection is closed.
+        public var maxRequestHeadBytes: Int
+        /// Keep-alive connections idle for this long are closed.
+        public var idleTimeout: TimeAmount
+
+        public init(
+            listenAddress: ListenAddress = .default,
+            maxRequestHeadBytes: Int = 8 * 1024,
+            idleTimeout: TimeAmount = .minutes(5)
+        ) {
+            self.listenAddress = listenAddress
+            self.maxRequestHeadBytes = maxRequestHeadBytes
+            self.idleTimeout = idleTimeout
+        }
+    }
+
+    /// What the server serves.
+    public let scraper: Scraper
+    /// The address the socket is bound to (with the real port when port 0 was asked for).
+    public let localAddress: SocketAddress
+
+    /// The bound port.
+    public var port: Int { localAddress.port ?? 0 }
+
+    /// Where the server listens, in `--web.listen-address` form with the bound port
+    /// (`:8020` for every interface), for logs.
+    public var listenAddress: ListenAddress {
+        ListenAddress(host: configuredHost, port: port)
+    }
+
+    private let configuredHost: String?
+    private let serverChannel: any Channel
+    private let group: MultiThreadedEventLoopGroup
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+    private let isShutDown = NIOLockedValueBox(false)
+
+    private init(
+        scraper: Scraper, configuredHost: String?, serverChannel: any Channel,
+        group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, logger: Logger
+    ) {
+        self.scraper = scraper
+        self.configuredHost = configuredHost
+        self.serverChannel = serverChannel
+        self.localAddress = serverChannel.localAddress!
+        self.group = group
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    /// Binds the listening socket and starts serving.
+    ///
+    /// Without a host (`:8020`) it listens on every IPv6 and IPv4 address, or on every IPv4
+    /// address where IPv6 is disabled.
+    ///
+    /// - Throws: `MetricsServerError` naming the address and the reason (port in use,
+    ///   permission, unknown host, …).
+    public static func start(
+        configuration: Configuration,
+        scraper: Scraper,
+        logger: Logger = Logger(label: "flowstat.http")
+    ) async throws(MetricsServerError) -> MetricsServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+
+        let address = configuration.listenAddress
+        do {
+            let channel: any Channel
+            if let host = address.host {
+                channel = try await makeBootstrap(
+                    group: group, threadPool: threadPool, scraper: scraper, configuration: configuration,
+                    logger: logger, dualStack: false
+                ).bind(host: host, port: address.port).get()
+            } else {
+                do {
+                    channel = try await makeBootstrap(
+                        group: group, threadPool: threadPool, scraper: scraper, configuration: configuration,
+                        logger: logger, dualStack: true
+                    ).bind(to: SocketAddress(ipAddress: "::", port: address.port)).get()
+                } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
+                    logger.debug("IPv6 unavailable (\(error)), listening on IPv4 only")
+                    channel = try await makeBootstrap(
+                        group: group, threadPool: threadPool, scraper: scraper, configuration: configuration,
+                        logger: logger, dualStack: false
+                    ).bind(host: "0.0.0.0", port: address.port).get()
+                }
+            }
+            return MetricsServer(
+                scraper: scraper, configuredHost: address.host, serverChannel: channel, group: group,
+                threadPool: threadPool, logger: logger)
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            try? await group.shutdownGracefully()
+            throw MetricsServerError(address: address, error: error)
+        }
+    }
+
+    private static func makeBootstrap(
+        group: MultiThreadedEventLoopGroup,
+        threadPool: NIOThreadPool,
+        scraper: Scraper,
+        configuration: Configuration,
+        logger: Logger,
+        dualStack: Bool
+    ) -> ServerBootstrap {
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            // Lets a restarted agent bind while old connections sit in TIME_WAIT; Linux still
+            // refuses the bind while another socket listens on the port.
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        if dualStack {
+            // Explicit, so IPv4 clients are accepted whatever net.ipv6.bindv6only says.
+            bootstrap = bootstrap.serverChannelOption(
+                ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 0)
+        }
+        let maxHeadBytes = configuration.maxRequestHeadBytes
+        let idleTimeout = configuration.idleTimeout
+        return
+            bootstrap
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                    try pipeline.addHandler(
+                        HTTPRequestHandler(
+                            scraper: scraper, threadPool: threadPool, maxRequestHeadBytes: maxHeadBytes,
+                            logger: logger))
+                }
+            }
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+    }
+
+    /// Stops serving: `/health` turns 503, the listener closes, a scrape in progress
+    /// finishes, then open connections are closed. Safe to call more than once.
+    public func shutdown() async {
+        let first = isShutDown.withLockedValue { wasShutDown in
+            defer { wasShutDown = true }
+            return !wasShutDown
+        }
+        guard first else { return }
+        scraper.markStopping()
+        try? await serverChannel.close().get()
+        // The pool before the loop: a running scrape still needs the loop to answer.
+        try? await threadPool.shutdownGracefully()
+        try? await group.shutdownGracefully()
+        logger.debug("HTTP server stopped")
+    }
+
+    /// Returns when the listening socket has closed (after `shutdown()`, or if it failed).
+    public func waitUntilClosed() async {
+        try? await serverChannel.closeFuture.get()
+    }
+}

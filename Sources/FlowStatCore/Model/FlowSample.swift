@@ -1,0 +1,92 @@
+/// The TCP state of one flow at the moment a source read it: the `tcp_info`-like fields the
+/// agent exports, in base units.
+///
+/// Sources convert from kernel units (microseconds, segments, bytes) when they build a
+/// sample, so everything downstream of `FlowSource` works in seconds and bytes.
+public struct FlowSample: Sendable {
+    /// Which flow this is.
+    public var key: FlowKey
+    /// Kernel TCP state number (`TCP_ESTABLISHED` = 1 … `TCP_CLOSING` = 11).
+    public var state: UInt8
+    /// Smoothed round-trip time, seconds.
+    public var rtt: Double
+    /// Round-trip time variance (mean deviation), seconds.
+    public var rttVariance: Double
+    /// Minimum round-trip time seen, seconds.
+    public var minRTT: Double
+    /// Congestion window, segments.
+    public var cwnd: UInt32
+    /// Slow-start threshold, segments (`0x7fffffff` while the kernel still has it "infinite").
+    public var ssthresh: UInt32
+    /// Most recent delivery rate estimate, bytes per second.
+    public var deliveryRate: Double
+    /// Segments carrying data received.
+    public var dataSegmentsIn: UInt64
+    /// Segments carrying data sent.
+    public var dataSegmentsOut: UInt64
+    /// Bytes sent and acknowledged by the peer.
+    public var bytesAcked: UInt64
+    /// Bytes received.
+    public var bytesReceived: UInt64
+    /// Segments retransmitted over the flow's lifetime.
+    public var retransmits: UInt64
+    /// Owning process id, 0 when unknown.
+    public var pid: UInt32
+    /// Owning process command name (up to 15 bytes in the kernel), empty when unknown.
+    public var comm: String
+    /// When the source last updated the sample, monotonic clock, nanoseconds.
+    public var lastUpdate: UInt64
+
+    public init(
+        key: FlowKey,
+        state: UInt8 = 1,
+        rtt: Double = 0,
+        rttVariance: Double = 0,
+        minRTT: Double = 0,
+        cwnd: UInt32 = 0,
+        ssthresh: UInt32 = 0,
+        deliveryRate: Double = 0,
+        dataSegmentsIn: UInt64 = 0,
+        dataSegmentsOut: UInt64 = 0,
+        bytesAcked: UInt64 = 0,
+        bytesReceived: UInt64 = 0,
+        retransmits: UInt64 = 0,
+        pid: UInt32 = 0,
+        comm: String = "",
+        lastUpdate: UInt64 = 0
+    ) {
+        self.key = key
+        self.state = state
+        self.rtt = rtt
+        self.rttVariance = rttVariance
+        self.minRTT = minRTT
+        self.cwnd = cwnd
+        self.ssthresh = ssthresh
+        self.deliveryRate = deliveryRate
+        self.dataSegmentsIn = dataSegmentsIn
+        self.dataSegmentsOut = dataSegmentsOut
+        self.bytesAcked = bytesAcked
+        self.bytesReceived = bytesReceived
+        self.retransmits = retransmits
+        self.pid = pid
+        self.comm = comm
+        self.lastUpdate = lastUpdate
+    }
+}
+
+/// Every flow a source knows about at one instant, plus the state of its flow map.
+public struct FlowSnapshot: Sendable {
+    /// The flows, in no particular order (the encoder sorts).
+    public var flows: [FlowSample]
+    /// Entries in the source's flow map when it was read (for sources without a map: the
+    /// number of flows).
+    public var mapEntries: Int
+    /// Capacity of the source's flow map (for sources without a map: 0).
+    public var mapCapacity: Int
+
+    public init(flows: [FlowSample], mapEntries: Int, mapCapacity: Int) {
+        self.flows = flows
+        self.mapEntries = mapEntries
+        self.mapCapacity = mapCapacity
+    }
+}

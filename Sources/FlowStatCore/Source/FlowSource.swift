@@ -1,0 +1,80 @@
+/// Where flow data comes from: the BPF maps, an inet_diag dump, or a fixed snapshot in tests.
+///
+/// The HTTP server calls `snapshot()` once per scrape, from a dedicated thread, never from
+/// the event loop, and never twice at the same time; it may block for as long as a read of
+/// the flow map takes. Implementations must be safe to share between threads (`Sendable`).
+public protocol FlowSource: Sendable {
+    /// Reads every flow the source currently knows about.
+    func snapshot() throws -> FlowSnapshot
+
+    /// What the source is and which kernel hooks it attached, for logs, the landing page and
+    /// `flowstat_source_info`. Read on the event loop for the landing page: it must not block
+    /// (a stored `let` is ideal).
+    var info: SourceInfo { get }
+
+    /// Whether the source can still produce snapshots (for `/health`). A BPF source reports
+    /// `false` once its programs are detached or its maps closed. Defaults to `true`. Read on
+    /// the scrape thread; best cheap and independent of a snapshot in progress (an atomic
+    /// rather than the snapshot's lock), or `/health` waits for the scrape.
+    var isServing: Bool { get }
+
+    /// Releases kernel resources (detaches programs, closes maps) before the process exits.
+    /// Called once, after the HTTP server has stopped; later `snapshot()` calls may throw.
+    /// Defaults to doing nothing.
+    func shutdown()
+}
+
+extension FlowSource {
+    public var isServing: Bool { true }
+    public func shutdown() {}
+}
+
+/// The kind of a flow source, as shown in the `source` label of `flowstat_source_info`.
+public enum SourceKind: String, Sendable, Hashable, CustomStringConvertible {
+    /// eBPF programs and maps (the normal case).
+    case bpf
+    /// An inet_diag netlink dump at scrape time (the fallback where BPF cannot load).
+    case inetDiag = "inet_diag"
+    /// Fixed data for tests and demos.
+    case fake
+
+    public var description: String { rawValue }
+}
+
+/// Whether one kernel hook is attached, and how.
+public struct HookStatus: Sendable, Hashable {
+    /// What the hook observes: `sockops`, `tcp_rcv_established`, `inet_sock_set_state`,
+    /// `tcp_retransmit_skb`, `iter_tcp`.
+    public var name: String
+    /// How it is attached: `cgroup_sockops`, `fentry`, `tp_btf`, `tracepoint`, `iter`.
+    public var variant: String
+    /// Whether the attachment succeeded.
+    public var attached: Bool
+    /// Why it is not attached (or a warning if it is), for the log and the landing page.
+    public var error: String?
+
+    public init(name: String, variant: String, attached: Bool, error: String? = nil) {
+        self.name = name
+        self.variant = variant
+        self.attached = attached
+        self.error = error
+    }
+}
+
+/// Describes a flow source: its kind and the state of each hook it tried to attach.
+public struct SourceInfo: Sendable, Hashable {
+    /// The kind of source.
+    public var kind: SourceKind
+    /// Every hook the source tried, attached or not, in the order it tried them.
+    public var hooks: [HookStatus]
+
+    public init(kind: SourceKind, hooks: [HookStatus] = []) {
+        self.kind = kind
+        self.hooks = hooks
+    }
+
+    /// The hooks that are attached.
+    public var attachedHooks: [HookStatus] {
+        hooks.filter(\.attached)
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+import FlowStatCore
+
+/// The `flowstat` command line: `serve` (the default) runs the agent.
+@main
+struct FlowStatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flowstat",
+        abstract: "Watch every TCP flow with eBPF and serve per-flow TCP metrics to Prometheus.",
+        version: BuildInfo.current.version,
+        subcommands: [ServeCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}

@@ -1,0 +1,257 @@
+import FlowStatCore
+import NIOCore
+import Testing
+
+@Suite("Exposition encoder")
+struct MetricsEncoderTests {
+    private func encode(
+        _ snapshot: FlowSnapshot,
+        context: ExpositionContext = Fixtures.context,
+        options: MetricsEncoder.Options = .init()
+    ) -> String {
+        var encoder = MetricsEncoder(options: options)
+        var buffer = ByteBuffer()
+        encoder.encode(snapshot, context: context, into: &buffer)
+        return String(buffer: buffer)
+    }
+
+    @Test("full exposition of a fixed snapshot, as exact text")
+    func fullExposition() {
+        let expected = #"""
+            # HELP tcp_flow_rtt_seconds Smoothed round-trip time of the TCP flow.
+            # TYPE tcp_flow_rtt_seconds gauge
+            tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.001
+            tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.002
+            tcp_flow_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 0.000123
+            tcp_flow_rtt_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0.000031
+            tcp_flow_rtt_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0.0125
+            # HELP tcp_flow_rtt_variance_seconds Round-trip time variance (mean deviation) of the TCP flow.
+            # TYPE tcp_flow_rtt_variance_seconds gauge
+            tcp_flow_rtt_variance_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.0005
+            tcp_flow_rtt_variance_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.001
+            tcp_flow_rtt_variance_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 0.00005
+            tcp_flow_rtt_variance_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0.000015
+            tcp_flow_rtt_variance_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 1e-10
+            # HELP tcp_flow_min_rtt_seconds Minimum round-trip time seen on the TCP flow.
+            # TYPE tcp_flow_min_rtt_seconds gauge
+            tcp_flow_min_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.0008
+            tcp_flow_min_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.0015
+            tcp_flow_min_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 0.0001
+            tcp_flow_min_rtt_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0.000009
+            tcp_flow_min_rtt_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+            # HELP tcp_flow_cwnd_segments Congestion window of the TCP flow.
+            # TYPE tcp_flow_cwnd_segments gauge
+            tcp_flow_cwnd_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 12
+            tcp_flow_cwnd_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 10
+            tcp_flow_cwnd_segments{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 10
+            tcp_flow_cwnd_segments{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 10
+            tcp_flow_cwnd_segments{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 20
+            # HELP tcp_flow_ssthresh_segments Slow-start threshold of the TCP flow.
+            # TYPE tcp_flow_ssthresh_segments gauge
+            tcp_flow_ssthresh_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 9
+            tcp_flow_ssthresh_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 8
+            tcp_flow_ssthresh_segments{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 7
+            tcp_flow_ssthresh_segments{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 2147483647
+            tcp_flow_ssthresh_segments{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 2147483647
+            # HELP tcp_flow_delivery_rate_bytes_per_second Most recent delivery rate estimate of the TCP flow.
+            # TYPE tcp_flow_delivery_rate_bytes_per_second gauge
+            tcp_flow_delivery_rate_bytes_per_second{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 1000000
+            tcp_flow_delivery_rate_bytes_per_second{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 2500000
+            tcp_flow_delivery_rate_bytes_per_second{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1250000
+            tcp_flow_delivery_rate_bytes_per_second{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} NaN
+            tcp_flow_delivery_rate_bytes_per_second{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0.30000000000000004
+            # HELP tcp_flow_data_segments_in_total Segments carrying data received on the TCP flow.
+            # TYPE tcp_flow_data_segments_in_total counter
+            tcp_flow_data_segments_in_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 1
+            tcp_flow_data_segments_in_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 3
+            tcp_flow_data_segments_in_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 5
+            tcp_flow_data_segments_in_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 1
+            tcp_flow_data_segments_in_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+            # HELP tcp_flow_data_segments_out_total Segments carrying data sent on the TCP flow.
+            # TYPE tcp_flow_data_segments_out_total counter
+            tcp_flow_data_segments_out_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 2
+            tcp_flow_data_segments_out_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 4
+            tcp_flow_data_segments_out_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 7
+            tcp_flow_data_segments_out_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 1
+            tcp_flow_data_segments_out_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+            # HELP tcp_flow_bytes_acked_total Bytes sent on the TCP flow and acknowledged by the peer.
+            # TYPE tcp_flow_bytes_acked_total counter
+            tcp_flow_bytes_acked_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 100
+            tcp_flow_bytes_acked_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 300
+            tcp_flow_bytes_acked_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1000
+            tcp_flow_bytes_acked_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 1845
+            tcp_flow_bytes_acked_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 18446744073709551615
+            # HELP tcp_flow_bytes_received_total Bytes received on the TCP flow.
+            # TYPE tcp_flow_bytes_received_total counter
+            tcp_flow_bytes_received_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 200
+            tcp_flow_bytes_received_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 400
+            tcp_flow_bytes_received_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 2000
+            tcp_flow_bytes_received_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 146
+            tcp_flow_bytes_received_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+            # HELP tcp_flow_retransmits_total Segments retransmitted on the TCP flow.
+            # TYPE tcp_flow_retransmits_total counter
+            tcp_flow_retransmits_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0
+            tcp_flow_retransmits_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0
+            tcp_flow_retransmits_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1
+            tcp_flow_retransmits_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0
+            tcp_flow_retransmits_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+            # HELP tcp_flows TCP flows in the snapshot.
+            # TYPE tcp_flows gauge
+            tcp_flows 5
+            # HELP flowstat_build_info flowstat version and the Swift version it was built with.
+            # TYPE flowstat_build_info gauge
+            flowstat_build_info{version="1.2.3",swift="6.3"} 1
+            # HELP flowstat_source_info Flow source in use, one series per attached kernel hook.
+            # TYPE flowstat_source_info gauge
+            flowstat_source_info{source="bpf",hook="inet_sock_set_state",variant="tracepoint"} 1
+            flowstat_source_info{source="bpf",hook="sockops",variant="cgroup_sockops"} 1
+            flowstat_source_info{source="bpf",hook="tcp_rcv_established",variant="tp_btf"} 1
+            # HELP flowstat_map_entries Entries in the flow map when it was read.
+            # TYPE flowstat_map_entries gauge
+            flowstat_map_entries 5
+            # HELP flowstat_map_capacity Capacity of the flow map.
+            # TYPE flowstat_map_capacity gauge
+            flowstat_map_capacity 65536
+            # HELP flowstat_scrape_duration_seconds Duration of the previous scrape: snapshot plus encoding.
+            # TYPE flowstat_scrape_duration_seconds gauge
+            flowstat_scrape_duration_seconds 0.0042
+
+            """#
+        let actual = encode(Fixtures.snapshot)
+        #expect(actual == expected)
+        if actual != expected {
+            // Point at the first differing line; a 10 KB string diff is unreadable.
+            let pairs = zip(actual.split(separator: "\n"), expected.split(separator: "\n"))
+            let firstDifference = pairs.first { $0 != $1 }
+            Issue.record("first difference: \(String(describing: firstDifference))")
+        }
+    }
+
+    @Test("the same flows in another order encode to the same bytes")
+    func outputIsStable() {
+        var shuffled = Fixtures.snapshot
+        shuffled.flows.reverse()
+        #expect(encode(shuffled) == encode(Fixtures.snapshot))
+        shuffled.flows.shuffle()
+        #expect(encode(shuffled) == encode(Fixtures.snapshot))
+    }
+
+    @Test("netnsLabel adds the namespace to every flow")
+    func netnsLabelOption() {
+        let output = encode(Fixtures.snapshot, options: .init(netnsLabel: true))
+        let rttLines = output.split(separator: "\n").filter { $0.hasPrefix("tcp_flow_rtt_seconds{") }
+        #expect(rttLines == [
+            #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.001"#,
+            #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.002"#,
+            #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234",netns="4026531840"} 0.000123"#,
+            #"tcp_flow_rtt_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000",netns="4026531840"} 0.000031"#,
+            #"tcp_flow_rtt_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000",netns="4026531840"} 0.0125"#,
+        ])
+    }
+
+    @Test("flows with identical label sets, netns included, are written once: the newest")
+    func exactDuplicatesAreDropped() {
+        // An IPv4 socket and an IPv6 socket with mapped addresses on the same 4-tuple in the
+        // same namespace: only a stale map entry can produce this.
+        let stale = FlowSample(key: Fixtures.key(.ipv4, "10.9.9.9", 1, "10.8.8.8", 2), rtt: 0.5, lastUpdate: 10)
+        let fresh = FlowSample(key: Fixtures.key(.ipv6, "::ffff:10.9.9.9", 1, "::ffff:10.8.8.8", 2), rtt: 0.25, lastUpdate: 20)
+        var encoder = MetricsEncoder()
+        var buffer = ByteBuffer()
+        let summary = encoder.encode(
+            FlowSnapshot(flows: [stale, fresh], mapEntries: 2, mapCapacity: 8), context: Fixtures.context,
+            into: &buffer)
+        #expect(summary.flowSeries == 1)
+        #expect(summary.duplicatesDropped == 1)
+        let rttLines = String(buffer: buffer).split(separator: "\n").filter { $0.hasPrefix("tcp_flow_rtt_seconds{") }
+        // The survivor has no rival in another namespace, so no netns label.
+        #expect(rttLines == [#"tcp_flow_rtt_seconds{src="10.9.9.9",sport="1",dst="10.8.8.8",dport="2"} 0.25"#])
+    }
+
+    @Test("a duplicate beside a real namespace collision: both namespaces labelled, the duplicate dropped")
+    func duplicateWithinCollision() {
+        let flows = [
+            FlowSample(key: Fixtures.key(.ipv4, "10.9.9.9", 1, "10.8.8.8", 2), rtt: 0.5, lastUpdate: 10),
+            FlowSample(key: Fixtures.key(.ipv6, "::ffff:10.9.9.9", 1, "::ffff:10.8.8.8", 2), rtt: 0.25, lastUpdate: 20),
+            FlowSample(
+                key: Fixtures.key(.ipv4, "10.9.9.9", 1, "10.8.8.8", 2, netns: Fixtures.containerNetns), rtt: 0.125,
+                lastUpdate: 1),
+        ]
+        let rttLines = encode(FlowSnapshot(flows: flows, mapEntries: 3, mapCapacity: 8))
+            .split(separator: "\n").filter { $0.hasPrefix("tcp_flow_rtt_seconds{") }
+        #expect(rttLines == [
+            #"tcp_flow_rtt_seconds{src="10.9.9.9",sport="1",dst="10.8.8.8",dport="2",netns="4026531840"} 0.25"#,
+            #"tcp_flow_rtt_seconds{src="10.9.9.9",sport="1",dst="10.8.8.8",dport="2",netns="4026532000"} 0.125"#,
+        ])
+    }
+
+    @Test("an empty snapshot still describes every family; no scrape duration before the first scrape")
+    func emptySnapshot() {
+        let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .inetDiag))
+        let output = encode(FlowSnapshot(flows: [], mapEntries: 0, mapCapacity: 0), context: context)
+        let samples = output.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(samples == [
+            "tcp_flows 0",
+            #"flowstat_build_info{version="1.2.3",swift="6.3"} 1"#,
+            #"flowstat_source_info{source="inet_diag",hook="",variant=""} 1"#,
+            "flowstat_map_entries 0",
+            "flowstat_map_capacity 0",
+        ])
+        #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 17)
+    }
+
+    @Test("label values of self metrics are escaped")
+    func selfMetricLabelsAreEscaped() {
+        let context = ExpositionContext(
+            build: BuildInfo(version: "1.0 \"beta\"\nC:\\x", swiftVersion: "6.3"), source: SourceInfo(kind: .fake))
+        let output = encode(FlowSnapshot(flows: [], mapEntries: 0, mapCapacity: 0), context: context)
+        #expect(output.contains(#"flowstat_build_info{version="1.0 \"beta\"\nC:\\x",swift="6.3"} 1"#))
+    }
+
+    @Test("an encoder reused across snapshots gives the same output as a fresh one")
+    func encoderReuse() {
+        var encoder = MetricsEncoder()
+        var buffer = ByteBuffer()
+        encoder.encode(Fixtures.snapshot, context: Fixtures.context, into: &buffer)
+        buffer.clear()
+        let small = FlowSnapshot(flows: [Fixtures.snapshot.flows[3]], mapEntries: 1, mapCapacity: 2)
+        encoder.encode(small, context: Fixtures.context, into: &buffer)
+        #expect(String(buffer: buffer) == encode(small))
+    }
+
+    @Test("many flows: one series per flow and family, no duplicate series")
+    func manyFlows() {
+        let flowCount = 20_000
+        var flows: [FlowSample] = []
+        flows.reserveCapacity(flowCount)
+        for index in 0..<flowCount {
+            // Every fourth flow repeats the previous 4-tuple in another namespace.
+            let base = index % 4 == 3 ? index - 1 : index
+            let local = IPAddress(ipv4: 0x0A00_0000 | UInt32(base / 60_000))
+            let remote = base % 2 == 0 ? IPAddress(ipv4: 0xC0A8_0000 | UInt32(base)) : IPAddress("2001:db8::\(String(base, radix: 16))")!
+            flows.append(
+                FlowSample(
+                    key: FlowKey(
+                        family: .ipv4, local: local, localPort: UInt16(1_024 + base % 60_000), remote: remote,
+                        remotePort: 443, netns: Fixtures.hostNetns + UInt32(index % 4 == 3 ? 1 : 0)),
+                    rtt: Double(index) * 1e-6, cwnd: 10, bytesAcked: UInt64(index) * 1_448))
+        }
+        var encoder = MetricsEncoder()
+        var buffer = ByteBuffer()
+        let clock = ContinuousClock()
+        var summary: EncodeSummary?
+        let elapsed = clock.measure {
+            summary = encoder.encode(
+                FlowSnapshot(flows: flows, mapEntries: flowCount, mapCapacity: flowCount), context: Fixtures.context,
+                into: &buffer)
+        }
+        let series = flowCount * 11
+        print("encoded \(series) series in \(elapsed) (\(elapsed / series) per series, unoptimized build)")
+
+        #expect(summary?.flowSeries == flowCount)
+        #expect(summary?.duplicatesDropped == 0)
+        let lines = String(buffer: buffer).split(separator: "\n").filter { !$0.hasPrefix("#") }
+        let seriesNames = lines.map { $0[..<$0.lastIndex(of: " ")!] }
+        #expect(Set(seriesNames).count == seriesNames.count)
+        #expect(lines.count(where: { $0.hasPrefix("tcp_flow_bytes_acked_total{") }) == flowCount)
+    }
+}
