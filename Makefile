@@ -1,0 +1,61 @@
+# flowstat: build the BPF object, embed it, build the Swift agent, test it.
+#   make run     install what is missing, build (release), start the agent on :8020
+#   make test    install what is missing, build, run unit and privileged tests
+#   make build   release binary at .build/release/flowstat
+#   make bench   benchmarks (not part of make test)
+
+SWIFT      ?= swift
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+ARGS       ?=
+ARCH       := $(shell uname -m)
+BPF_ARCH   := $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(ARCH)))
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
+              -I/usr/include/$(ARCH)-linux-gnu -Ibpf -Wall -Werror
+SKELETON   := Sources/CFlowStat/generated/flowstat.skel.h
+RELEASE    := .build/release/flowstat
+
+.PHONY: all deps test-deps bpf build run test unit-test bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+test-deps:
+	@scripts/install-deps.sh test
+
+bpf: $(SKELETON)
+
+bpf/flowstat.bpf.o: bpf/flowstat.bpf.c bpf/flowstat.h bpf/kernel_types.bpf.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# bpftool's static linker keeps BTF and drops DWARF: a smaller embedded object.
+bpf/flowstat.o: bpf/flowstat.bpf.o
+	$(BPFTOOL) gen object $@ $<
+
+# The skeleton carries the object's bytes, so the binary needs no file beside it.
+$(SKELETON): bpf/flowstat.o
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) gen skeleton $< name flowstat_bpf > $@.tmp
+	@mv $@.tmp $@
+
+build: deps $(SKELETON)
+	$(SWIFT) build -c release --static-swift-stdlib
+
+run: build
+	$(RELEASE) serve $(ARGS)
+
+# Privileged tests (BPF, network namespaces) need root; as root they all run.
+test: deps test-deps $(SKELETON)
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --no-parallel
+
+unit-test: $(SKELETON)
+	$(SWIFT) test --filter FlowStatCoreTests
+
+bench: build
+	scripts/bench.sh
+
+clean:
+	rm -rf .build bpf/*.o Sources/CFlowStat/generated

@@ -1,0 +1,250 @@
+import CFlowStat
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Settings for the BPF programs, fixed when they load.
+public struct BPFOptions: Sendable {
+    /// Capacity of the kernel's flow map; the least recently updated flows are evicted past it.
+    public var mapEntries: UInt32 = 65_536
+    /// Per flow, the least time between two updates from per-packet and RTT events
+    /// (0: every event). Bounds the hooks' cost on busy hosts; lifecycle events always update.
+    public var minUpdateInterval: UInt64 = 0
+    /// cgroup v2 directory to attach sockops to; nil: the cgroup v2 mount from /proc/mounts.
+    public var cgroupPath: String?
+    /// tcp_rcv_established variants to try, most preferred first is always fentry, tp_btf,
+    /// tracepoint; this set only removes some (for tests and for kernels that misbehave).
+    public var receiveVariants: Set<String> = ["fentry", "tp_btf", "tracepoint"]
+    /// Before each snapshot, rewrite every flow from its socket's current state (iter/tcp),
+    /// so idle flows show what `ss` shows now rather than their state before their last packet.
+    public var refreshBeforeSnapshot = true
+
+    public init() {}
+}
+
+/// Flows from flowstat's BPF programs: the kernel keeps the flow map up to date on every
+/// TCP event, and a snapshot is a batched copy of that map.
+///
+/// Creating one loads and attaches the programs (root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN+
+/// CAP_SYS_ADMIN needed); `shutdown()` or deinit detaches them. Only one should exist per
+/// process: each attaches its own copy of every hook.
+public final class BPFFlowSource: FlowSource, @unchecked Sendable {
+    // @unchecked: every mutable member is only touched with `lock` held.
+    private let lock = NIOLock()
+    private var agent: OpaquePointer?
+    private let capacity: Int
+    private let keys: UnsafeMutablePointer<fs_flow_key>
+    private let values: UnsafeMutablePointer<fs_flow_stats>
+    private var namespaces = NetworkNamespaces()
+    /// Namespaces seen in the last snapshot: the ones to refresh before the next.
+    private var activeNamespaces: Set<UInt32> = []
+    private let refreshBeforeSnapshot: Bool
+    private let logger: Logger
+
+    public let info: SourceInfo
+
+    public init(options: BPFOptions = BPFOptions(), logger: Logger = Logger(label: "flowstat.bpf")) throws {
+        self.logger = logger
+        fs_set_log_handler(forwardLibbpfLog)
+
+        var variants: UInt32 = 0
+        for (name, hook) in Self.receiveVariants where options.receiveVariants.contains(name) {
+            variants |= hook.rawValue
+        }
+        if variants == 0 {
+            throw BPFError(step: "choose tcp_rcv_established variants", errno: EINVAL,
+                           message: "none of \(options.receiveVariants.sorted()) is fentry, tp_btf or tracepoint")
+        }
+
+        var agent: OpaquePointer?
+        var error = fs_error()
+        let result = withOptionalCString(options.cgroupPath) { cgroupPath in
+            var cOptions = fs_options(
+                map_entries: options.mapEntries,
+                min_update_interval_ns: options.minUpdateInterval,
+                cgroup_path: cgroupPath,
+                rcv_variants: variants,
+                use_iterator: 1
+            )
+            return fs_agent_open(&cOptions, &agent, &error)
+        }
+        guard result == 0, let agent else { throw BPFError(error) }
+
+        self.agent = agent
+        self.capacity = Int(fs_agent_map_capacity(agent))
+        self.keys = .allocate(capacity: capacity)
+        self.values = .allocate(capacity: capacity)
+        self.refreshBeforeSnapshot = options.refreshBeforeSnapshot
+        self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
+        for hook in info.hooks {
+            if hook.attached {
+                logger.info("attached \(hook.name) via \(hook.variant)")
+            } else {
+                logger.warning("\(hook.name) via \(hook.variant) not attached: \(hook.error ?? "unknown")")
+            }
+        }
+    }
+
+    deinit {
+        if let agent { fs_agent_close(agent) }
+        keys.deallocate()
+        values.deallocate()
+    }
+
+    /// Separate from `lock` so that /health answers while a scrape holds the lock.
+    private let serving = NIOLockedValueBox(true)
+
+    public var isServing: Bool {
+        serving.withLockedValue { $0 }
+    }
+
+    public func shutdown() {
+        serving.withLockedValue { $0 = false }
+        lock.withLock {
+            if let agent { fs_agent_close(agent) }
+            agent = nil
+        }
+    }
+
+    public func snapshot() throws -> FlowSnapshot {
+        try lock.withLock {
+            guard let agent else {
+                throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
+            }
+            if refreshBeforeSnapshot { refresh(agent) }
+
+            var count: UInt32 = 0
+            var error = fs_error()
+            guard fs_agent_read_flows(agent, keys, values, UInt32(capacity), &count, &error) == 0 else {
+                throw BPFError(error)
+            }
+            var flows: [FlowSample] = []
+            flows.reserveCapacity(Int(count))
+            activeNamespaces.removeAll(keepingCapacity: true)
+            for index in 0..<Int(count) {
+                guard let sample = FlowSample(key: keys[index], stats: values[index]) else { continue }
+                activeNamespaces.insert(sample.key.netns)
+                flows.append(sample)
+            }
+            return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity)
+        }
+    }
+
+    /// Makes the map exact for every namespace that had flows at the last snapshot.
+    /// Failures only cost freshness (the event-recorded values stay), so they are logged.
+    private func refresh(_ agent: OpaquePointer) {
+        var error = fs_error()
+        if fs_agent_refresh(agent, -1, &error) != 0 {
+            logger.debug("\(BPFError(error))")
+        }
+        for inode in activeNamespaces where inode != namespaces.own {
+            guard let fd = namespaces.open(inode) else { continue }
+            if fs_agent_refresh(agent, fd, &error) != 0 {
+                logger.debug("netns \(inode): \(BPFError(error))")
+            }
+            close(fd)
+        }
+    }
+
+    private static let receiveVariants: [(String, fs_hook)] = [
+        ("fentry", FS_HOOK_RCV_FENTRY), ("tp_btf", FS_HOOK_RCV_TP_BTF), ("tracepoint", FS_HOOK_RCV_TRACEPOINT),
+    ]
+
+    /// Every hook variant the shim tried, in its order, attached or with its errno.
+    private static func hookReport(_ agent: OpaquePointer) -> [HookStatus] {
+        let hooks: [(fs_hook, String, String)] = [
+            (FS_HOOK_STATE_TRACEPOINT, "inet_sock_set_state", "tracepoint"),
+            (FS_HOOK_SOCKOPS, "sockops", "cgroup_sockops"),
+            (FS_HOOK_RCV_FENTRY, "tcp_rcv_established", "fentry"),
+            (FS_HOOK_RCV_TP_BTF, "tcp_rcv_established", "tp_btf"),
+            (FS_HOOK_RCV_TRACEPOINT, "tcp_rcv_established", "tracepoint"),
+            (FS_HOOK_ITER_TCP, "iter_tcp", "iter"),
+        ]
+        let attached = fs_agent_attached_hooks(agent)
+        return hooks.compactMap { hook, name, variant in
+            let error = fs_agent_hook_error(agent, hook.rawValue)
+            let isAttached = attached & hook.rawValue != 0
+            guard isAttached || error != 0 else { return nil }  // never tried
+            return HookStatus(name: name, variant: variant, attached: isAttached,
+                              error: error == 0 ? nil : String(cString: strerror(-error)))
+        }
+    }
+}
+
+extension FlowSample {
+    /// Converts one map entry to base units; nil for an address family flowstat does not know.
+    init?(key: fs_flow_key, stats: fs_flow_stats) {
+        guard let family = AddressFamily(rawValue: key.family) else { return nil }
+        let flowKey = FlowKey(
+            family: family,
+            local: IPAddress(bytes: key.saddr), localPort: key.sport,
+            remote: IPAddress(bytes: key.daddr), remotePort: key.dport,
+            netns: key.netns)
+        // As tcp_get_info(): delivered segments times MSS over the sampling interval.
+        var deliveryRate = 0.0
+        if stats.rate_delivered != 0, stats.rate_interval_us != 0 {
+            deliveryRate = Double(stats.rate_delivered) * Double(stats.mss_cache) * 1e6
+                / Double(stats.rate_interval_us)
+        }
+        // The kernel's "no sample yet" minimum RTT is ~0; report it as 0 like a fresh srtt.
+        let minRTT = stats.min_rtt_us == UInt32.max ? 0 : Double(stats.min_rtt_us) / 1e6
+        self.init(
+            key: flowKey,
+            state: stats.state,
+            rtt: Double(stats.srtt_us) / 1e6,
+            rttVariance: Double(stats.rttvar_us) / 1e6,
+            minRTT: minRTT,
+            cwnd: stats.snd_cwnd,
+            ssthresh: stats.snd_ssthresh,
+            deliveryRate: deliveryRate,
+            dataSegmentsIn: UInt64(stats.data_segs_in),
+            dataSegmentsOut: UInt64(stats.data_segs_out),
+            bytesAcked: stats.bytes_acked,
+            bytesReceived: stats.bytes_received,
+            retransmits: UInt64(stats.total_retrans),
+            pid: stats.pid,
+            comm: withUnsafeBytes(of: stats.comm) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            },
+            lastUpdate: stats.last_update_ns)
+    }
+}
+
+extension BPFError {
+    init(_ error: fs_error) {
+        var error = error
+        let step = withUnsafeBytes(of: &error.step) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let message = withUnsafeBytes(of: &error.message) {
+            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        self.init(step: step, errno: -error.code, message: message.trimmingTrailingNewlines())
+    }
+}
+
+extension String {
+    fileprivate func trimmingTrailingNewlines() -> String {
+        var text = Substring(self)
+        while text.last?.isNewline == true { text.removeLast() }
+        return String(text)
+    }
+}
+
+private func withOptionalCString<Result>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> Result) -> Result {
+    guard let text else { return body(nil) }
+    return text.withCString { body($0) }
+}
+
+/// libbpf's messages, through a C function pointer (no context: hence a global logger).
+private let libbpfLogger = Logger(label: "flowstat.libbpf")
+
+private func forwardLibbpfLog(level: Int32, line: UnsafePointer<CChar>?) {
+    guard let line else { return }
+    let text = String(cString: line)
+    switch level {
+    case 0: libbpfLogger.debug("\(text)")  // failures are reported through fs_error
+    default: libbpfLogger.trace("\(text)")
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+/// The real thing: flowstat loads its BPF programs, real TCP flows run between two network
+/// namespaces over a veth pair, and what /metrics says is checked against the kernel's own
+/// tcp_info (`ss -tin`), Prometheus' linter, and bpftool after the agent exits.
+///
+/// Needs root (BPF, network namespaces); CI runs as root, so there it always runs. Serialized:
+/// the tests share the kernel's hooks, and the cleanup check counts every flowstat program.
+@Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates network namespaces"))
+struct EndToEndTests {
+    /// One client flow as the TCP peer reports it.
+    struct Flow {
+        var local: String, localPort: UInt16, remote: String, remotePort: UInt16
+    }
+
+    static func readFlows(_ peer: Child) throws -> [Flow] {
+        let line = try #require(peer.readLine(), "the TCP peer printed nothing: \(peer.arguments)")
+        let decoded = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: [Any]]])
+        return decoded.map { flow in
+            Flow(local: flow["local"]![0] as! String, localPort: UInt16(flow["local"]![1] as! Int),
+                 remote: flow["remote"]![0] as! String, remotePort: UInt16(flow["remote"]![1] as! Int))
+        }
+    }
+
+    static func startServer(_ network: TestNetwork, _ address: String, _ port: Int) throws -> Child {
+        let server = try network.peer(in: network.server, ["serve", address, String(port)])
+        #expect(server.readLine() == "ready")
+        return server
+    }
+
+    /// flowstat programs loaded in the kernel now, by name.
+    static func loadedFlowstatPrograms() throws -> [String] {
+        let json = try run(["bpftool", "-j", "prog", "show"]).stdout
+        let programs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
+        return programs.compactMap { $0["name"] as? String }.filter { $0.hasPrefix("flowstat_") }
+    }
+
+    /// RTT agrees within 10% (or 2 µs, ss's resolution is 1 µs); cwnd within 10% (or 1
+    /// segment). The flows are idle when read, so in practice both agree exactly; the
+    /// tolerance covers a delayed ACK landing between the scrape and ss.
+    static func expectAgreement(_ metrics: Exposition, _ kernel: [SocketStats], src: String, sport: UInt16,
+                                dst: String, dport: UInt16) throws {
+        let socket = try #require(kernel.first {
+            $0.local == src && $0.localPort == sport && $0.peer == dst && $0.peerPort == dport
+        }, "ss does not show \(src):\(sport) -> \(dst):\(dport)")
+        let rtt = try #require(metrics.flow("tcp_flow_rtt_seconds", src: src, sport: sport, dst: dst, dport: dport),
+                               "no tcp_flow_rtt_seconds for \(src):\(sport) -> \(dst):\(dport)")
+        let cwnd = try #require(metrics.flow("tcp_flow_cwnd_segments", src: src, sport: sport, dst: dst, dport: dport))
+        let kernelRTT = try #require(socket.rttMilliseconds)
+        let kernelCwnd = Double(try #require(socket.cwnd))
+        #expect(abs(rtt.value * 1000 - kernelRTT) <= max(0.1 * kernelRTT, 0.002),
+                "rtt \(rtt.value * 1000) ms vs ss \(kernelRTT) ms for \(src):\(sport)")
+        #expect(abs(cwnd.value - kernelCwnd) <= max(0.1 * kernelCwnd, 1),
+                "cwnd \(cwnd.value) vs ss \(kernelCwnd) for \(src):\(sport)")
+    }
+
+    @Test("every flow appears with its 4-tuple and tcp_info values; closed flows leave; promtool accepts; nothing stays attached")
+    func endToEnd() throws {
+        #expect(try Self.loadedFlowstatPrograms().isEmpty, "another flowstat is running; stop it first")
+        let network = try TestNetwork(tag: "e")
+        defer { network.remove() }
+        let agent = try Agent()
+
+        let servers = try [
+            Self.startServer(network, network.serverIPv4, 5001),
+            Self.startServer(network, network.serverIPv6, 5002),
+            Self.startServer(network, "::", 5003),  // dual-stack: IPv4 peers arrive IPv4-mapped
+        ]
+        defer { servers.forEach { $0.stop() } }
+        let clients = try [
+            network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "3", "1000000"]),
+            network.peer(in: network.client, ["connect", network.serverIPv6, "5002", "3", "1000000"]),
+            network.peer(in: network.client, ["connect", network.serverIPv4, "5003", "2", "200000"]),
+        ]
+        defer { clients.forEach { $0.stop() } }
+        let flowsByClient = try clients.map(Self.readFlows)
+        let flows = flowsByClient.flatMap { $0 }
+        #expect(flows.count == 8)
+
+        let metrics = try agent.scrape()
+        let clientKernel = try network.socketStats(in: network.client)
+        let serverKernel = try network.socketStats(in: network.server)
+
+        for flow in flows {
+            // The client's end, and the server's end of the same flow (seen from the other side).
+            try Self.expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
+                                     dst: flow.remote, dport: flow.remotePort)
+            try Self.expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
+                                     dst: flow.local, dport: flow.localPort)
+        }
+        let attached = Set(metrics.samples("flowstat_source_info").compactMap { $0.labels["hook"] })
+        #expect(attached.isSuperset(of: ["sockops", "tcp_rcv_established", "inet_sock_set_state"]))
+        #expect((metrics.samples("flowstat_map_entries").first?.value ?? 0) >= 16)
+
+        // promtool lints the exposition (TYPE/HELP, names, counters end in _total, …).
+        let lint = try run(["promtool", "check", "metrics"], check: false, input: metrics.text)
+        #expect(lint.status == 0, "promtool: \(lint.stdout)\(lint.stderr)")
+
+        // Close two IPv4 flows: both ends must leave the output, the rest stay.
+        clients[0].send("close 2")
+        #expect(clients[0].readLine() == "closed")
+        let closed = flowsByClient[0].prefix(2), kept = flowsByClient[0].dropFirst(2) + flowsByClient[1]
+        var after = try agent.scrape()
+        for _ in 0..<50 where closed.contains(where: { Self.isExported(after, $0) }) {
+            usleep(100_000)  // FIN exchange between the namespaces: a few milliseconds
+            after = try agent.scrape()
+        }
+        for flow in closed {
+            #expect(!Self.isExported(after, flow), "closed flow \(flow) still exported")
+        }
+        for flow in kept {
+            #expect(Self.isExported(after, flow), "open flow \(flow) missing")
+        }
+
+        #expect(agent.stop() == 0, "agent did not exit cleanly: \(agent.stderrText)")
+        #expect(try Self.loadedFlowstatPrograms().isEmpty, "BPF programs left loaded after exit")
+        let cgroups = try run(["bpftool", "cgroup", "tree"]).stdout
+        #expect(!cgroups.contains("flowstat"), "sockops left attached: \(cgroups)")
+    }
+
+    static func isExported(_ metrics: Exposition, _ flow: Flow) -> Bool {
+        metrics.flow("tcp_flow_rtt_seconds", src: flow.local, sport: flow.localPort,
+                     dst: flow.remote, dport: flow.remotePort) != nil
+            || metrics.flow("tcp_flow_rtt_seconds", src: flow.remote, sport: flow.remotePort,
+                            dst: flow.local, dport: flow.localPort) != nil
+    }
+
+    @Test("flows that existed before start-up appear in the first scrape, with each tcp_rcv_established variant",
+          arguments: ["tp_btf", "tracepoint"])
+    func existingFlowsAndVariants(variant: String) throws {
+        let network = try TestNetwork(tag: String(variant.prefix(2)))
+        defer { network.remove() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+        let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "2", "300000"])
+        defer { client.stop() }
+        let flows = try Self.readFlows(client)
+
+        // No refresh before scrapes: what changes after start-up must come from events.
+        let agent = try Agent(["--bpf.tcp-rcv-hooks", variant, "--no-bpf.refresh"])
+        let metrics = try agent.scrape()
+        let kernel = try network.socketStats(in: network.client)
+        for flow in flows {
+            try Self.expectAgreement(metrics, kernel, src: flow.local, sport: flow.localPort,
+                                     dst: flow.remote, dport: flow.remotePort)
+        }
+        let receiveHook = metrics.samples("flowstat_source_info").first { $0.labels["hook"] == "tcp_rcv_established" }
+        #expect(receiveHook?.labels["variant"] == variant)
+
+        // These flows opened before sockops attached, so no sockops callback is enabled for
+        // them: new data after start-up can only reach the map through this variant.
+        client.send("send 1000000")
+        #expect(client.readLine() == "sent")
+        let later = try agent.scrape()
+        for flow in flows {
+            let before = try #require(metrics.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                                                   dst: flow.remote, dport: flow.remotePort))
+            let after = try #require(later.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                                                dst: flow.remote, dport: flow.remotePort))
+            // The hook sees each ACK before the kernel applies it: all but the last one count.
+            #expect(after.value >= before.value + 900_000, "bytes acked \(before.value) -> \(after.value)")
+        }
+        #expect(agent.stop() == 0)
+    }
+
+    @Test("without privileges the agent exits non-zero and says what is missing")
+    func unprivilegedStartFails() throws {
+        let result = try run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                              flowstatBinary, "serve", "--source", "bpf", "--web.listen-address", "127.0.0.1:0"],
+                             check: false)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("CAP_BPF"), "stderr: \(result.stderr)")
+        #expect(try Self.loadedFlowstatPrograms().isEmpty)
+    }
+}

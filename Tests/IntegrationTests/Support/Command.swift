@@ -1,0 +1,103 @@
+import Foundation
+
+/// A finished child process: its exit status and everything it printed.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+struct CommandError: Error, CustomStringConvertible {
+    var command: [String]
+    var result: CommandResult
+    var description: String {
+        "`\(command.joined(separator: " "))` exited \(result.status): \(result.stderr)\(result.stdout)"
+    }
+}
+
+/// Runs a command to completion. `check`: throw unless it exits 0.
+@discardableResult
+func run(_ arguments: [String], check: Bool = true, input: String? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), inPipe = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = inPipe
+    try process.run()
+    if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+    try inPipe.fileHandleForWriting.close()
+    // Read both pipes before waiting, so a chatty child cannot fill a pipe and block.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    let result = CommandResult(status: process.terminationStatus,
+                               stdout: String(decoding: outData, as: UTF8.self),
+                               stderr: String(decoding: errData, as: UTF8.self))
+    if check && result.status != 0 { throw CommandError(command: arguments, result: result) }
+    return result
+}
+
+/// A long-running child with a line-oriented stdin/stdout conversation (the TCP peers).
+final class Child {
+    let process = Process()
+    private let stdin = Pipe()
+    private let stdout = Pipe()
+    private var buffered = Data()
+    let arguments: [String]
+
+    init(_ arguments: [String], stderr: FileHandle? = FileHandle.standardError) throws {
+        self.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+    }
+
+    /// The next line the child prints (blocking), or nil at end of output.
+    func readLine() -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = buffered[buffered.startIndex..<newline]
+                buffered.removeSubrange(buffered.startIndex...newline)
+                return String(decoding: line, as: UTF8.self)
+            }
+            let chunk = stdout.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            buffered.append(chunk)
+        }
+    }
+
+    func send(_ line: String) {
+        stdin.fileHandleForWriting.write(Data((line + "\n").utf8))
+    }
+
+    /// Closes stdin (the peers' signal to finish), then ends the process.
+    func stop() {
+        try? stdin.fileHandleForWriting.close()
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// The package root: tests run from there under `swift test`, and the Makefile runs them so.
+let packageRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
+/// The flowstat binary under test: $FLOWSTAT_BIN, else the one beside the test bundle.
+let flowstatBinary: String = {
+    if let path = ProcessInfo.processInfo.environment["FLOWSTAT_BIN"] { return path }
+    return URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("flowstat").path
+}()
+
+let isRoot = geteuid() == 0

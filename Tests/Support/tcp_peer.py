@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Real TCP peers for flowstat's privileged tests, run inside network namespaces.
+
+  tcp_peer.py serve ADDR PORT          accept flows, read them to EOF; prints "ready"
+  tcp_peer.py connect ADDR PORT N BYTES
+      opens N flows, sends BYTES on each, waits until all is acknowledged, then
+      prints one JSON line [{"local": [ip, port], "remote": [ip, port]}, ...] and
+      obeys stdin: "send BYTES" sends more on every flow, waits for the ACKs and
+      prints "sent"; "close K" closes the first K flows and prints "closed";
+      end of input closes everything and exits.
+"""
+import json
+import socket
+import sys
+import threading
+import time
+
+
+def serve(addr, port):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((addr, port))
+    listener.listen(1024)
+    print("ready", flush=True)
+
+    def drain(conn):
+        with conn:
+            while conn.recv(1 << 16):
+                pass
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
+
+
+def unacked_bytes(sock):
+    # TIOCOUTQ: bytes not yet acknowledged by the peer (Linux).
+    import fcntl
+    import struct
+    return struct.unpack("i", fcntl.ioctl(sock, 0x5411, b"\0\0\0\0"))[0]
+
+
+def send_and_wait(flows, size):
+    payload = b"f" * size
+    for sock in flows:
+        sock.sendall(payload)
+    deadline = time.monotonic() + 30
+    while any(unacked_bytes(s) for s in flows) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def connect(addr, port, count, size):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    flows = []
+    for _ in range(count):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.connect((addr, port))
+        flows.append(sock)
+    send_and_wait(flows, size)
+    print(json.dumps([{"local": list(s.getsockname()[:2]), "remote": list(s.getpeername()[:2])}
+                      for s in flows]), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] == ["send"]:
+            send_and_wait(flows, int(words[1]))
+            print("sent", flush=True)
+        elif words[:1] == ["close"]:
+            k = int(words[1])
+            for sock in flows[:k]:
+                sock.close()
+            flows = flows[k:]
+            print("closed", flush=True)
+    for sock in flows:
+        sock.close()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+    elif mode == "connect":
+        connect(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        sys.exit(f"unknown mode {mode!r}; see the docstring")
