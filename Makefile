@@ -49,7 +49,7 @@ run: build
 # Privileged tests (BPF, network namespaces) need root; as root they all run.
 test: deps test-deps $(SKELETON)
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --no-parallel
+	timeout 1800 $(SWIFT) test --skip-build --no-parallel
 
 unit-test: $(SKELETON)
 	$(SWIFT) test --filter FlowStatCoreTests

@@ -29,11 +29,18 @@ struct EndToEndTests {
         return server
     }
 
-    /// flowstat programs loaded in the kernel now, by name.
+    /// flowstat programs loaded in the kernel, by name. The kernel frees a program shortly
+    /// after its last reference goes (deferred work), so this waits up to 10 s for none.
     static func loadedFlowstatPrograms() throws -> [String] {
-        let json = try run(["bpftool", "-j", "prog", "show"]).stdout
-        let programs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
-        return programs.compactMap { $0["name"] as? String }.filter { $0.hasPrefix("flowstat_") }
+        var names: [String] = []
+        for _ in 0..<100 {
+            let json = try run(["bpftool", "-j", "prog", "show"]).stdout
+            let programs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
+            names = programs.compactMap { $0["name"] as? String }.filter { $0.hasPrefix("flowstat_") }
+            if names.isEmpty { break }
+            usleep(100_000)
+        }
+        return names
     }
 
     /// RTT agrees within 10% (or 2 µs, ss's resolution is 1 µs); cwnd within 10% (or 1
@@ -61,6 +68,7 @@ struct EndToEndTests {
         let network = try TestNetwork(tag: "e")
         defer { network.remove() }
         let agent = try Agent()
+        defer { agent.stop() }
 
         let servers = try [
             Self.startServer(network, network.serverIPv4, 5001),
@@ -139,6 +147,7 @@ struct EndToEndTests {
 
         // No refresh before scrapes: what changes after start-up must come from events.
         let agent = try Agent(["--bpf.tcp-rcv-hooks", variant, "--no-bpf.refresh"])
+        defer { agent.stop() }
         let metrics = try agent.scrape()
         let kernel = try network.socketStats(in: network.client)
         for flow in flows {
@@ -158,8 +167,10 @@ struct EndToEndTests {
                                                    dst: flow.remote, dport: flow.remotePort))
             let after = try #require(later.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
                                                 dst: flow.remote, dport: flow.remotePort))
-            // The hook sees each ACK before the kernel applies it: all but the last one count.
-            #expect(after.value >= before.value + 900_000, "bytes acked \(before.value) -> \(after.value)")
+            // The hook sees each ACK before the kernel applies it, so the bytes of the last
+            // ACK are missing (over veth with GRO one stretch ACK covered up to 420 kB of the
+            // 1 MB). Without the hook, the value would stay at `before`.
+            #expect(after.value >= before.value + 250_000, "bytes acked \(before.value) -> \(after.value)")
         }
         #expect(agent.stop() == 0)
     }

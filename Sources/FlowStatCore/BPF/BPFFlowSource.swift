@@ -79,6 +79,11 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.values = .allocate(capacity: capacity)
         self.refreshBeforeSnapshot = options.refreshBeforeSnapshot
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
+        // The shim seeded our own namespace; flows that already exist in the others (containers)
+        // have no sockops callbacks enabled and may be idle: seed them too.
+        if info.hooks.contains(where: { $0.name == "iter_tcp" && $0.attached }) {
+            refresh(agent, namespaces: Set(namespaces.all()))
+        }
         for hook in info.hooks {
             if hook.attached {
                 logger.info("attached \(hook.name) via \(hook.variant)")
@@ -114,38 +119,52 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             guard let agent else {
                 throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
-            if refreshBeforeSnapshot { refresh(agent) }
+            guard refreshBeforeSnapshot else { return try read(agent) }
 
-            var count: UInt32 = 0
-            var error = fs_error()
-            guard fs_agent_read_flows(agent, keys, values, UInt32(capacity), &count, &error) == 0 else {
-                throw BPFError(error)
+            refresh(agent, namespaces: activeNamespaces.union([namespaces.own]))
+            var snapshot = try read(agent)
+            var seen = Set(snapshot.flows.lazy.map(\.key.netns))
+            // A namespace whose flows appeared since the last snapshot was not refreshed yet.
+            let fresh = seen.subtracting(activeNamespaces).subtracting([namespaces.own])
+            if !fresh.isEmpty {
+                refresh(agent, namespaces: fresh)
+                snapshot = try read(agent)
+                seen = Set(snapshot.flows.lazy.map(\.key.netns))
             }
-            var flows: [FlowSample] = []
-            flows.reserveCapacity(Int(count))
-            activeNamespaces.removeAll(keepingCapacity: true)
-            for index in 0..<Int(count) {
-                guard let sample = FlowSample(key: keys[index], stats: values[index]) else { continue }
-                activeNamespaces.insert(sample.key.netns)
-                flows.append(sample)
-            }
-            return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity)
+            activeNamespaces = seen
+            return snapshot
         }
     }
 
-    /// Makes the map exact for every namespace that had flows at the last snapshot.
-    /// Failures only cost freshness (the event-recorded values stay), so they are logged.
-    private func refresh(_ agent: OpaquePointer) {
+    /// Copies the flow map (batched) and converts it; called with `lock` held.
+    private func read(_ agent: OpaquePointer) throws -> FlowSnapshot {
+        var count: UInt32 = 0
         var error = fs_error()
-        if fs_agent_refresh(agent, -1, &error) != 0 {
-            logger.debug("\(BPFError(error))")
+        guard fs_agent_read_flows(agent, keys, values, UInt32(capacity), &count, &error) == 0 else {
+            throw BPFError(error)
         }
-        for inode in activeNamespaces where inode != namespaces.own {
-            guard let fd = namespaces.open(inode) else { continue }
-            if fs_agent_refresh(agent, fd, &error) != 0 {
-                logger.debug("netns \(inode): \(BPFError(error))")
+        var flows: [FlowSample] = []
+        flows.reserveCapacity(Int(count))
+        for index in 0..<Int(count) {
+            if let sample = FlowSample(key: keys[index], stats: values[index]) { flows.append(sample) }
+        }
+        return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity)
+    }
+
+    /// Rewrites the flows of these namespaces from their sockets' current state. Failures
+    /// only cost freshness (the event-recorded values stay), so they are logged, not thrown.
+    private func refresh(_ agent: OpaquePointer, namespaces inodes: Set<UInt32>) {
+        var error = fs_error()
+        for inode in inodes {
+            var fd: Int32 = -1
+            if inode != namespaces.own {
+                guard let opened = namespaces.open(inode) else { continue }
+                fd = opened
             }
-            close(fd)
+            if fs_agent_refresh(agent, fd, &error) != 0 {
+                logger.debug("refresh of netns \(inode) failed: \(BPFError(error))")
+            }
+            if fd >= 0 { close(fd) }
         }
     }
 

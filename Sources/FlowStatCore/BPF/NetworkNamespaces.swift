@@ -31,6 +31,13 @@ struct NetworkNamespaces {
         return openChecked(inode)
     }
 
+    /// Every namespace other than our own that a path was found for (rescans /proc).
+    mutating func all() -> [UInt32] {
+        lastScan = monotonicNanoseconds()
+        scan()
+        return Array(paths.keys)
+    }
+
     /// Opens the cached path and checks it still is that namespace: PIDs are reused.
     private mutating func openChecked(_ inode: UInt32) -> Int32? {
         guard let path = paths[inode] else { return nil }

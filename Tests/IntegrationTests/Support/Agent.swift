@@ -1,13 +1,19 @@
 import Foundation
 
-/// A flowstat process under test, serving on a loopback port of its own.
-/// (@unchecked Sendable: stderrData is written once by the reader, read after stderrDone.)
-final class Agent: @unchecked Sendable {
+/// A flowstat process under test, serving on a loopback port of its own. Tests also stop it
+/// with `defer { agent.stop() }`: a failed `#require` must not leave an agent attached.
+final class Agent {
     let port: Int
     let process = Process()
     private let stderrPipe = Pipe()
-    nonisolated(unsafe) private var stderrData = Data()
+    private let stderrData = DataBox()
     private let stderrDone = DispatchGroup()
+
+    /// Written once by the stderr reader, read after `stderrDone`; holding it rather than the
+    /// agent keeps the reader from keeping the agent alive.
+    private final class DataBox: @unchecked Sendable {
+        var data = Data()
+    }
 
     /// Starts `flowstat serve` with extra arguments and waits until /health answers 200.
     init(_ arguments: [String] = []) throws {
@@ -16,10 +22,11 @@ final class Agent: @unchecked Sendable {
         process.arguments = ["serve", "--web.listen-address", "127.0.0.1:\(port)"] + arguments
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try spawn(process)
         let handle = stderrPipe.fileHandleForReading
-        DispatchQueue.global().async(group: stderrDone) { [self] in
-            stderrData = handle.readDataToEndOfFile()
+        let box = stderrData
+        DispatchQueue.global().async(group: stderrDone) {
+            box.data = handle.readDataToEndOfFile()
         }
         // Start-up loads and verifies BPF programs; a debug build can take a few seconds.
         for _ in 0..<300 {
@@ -34,7 +41,7 @@ final class Agent: @unchecked Sendable {
 
     var stderrText: String {
         stderrDone.wait()
-        return String(decoding: stderrData, as: UTF8.self)
+        return String(decoding: stderrData.data, as: UTF8.self)
     }
 
     /// Status line code and body of one GET (through curl: a real, independent client).
@@ -57,10 +64,18 @@ final class Agent: @unchecked Sendable {
         return Exposition(response.body)
     }
 
-    /// SIGTERM, then waits; returns the exit status.
+    /// SIGTERM, then waits; returns the exit status. An agent that has not exited 20 s
+    /// later is killed and reported as status -1, so a hung shutdown fails the test.
     @discardableResult
     func stop() -> Int32 {
-        if process.isRunning { process.terminate() }
+        guard process.isRunning else { return process.terminationStatus }
+        process.terminate()
+        for _ in 0..<200 where process.isRunning { usleep(100_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return -1
+        }
         process.waitUntilExit()
         return process.terminationStatus
     }

@@ -25,7 +25,7 @@ func run(_ arguments: [String], check: Bool = true, input: String? = nil) throws
     process.standardOutput = out
     process.standardError = err
     process.standardInput = inPipe
-    try process.run()
+    try spawn(process)
     if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
     try inPipe.fileHandleForWriting.close()
     // Read both pipes before waiting, so a chatty child cannot fill a pipe and block.
@@ -57,7 +57,7 @@ final class Child {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
-        try process.run()
+        try spawn(process)
     }
 
     /// The next line the child prints (blocking), or nil at end of output.
@@ -78,14 +78,25 @@ final class Child {
         stdin.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
-    /// Closes stdin (the peers' signal to finish), then ends the process.
+    /// Closes stdin (the peers' signal to finish), then kills the process.
     func stop() {
         try? stdin.fileHandleForWriting.close()
-        if process.isRunning { process.terminate() }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 
     deinit { stop() }
+}
+
+/// Starts a process with no signals blocked. Children inherit the spawning thread's signal
+/// mask, and test-runner threads block SIGTERM: a child spawned from one would never die of
+/// it, nor could the agent under test be stopped gracefully.
+func spawn(_ process: Process) throws {
+    var empty = sigset_t(), saved = sigset_t()
+    sigemptyset(&empty)
+    pthread_sigmask(SIG_SETMASK, &empty, &saved)
+    defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+    try process.run()
 }
 
 /// The package root: tests run from there under `swift test`, and the Makefile runs them so.
