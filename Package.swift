@@ -43,6 +43,7 @@ let package = Package(
             name: "FlowStatCoreTests",
             dependencies: [
                 "FlowStatCore",
+                "CFlowStat",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

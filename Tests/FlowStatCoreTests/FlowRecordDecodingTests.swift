@@ -1,0 +1,108 @@
+import CFlowStat
+import Testing
+
+@testable import FlowStatCore
+
+/// The BPF map's records (bpf/flowstat.h) decoded into `FlowSample`: what the kernel wrote,
+/// in base units, with the same derivations `tcp_get_info()` makes.
+@Suite("Flow record decoding")
+struct FlowRecordDecodingTests {
+    static func key(family: UInt16, local: [UInt8], localPort: UInt16, remote: [UInt8], remotePort: UInt16)
+        -> fs_flow_key
+    {
+        var key = fs_flow_key()
+        withUnsafeMutableBytes(of: &key.saddr) { $0.copyBytes(from: local) }
+        withUnsafeMutableBytes(of: &key.daddr) { $0.copyBytes(from: remote) }
+        key.family = family
+        key.sport = localPort
+        key.dport = remotePort
+        key.netns = 4_026_531_840
+        return key
+    }
+
+    static let mapped10001: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 10, 0, 0, 1]
+    static let mapped10002: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 10, 0, 0, 2]
+    static let fd00one: [UInt8] = [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+
+    @Test("record sizes match the shared header's asserts")
+    func layout() {
+        #expect(MemoryLayout<fs_flow_key>.size == 44)
+        #expect(MemoryLayout<fs_flow_stats>.size == 104)
+    }
+
+    @Test("an IPv4 socket's mapped addresses print as IPv4; ports and netns carry over")
+    func ipv4Key() throws {
+        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 443, remote: Self.mapped10002,
+                           remotePort: 51_234)
+        let sample = try #require(FlowSample(key: key, stats: fs_flow_stats()))
+        #expect(sample.key.family == .ipv4)
+        #expect(sample.key.local.description == "10.0.0.1")
+        #expect(sample.key.remote.description == "10.0.0.2")
+        #expect(sample.key.localPort == 443 && sample.key.remotePort == 51_234)
+        #expect(sample.key.netns == 4_026_531_840)
+    }
+
+    @Test("an IPv6 socket keeps IPv6 text, and IPv4-mapped peers of an IPv6 socket print as IPv4")
+    func ipv6Key() throws {
+        let v6 = try #require(FlowSample(
+            key: Self.key(family: 10, local: Self.fd00one, localPort: 80, remote: Self.fd00one, remotePort: 9),
+            stats: fs_flow_stats()))
+        #expect(v6.key.family == .ipv6)
+        #expect(v6.key.local.description == "fd00::1")
+        let dualStack = try #require(FlowSample(
+            key: Self.key(family: 10, local: Self.mapped10001, localPort: 80, remote: Self.mapped10002, remotePort: 9),
+            stats: fs_flow_stats()))
+        #expect(dualStack.key.family == .ipv6)
+        #expect(dualStack.key.remote.description == "10.0.0.2")
+    }
+
+    @Test("an unknown address family is skipped")
+    func unknownFamily() {
+        let key = Self.key(family: 1, local: Self.fd00one, localPort: 1, remote: Self.fd00one, remotePort: 1)
+        #expect(FlowSample(key: key, stats: fs_flow_stats()) == nil)
+    }
+
+    @Test("values convert to base units as tcp_get_info derives them")
+    func values() throws {
+        var stats = fs_flow_stats()
+        stats.srtt_us = 1_500
+        stats.rttvar_us = 250
+        stats.min_rtt_us = 900
+        stats.snd_cwnd = 42
+        stats.snd_ssthresh = 21
+        stats.rate_delivered = 10
+        stats.mss_cache = 1_448
+        stats.rate_interval_us = 2_000
+        stats.data_segs_in = 7
+        stats.data_segs_out = 9
+        stats.bytes_acked = 123_456_789_012
+        stats.bytes_received = 5
+        stats.total_retrans = 3
+        stats.state = 1
+        stats.pid = 77
+        withUnsafeMutableBytes(of: &stats.comm) { $0.copyBytes(from: Array("nginx".utf8)) }
+        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2)
+        let sample = try #require(FlowSample(key: key, stats: stats))
+        #expect(sample.rtt == 0.0015)
+        #expect(sample.rttVariance == 0.00025)
+        #expect(sample.minRTT == 0.0009)
+        #expect(sample.cwnd == 42 && sample.ssthresh == 21)
+        #expect(sample.deliveryRate == 10 * 1_448 * 1e6 / 2_000)  // segments x MSS per interval
+        #expect(sample.dataSegmentsIn == 7 && sample.dataSegmentsOut == 9)
+        #expect(sample.bytesAcked == 123_456_789_012 && sample.bytesReceived == 5)
+        #expect(sample.retransmits == 3 && sample.state == 1)
+        #expect(sample.pid == 77 && sample.comm == "nginx")
+    }
+
+    @Test("no RTT sample yet: the kernel's ~0 minimum and a zero interval export as 0")
+    func sentinels() throws {
+        var stats = fs_flow_stats()
+        stats.min_rtt_us = UInt32.max
+        stats.rate_delivered = 5
+        stats.rate_interval_us = 0
+        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2)
+        let sample = try #require(FlowSample(key: key, stats: stats))
+        #expect(sample.minRTT == 0)
+        #expect(sample.deliveryRate == 0)
+    }
+}
