@@ -194,4 +194,15 @@ struct EndToEndTests {
         #expect(result.stderr.contains("CAP_BPF"), "stderr: \(result.stderr)")
         #expect(try Self.programsLeft(since: programsBefore).isEmpty)
     }
+
+    @Test("after kill -9 the kernel detaches everything: all attachments are links owned by the process")
+    func killNineLeavesNothingAttached() throws {
+        let programsBefore = try Self.flowstatPrograms()
+        let agent = try Agent()
+        defer { agent.stop() }
+        #expect(try !Self.flowstatPrograms().subtracting(programsBefore).isEmpty)
+        kill(agent.process.processIdentifier, SIGKILL)
+        agent.process.waitUntilExit()
+        #expect(try Self.programsLeft(since: programsBefore).isEmpty, "programs left after kill -9")
+    }
 }
