@@ -308,23 +308,28 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 		return fail(error, ENOMEM, "allocate agent");
 	agent->cgroup_fd = -1;
 
-	if (options->cgroup_path)
+	if (options->cgroup_path) {
 		snprintf(agent->cgroup_path, sizeof(agent->cgroup_path), "%s", options->cgroup_path);
-	else if ((err = fs_find_cgroup2_mount(agent->cgroup_path, sizeof(agent->cgroup_path))))
-		return fs_agent_close(agent),
-		       fail(error, err, "find the cgroup v2 mount in /proc/mounts");
+	} else if ((err = fs_find_cgroup2_mount(agent->cgroup_path, sizeof(agent->cgroup_path)))) {
+		err = fail(error, err, "find the cgroup v2 mount in /proc/mounts");
+		goto failed;
+	}
 	agent->cgroup_fd = open(agent->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (agent->cgroup_fd < 0)
-		return err = errno, fs_agent_close(agent),
-		       fail(error, err, "open cgroup %s", options->cgroup_path ? options->cgroup_path : "v2 mount");
+	if (agent->cgroup_fd < 0) {
+		err = fail(error, errno, "open cgroup %s", agent->cgroup_path);
+		goto failed;
+	}
 
 	agent->possible_cpus = libbpf_num_possible_cpus();
-	if (agent->possible_cpus <= 0)
-		return err = agent->possible_cpus, fs_agent_close(agent),
-		       fail(error, err, "count possible CPUs");
+	if (agent->possible_cpus <= 0) {
+		err = fail(error, agent->possible_cpus, "count possible CPUs");
+		goto failed;
+	}
 	agent->percpu_buffer = calloc(agent->possible_cpus, sizeof(uint64_t));
-	if (!agent->percpu_buffer)
-		return fs_agent_close(agent), fail(error, ENOMEM, "allocate counter buffer");
+	if (!agent->percpu_buffer) {
+		err = fail(error, ENOMEM, "allocate counter buffer");
+		goto failed;
+	}
 
 	/* Each pass that fails on an optional variant records it and retries without. */
 	for (int pass = 0; pass < 2 * FS_HOOK_SLOTS; pass++) {
@@ -335,12 +340,14 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 		agent->skel = NULL;
 		agent->attached = 0;
 	}
-	if (err) {
-		fs_agent_close(agent);
-		return err;
-	}
+	if (err)
+		goto failed;
 	*out = agent;
 	return 0;
+
+failed:
+	fs_agent_close(agent);
+	return err;
 }
 
 void fs_agent_close(fs_agent *agent)

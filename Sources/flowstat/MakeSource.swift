@@ -4,7 +4,7 @@ import Logging
 
 /// `--source`: which flow source `serve` opens.
 enum SourceChoice: String, ExpressibleByArgument, CaseIterable {
-    /// BPF where it loads, the inet_diag fallback elsewhere.
+    /// The best source this host allows: for now BPF (the inet_diag fallback is to come).
     case auto
     /// BPF only; fail if it cannot load.
     case bpf
