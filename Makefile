@@ -55,7 +55,7 @@ unit-test: $(SKELETON)
 	$(SWIFT) test --filter FlowStatCoreTests
 
 bench: build
-	scripts/bench.sh
+	scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build bpf/*.o Sources/CFlowStat/generated

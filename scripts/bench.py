@@ -401,6 +401,7 @@ def measure_churn(binary, exe, runs, seconds, rows, hooks_out):
         hooks_out["churn"] = hook_costs(before, after)
     finally:
         agent.stop()
+    log(f"churn without the agent: {sorted(round(x) for x in without)}; with: {sorted(round(x) for x in with_agent)}")
     a, b = median(without), median(with_agent)
     rows.append(("churn: connections per second", "-", f"{b:,.0f}/s", f"no agent {a:,.0f}/s",
                  f"{(b - a) / a * 100:+.1f}%", "≥ -3%"))
