@@ -57,48 +57,64 @@ static __always_inline void count(__u32 counter)
 		*value += 1;	/* per-CPU slot: no other writer */
 }
 
+/*
+ * Field reads. Where the verifier knows the pointer's BTF type (tp_btf, fentry, iter/tcp,
+ * sockops after bpf_skc_to_tcp_sock) a plain load is allowed and costs one instruction;
+ * the classic tracepoint only has a raw address and must go through
+ * bpf_probe_read_kernel(). Handlers pass `direct` as a constant, so after inlining each
+ * program keeps one kind of read. Both are CO-RE relocated.
+ */
+#define FIELD(direct, ptr, ...) \
+	((direct) ? __builtin_preserve_access_index((ptr)->__VA_ARGS__) : BPF_CORE_READ(ptr, __VA_ARGS__))
+
 /* Fills key from the socket; false for sockets that are not IPv4/IPv6. */
-static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key)
+static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key, bool direct)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = FIELD(direct, sk, __sk_common.skc_family);
 
 	__builtin_memset(key, 0, sizeof(*key));
 	if (family == AF_INET) {
 		/* Store IPv4 mapped into IPv6 (::ffff:a.b.c.d): one key type for both. */
 		key->saddr[10] = key->saddr[11] = 0xff;
 		key->daddr[10] = key->daddr[11] = 0xff;
-		BPF_CORE_READ_INTO((__be32 *)&key->saddr[12], sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__be32 *)&key->daddr[12], sk, __sk_common.skc_daddr);
+		*(__be32 *)&key->saddr[12] = FIELD(direct, sk, __sk_common.skc_rcv_saddr);
+		*(__be32 *)&key->daddr[12] = FIELD(direct, sk, __sk_common.skc_daddr);
 	} else if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&key->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&key->daddr, sk, __sk_common.skc_v6_daddr);
+		if (direct) {
+			__builtin_memcpy(key->saddr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+			__builtin_memcpy(key->daddr, &sk->__sk_common.skc_v6_daddr, 16);
+		} else {
+			BPF_CORE_READ_INTO(&key->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+			BPF_CORE_READ_INTO(&key->daddr, sk, __sk_common.skc_v6_daddr);
+		}
 	} else {
 		return false;
 	}
 	key->family = family;
-	key->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	key->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	key->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	key->sport = FIELD(direct, sk, __sk_common.skc_num);
+	key->dport = bpf_ntohs(FIELD(direct, sk, __sk_common.skc_dport));
+	key->netns = direct ? sk->__sk_common.skc_net.net->ns.inum
+			    : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return true;
 }
 
 /* Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes. */
-static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s)
+static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct)
 {
-	s->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	s->rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
-	s->min_rtt_us = BPF_CORE_READ(tp, rtt_min.s[0].v);
-	s->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
-	s->snd_ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
-	s->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	s->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	s->data_segs_in = BPF_CORE_READ(tp, data_segs_in);
-	s->data_segs_out = BPF_CORE_READ(tp, data_segs_out);
-	s->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	s->rate_delivered = BPF_CORE_READ(tp, rate_delivered);
-	s->rate_interval_us = BPF_CORE_READ(tp, rate_interval_us);
-	s->mss_cache = BPF_CORE_READ(tp, mss_cache);
-	s->state = BPF_CORE_READ((struct sock *)tp, __sk_common.skc_state);
+	s->srtt_us = FIELD(direct, tp, srtt_us) >> 3;
+	s->rttvar_us = FIELD(direct, tp, mdev_us) >> 2;
+	s->min_rtt_us = FIELD(direct, tp, rtt_min.s[0].v);
+	s->snd_cwnd = FIELD(direct, tp, snd_cwnd);
+	s->snd_ssthresh = FIELD(direct, tp, snd_ssthresh);
+	s->bytes_acked = FIELD(direct, tp, bytes_acked);
+	s->bytes_received = FIELD(direct, tp, bytes_received);
+	s->data_segs_in = FIELD(direct, tp, data_segs_in);
+	s->data_segs_out = FIELD(direct, tp, data_segs_out);
+	s->total_retrans = FIELD(direct, tp, total_retrans);
+	s->rate_delivered = FIELD(direct, tp, rate_delivered);
+	s->rate_interval_us = FIELD(direct, tp, rate_interval_us);
+	s->mss_cache = FIELD(direct, tp, mss_cache);
+	s->state = FIELD(direct, (struct sock *)tp, __sk_common.skc_state);
 }
 
 /*
@@ -108,13 +124,13 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
  * 0, is the smoothed RTT the kernel is about to store (see the RTT callback).
  */
 static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 direction,
-					 bool rate_limited, __u32 new_srtt_us)
+					 bool rate_limited, __u32 new_srtt_us, bool direct)
 {
 	struct fs_flow_key key;
 	struct fs_flow_stats *entry;
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!flow_key_of(sk, &key))
+	if (!flow_key_of(sk, &key, direct))
 		return;
 
 	entry = bpf_map_lookup_elem(&flows, &key);
@@ -124,7 +140,7 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 			count(FS_CTR_UPDATES_SKIPPED);
 			return;
 		}
-		read_tcp_state((struct tcp_sock *)sk, entry);
+		read_tcp_state((struct tcp_sock *)sk, entry, direct);
 		if (new_srtt_us)
 			entry->srtt_us = new_srtt_us;
 		entry->last_update_ns = now;
@@ -134,7 +150,7 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 	} else {
 		struct fs_flow_stats fresh = {};
 
-		read_tcp_state((struct tcp_sock *)sk, &fresh);
+		read_tcp_state((struct tcp_sock *)sk, &fresh, direct);
 		if (new_srtt_us)
 			fresh.srtt_us = new_srtt_us;
 		fresh.first_seen_ns = now;
@@ -151,11 +167,11 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 	count(FS_CTR_UPDATES);
 }
 
-static __always_inline void forget_flow(struct sock *sk)
+static __always_inline void forget_flow(struct sock *sk, bool direct)
 {
 	struct fs_flow_key key;
 
-	if (flow_key_of(sk, &key) && bpf_map_delete_elem(&flows, &key) == 0)
+	if (flow_key_of(sk, &key, direct) && bpf_map_delete_elem(&flows, &key) == 0)
 		count(FS_CTR_FLOWS_CLOSED);
 }
 
@@ -183,7 +199,7 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 					  BPF_SOCK_OPS_RTT_CB_FLAG |
 					  BPF_SOCK_OPS_STATE_CB_FLAG |
 					  BPF_SOCK_OPS_RETRANS_CB_FLAG);
-		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, direction, false, 0);
+		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, direction, false, 0, true);
 		break;
 	case BPF_SOCK_OPS_RTT_CB:
 		/*
@@ -191,49 +207,60 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		 * new srtt, and passes it (<< 3) in args[1]; older kernels pass 0.
 		 */
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, true,
-			    skops->args[1] >> 3);
+			    skops->args[1] >> 3, true);
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
-		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, false, 0);
+		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, false, 0, true);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == TCP_CLOSE)
-			forget_flow((struct sock *)tp);
+			forget_flow((struct sock *)tp, true);
 		break;
 	}
 	return 1;
 }
 
-/* tcp_rcv_established variants: the same handler behind three attach points. */
-static __always_inline int on_rcv_established(struct sock *sk, __u8 hook)
+/*
+ * tcp_rcv_established variants: the same handler behind three attach points. It runs
+ * for every received segment, so it leaves alone the flows whose sockops callbacks are
+ * on (one field read): their RTT callback already updates them on every ACK.
+ */
+static __always_inline int on_rcv_established(struct sock *sk, __u8 hook, bool direct)
 {
-	record_flow(sk, hook, FS_DIR_UNKNOWN, true, 0);
+	/* The verifier types a BTF argument as struct sock: cast it to reach tcp_sock fields. */
+	struct tcp_sock *tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
+
+	if (!tp)
+		return 0;
+	if (FIELD(direct, tp, bpf_sock_ops_cb_flags) & BPF_SOCK_OPS_RTT_CB_FLAG)
+		return 0;
+	record_flow((struct sock *)tp, hook, FS_DIR_UNKNOWN, true, 0, direct);
 	return 0;
 }
 
 SEC("fentry/tcp_rcv_established")
 int BPF_PROG(flowstat_rcv_fentry, struct sock *sk, struct sk_buff *skb)
 {
-	return on_rcv_established(sk, FS_HOOK_RCV_FENTRY);
+	return on_rcv_established(sk, FS_HOOK_RCV_FENTRY, true);
 }
 
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(flowstat_rcv_tp_btf, struct sock *sk, struct sk_buff *skb)
 {
-	return on_rcv_established(sk, FS_HOOK_RCV_TP_BTF);
+	return on_rcv_established(sk, FS_HOOK_RCV_TP_BTF, true);
 }
 
 SEC("tracepoint/tcp/tcp_probe")
 int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 {
-	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT);
+	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT, false);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int flowstat_state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol == IPPROTO_TCP && ctx->newstate == TCP_CLOSE)
-		forget_flow((struct sock *)ctx->skaddr);
+		forget_flow((struct sock *)ctx->skaddr, false);
 	return 0;
 }
 
@@ -251,10 +278,10 @@ int flowstat_iter_tcp(struct bpf_iter__tcp *ctx)
 	if (!tp)
 		return 0;
 	/* Listeners are not flows; a closed socket's entry is already gone. */
-	state = BPF_CORE_READ(skc, skc_state);
+	state = skc->skc_state;
 	if (state == TCP_LISTEN || state == TCP_CLOSE)
 		return 0;
-	record_flow((struct sock *)tp, FS_HOOK_ITER_TCP, FS_DIR_UNKNOWN, false, 0);
+	record_flow((struct sock *)tp, FS_HOOK_ITER_TCP, FS_DIR_UNKNOWN, false, 0, true);
 	return 0;
 }
 

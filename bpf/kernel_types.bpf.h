@@ -73,6 +73,7 @@ struct tcp_sock {
 	__u32 rate_delivered;
 	__u32 rate_interval_us;
 	__u32 mss_cache;
+	__u8 bpf_sock_ops_cb_flags;	/* BPF_SOCK_OPS_*_CB_FLAG set by sockops */
 } __core;
 
 struct sk_buff;

@@ -71,15 +71,21 @@ static void log_tail_append(const char *text)
 
 static int on_libbpf_print(enum libbpf_print_level level, const char *format, va_list args)
 {
-	char line[1024];
+	char line[16384];
 	int fs_level = level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2;
 
 	vsnprintf(line, sizeof(line), format, args);
 	if (level != LIBBPF_DEBUG)
 		log_tail_append(line);
-	if (log_handler) {
-		line[strcspn(line, "\n")] = '\0';
-		log_handler(fs_level, line);
+	/* One call per line: a verifier log arrives as one message of many lines. */
+	for (char *start = line, *end; log_handler && *start; start = end + 1) {
+		end = start + strcspn(start, "\n");
+		if (*end == '\0') {
+			log_handler(fs_level, start);
+			break;
+		}
+		*end = '\0';
+		log_handler(fs_level, start);
 	}
 	return 0;
 }
