@@ -15,8 +15,8 @@ public struct BPFOptions: Sendable {
     public var minUpdateInterval: UInt64 = 0
     /// cgroup v2 directory to attach sockops to; nil: the cgroup v2 mount from /proc/mounts.
     public var cgroupPath: String?
-    /// tcp_rcv_established variants to try, most preferred first is always fentry, tp_btf,
-    /// tracepoint; this set only removes some (for tests and for kernels that misbehave).
+    /// tcp_rcv_established variants the shim may try. It always prefers fentry, then tp_btf,
+    /// then the tracepoint; removing some is for tests and for kernels that misbehave.
     public var receiveVariants: Set<String> = ["fentry", "tp_btf", "tracepoint"]
     /// Before each snapshot, rewrite every flow from its socket's current state (iter/tcp),
     /// so idle flows show what `ss` shows now rather than their state before their last packet.
@@ -43,6 +43,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private var activeNamespaces: Set<UInt32> = []
     private let refreshBeforeSnapshot: Bool
     private let logger: Logger
+    /// Separate from `lock` so that /health answers while a scrape holds the lock.
+    private let serving = NIOLockedValueBox(true)
 
     public let info: SourceInfo
 
@@ -98,9 +100,6 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         keys.deallocate()
         values.deallocate()
     }
-
-    /// Separate from `lock` so that /health answers while a scrape holds the lock.
-    private let serving = NIOLockedValueBox(true)
 
     public var isServing: Bool {
         serving.withLockedValue { $0 }
