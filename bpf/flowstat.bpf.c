@@ -157,9 +157,10 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 		fresh.last_update_ns = now;
 		fresh.seen_by = hook;
 		fresh.direction = direction;
-		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) &&
-		    !bpf_map_lookup_elem(&flows, &key)) {
-			/* Not a lost race with another CPU: the map refused it. */
+		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) == 0) {
+			count(FS_CTR_INSERTS);
+		} else if (!bpf_map_lookup_elem(&flows, &key)) {
+			/* Not a lost race with another CPU (whose insert counted): refused. */
 			count(FS_CTR_INSERTS_FAILED);
 			return;
 		}

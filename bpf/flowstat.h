@@ -34,6 +34,7 @@ enum fs_counter {
 	FS_CTR_UPDATES_SKIPPED,		/* per-packet updates skipped by min_update_interval_ns */
 	FS_CTR_INSERTS_FAILED,		/* new flows the map refused */
 	FS_CTR_FLOWS_CLOSED,		/* entries removed because their socket closed */
+	FS_CTR_INSERTS,			/* entries created; minus removals and live entries: LRU evictions */
 	FS_CTR_MAX,
 };
 

@@ -199,6 +199,31 @@ struct MetricsEncoderTests {
         #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 17)
     }
 
+    @Test("the BPF programs' event counters, when the source has them, are counters of their own")
+    func kernelEventCounters() {
+        let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .bpf))
+        let events = KernelEventCounts(updates: 1_000_000, updatesSkipped: 7, insertFailures: 0, evictions: 42)
+        let output = encode(FlowSnapshot(flows: [], mapEntries: 3, mapCapacity: 4, kernelEvents: events),
+                            context: context)
+        let start = output.range(of: "# HELP flowstat_map_evictions_total")!.lowerBound
+        let end = output.range(of: "# HELP flowstat_scrape_duration_seconds")!.lowerBound
+        #expect(output[start..<end] == """
+            # HELP flowstat_map_evictions_total Live flows the LRU flow map dropped to make room (map too small).
+            # TYPE flowstat_map_evictions_total counter
+            flowstat_map_evictions_total 42
+            # HELP flowstat_map_insert_failures_total New flows the flow map refused to store.
+            # TYPE flowstat_map_insert_failures_total counter
+            flowstat_map_insert_failures_total 0
+            # HELP flowstat_bpf_updates_total Flow entries written by the BPF programs.
+            # TYPE flowstat_bpf_updates_total counter
+            flowstat_bpf_updates_total 1000000
+            # HELP flowstat_bpf_updates_skipped_total Flow updates skipped by the per-flow minimum update interval.
+            # TYPE flowstat_bpf_updates_skipped_total counter
+            flowstat_bpf_updates_skipped_total 7
+
+            """)
+    }
+
     @Test("label values of self metrics are escaped")
     func selfMetricLabelsAreEscaped() {
         let context = ExpositionContext(

@@ -184,6 +184,32 @@ struct EndToEndTests {
         #expect(agent.stop() == 0)
     }
 
+    @Test("a flow map smaller than the live flows: evictions are counted and the agent keeps serving")
+    func evictionsAreCounted() throws {
+        let network = try TestNetwork(tag: "ev")
+        defer { network.remove() }
+        let agent = try Agent(["--map-entries", "4"])
+        defer { agent.stop() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+        // 6 flows are 12 socket ends for a map of 4 entries.
+        let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "6", "10000"])
+        defer { client.stop() }
+        _ = try Self.readFlows(client)
+
+        for _ in 0..<3 {
+            let metrics = try agent.scrape()
+            #expect((metrics.samples("flowstat_map_entries").first?.value ?? 99) <= 4)
+            #expect(metrics.samples("flowstat_map_capacity").first?.value == 4)
+        }
+        let metrics = try agent.scrape()
+        let evictions = try #require(metrics.samples("flowstat_map_evictions_total").first?.value)
+        #expect(evictions >= 8, "12 socket ends through a 4-entry map must evict at least 8")
+        #expect(try agent.get("/health").status == 200)
+        let lint = try run(["promtool", "check", "metrics"], check: false, input: metrics.text)
+        #expect(lint.status == 0, "promtool: \(lint.stdout)\(lint.stderr)")
+    }
+
     @Test("without privileges the agent exits non-zero and says what is missing")
     func unprivilegedStartFails() throws {
         let programsBefore = try Self.flowstatPrograms()

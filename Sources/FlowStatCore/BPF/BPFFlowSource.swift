@@ -43,6 +43,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private var activeNamespaces: Set<UInt32> = []
     private let refreshBeforeSnapshot: Bool
     private let logger: Logger
+    /// Highest eviction count reported so far (see `readEvents`).
+    private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
     private let serving = NIOLockedValueBox(true)
 
@@ -147,7 +149,24 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         for index in 0..<Int(count) {
             if let sample = FlowSample(key: keys[index], stats: values[index]) { flows.append(sample) }
         }
-        return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity)
+        return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
+                            kernelEvents: try readEvents(agent, liveEntries: UInt64(count)))
+    }
+
+    /// The programs' counters. The kernel does not count LRU evictions, so they are derived:
+    /// every entry ever inserted is either live, removed at close, or evicted. Inserts and
+    /// removals are read a moment apart from the map, so the estimate is held monotone.
+    private func readEvents(_ agent: OpaquePointer, liveEntries: UInt64) throws -> KernelEventCounts {
+        var counters = [UInt64](repeating: 0, count: Int(FS_CTR_MAX.rawValue))
+        var error = fs_error()
+        guard fs_agent_read_counters(agent, &counters, &error) == 0 else { throw BPFError(error) }
+        func counter(_ which: fs_counter) -> UInt64 { counters[Int(which.rawValue)] }
+        let accounted = counter(FS_CTR_FLOWS_CLOSED) &+ liveEntries
+        let inserted = counter(FS_CTR_INSERTS)
+        evictions = max(evictions, inserted > accounted ? inserted - accounted : 0)
+        return KernelEventCounts(
+            updates: counter(FS_CTR_UPDATES), updatesSkipped: counter(FS_CTR_UPDATES_SKIPPED),
+            insertFailures: counter(FS_CTR_INSERTS_FAILED), evictions: evictions)
     }
 
     /// Rewrites the flows of these namespaces from their sockets' current state. Failures

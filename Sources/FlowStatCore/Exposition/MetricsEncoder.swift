@@ -166,6 +166,23 @@ public struct MetricsEncoder: Sendable {
         writeHeader("flowstat_map_capacity", "Capacity of the flow map.", .gauge, into: &buffer)
         writeSample("flowstat_map_capacity", value: Double(snapshot.mapCapacity), into: &buffer)
 
+        if let events = snapshot.kernelEvents {
+            writeHeader(
+                "flowstat_map_evictions_total", "Live flows the LRU flow map dropped to make room (map too small).",
+                .counter, into: &buffer)
+            writeSample("flowstat_map_evictions_total", value: Double(events.evictions), into: &buffer)
+            writeHeader(
+                "flowstat_map_insert_failures_total", "New flows the flow map refused to store.", .counter,
+                into: &buffer)
+            writeSample("flowstat_map_insert_failures_total", value: Double(events.insertFailures), into: &buffer)
+            writeHeader("flowstat_bpf_updates_total", "Flow entries written by the BPF programs.", .counter, into: &buffer)
+            writeSample("flowstat_bpf_updates_total", value: Double(events.updates), into: &buffer)
+            writeHeader(
+                "flowstat_bpf_updates_skipped_total", "Flow updates skipped by the per-flow minimum update interval.",
+                .counter, into: &buffer)
+            writeSample("flowstat_bpf_updates_skipped_total", value: Double(events.updatesSkipped), into: &buffer)
+        }
+
         writeHeader(
             "flowstat_scrape_duration_seconds", "Duration of the previous scrape: snapshot plus encoding.", .gauge,
             into: &buffer)

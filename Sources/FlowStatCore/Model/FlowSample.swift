@@ -84,9 +84,33 @@ public struct FlowSnapshot: Sendable {
     /// Capacity of the source's flow map (for sources without a map: 0).
     public var mapCapacity: Int
 
-    public init(flows: [FlowSample], mapEntries: Int, mapCapacity: Int) {
+    /// The BPF programs' own event counts; nil for sources without them.
+    public var kernelEvents: KernelEventCounts?
+
+    public init(flows: [FlowSample], mapEntries: Int, mapCapacity: Int, kernelEvents: KernelEventCounts? = nil) {
         self.flows = flows
         self.mapEntries = mapEntries
         self.mapCapacity = mapCapacity
+        self.kernelEvents = kernelEvents
+    }
+}
+
+/// Counters the BPF programs keep about their own work, summed over CPUs; all only grow.
+public struct KernelEventCounts: Sendable, Hashable {
+    /// Flow entries written (inserted or rewritten).
+    public var updates: UInt64
+    /// Per-packet and RTT-sample updates skipped by the per-flow minimum update interval.
+    public var updatesSkipped: UInt64
+    /// New flows the map refused to store.
+    public var insertFailures: UInt64
+    /// Entries the LRU map dropped to make room: flows that were live but are no longer
+    /// tracked, a sign the map is too small for the host.
+    public var evictions: UInt64
+
+    public init(updates: UInt64, updatesSkipped: UInt64, insertFailures: UInt64, evictions: UInt64) {
+        self.updates = updates
+        self.updatesSkipped = updatesSkipped
+        self.insertFailures = insertFailures
+        self.evictions = evictions
     }
 }
