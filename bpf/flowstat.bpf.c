@@ -29,6 +29,8 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
@@ -173,7 +175,7 @@ static __always_inline void forget_flow(struct sock *sk, bool direct)
 	struct fs_flow_key key;
 
 	if (flow_key_of(sk, &key, direct) && bpf_map_delete_elem(&flows, &key) == 0)
-		count(FS_CTR_FLOWS_CLOSED);
+		count(FS_CTR_ENTRIES_REMOVED);
 }
 
 SEC("sockops")
@@ -257,11 +259,29 @@ int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT, false);
 }
 
+/*
+ * Every TCP state change of every socket, whatever opened it: the exact count of flows
+ * opened and closed (no ring buffer involved, so nothing can be lost), and removal.
+ */
 SEC("tracepoint/sock/inet_sock_set_state")
 int flowstat_state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	if (ctx->protocol == IPPROTO_TCP && ctx->newstate == TCP_CLOSE)
+	int oldstate = ctx->oldstate;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (ctx->newstate == TCP_ESTABLISHED) {
+		if (oldstate == TCP_SYN_SENT)
+			count(FS_CTR_OPENED_ACTIVE);
+		else if (oldstate == TCP_SYN_RECV)
+			count(FS_CTR_OPENED_PASSIVE);
+	} else if (ctx->newstate == TCP_CLOSE) {
+		/* From SYN_SENT/SYN_RECV/LISTEN no flow was ever established. */
+		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV && oldstate != TCP_LISTEN &&
+		    oldstate != TCP_CLOSE)
+			count(FS_CTR_CLOSED);
 		forget_flow((struct sock *)ctx->skaddr, false);
+	}
 	return 0;
 }
 

@@ -33,8 +33,11 @@ enum fs_counter {
 	FS_CTR_UPDATES = 0,		/* flow entries written */
 	FS_CTR_UPDATES_SKIPPED,		/* per-packet updates skipped by min_update_interval_ns */
 	FS_CTR_INSERTS_FAILED,		/* new flows the map refused */
-	FS_CTR_FLOWS_CLOSED,		/* entries removed because their socket closed */
+	FS_CTR_ENTRIES_REMOVED,		/* entries removed because their socket closed */
 	FS_CTR_INSERTS,			/* entries created; minus removals and live entries: LRU evictions */
+	FS_CTR_OPENED_ACTIVE,		/* flows established by connect(): SYN_SENT -> ESTABLISHED */
+	FS_CTR_OPENED_PASSIVE,		/* flows established by accept(): SYN_RECV -> ESTABLISHED */
+	FS_CTR_CLOSED,			/* established flows that reached CLOSE */
 	FS_CTR_MAX,
 };
 

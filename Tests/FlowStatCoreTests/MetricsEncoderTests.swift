@@ -202,7 +202,8 @@ struct MetricsEncoderTests {
     @Test("the BPF programs' event counters, when the source has them, are counters of their own")
     func kernelEventCounters() {
         let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .bpf))
-        let events = KernelEventCounts(updates: 1_000_000, updatesSkipped: 7, insertFailures: 0, evictions: 42)
+        let events = KernelEventCounts(updates: 1_000_000, updatesSkipped: 7, insertFailures: 0, evictions: 42,
+                                       openedActive: 5, openedPassive: 6, closed: 9)
         let output = encode(FlowSnapshot(flows: [], mapEntries: 3, mapCapacity: 4, kernelEvents: events),
                             context: context)
         let start = output.range(of: "# HELP flowstat_map_evictions_total")!.lowerBound
@@ -222,6 +223,18 @@ struct MetricsEncoderTests {
             flowstat_bpf_updates_skipped_total 7
 
             """)
+        #expect(output.contains("""
+            # TYPE tcp_flows gauge
+            tcp_flows 0
+            # HELP tcp_flows_opened_total TCP flows established on this host, by who opened them.
+            # TYPE tcp_flows_opened_total counter
+            tcp_flows_opened_total{direction="active"} 5
+            tcp_flows_opened_total{direction="passive"} 6
+            # HELP tcp_flows_closed_total Established TCP flows that closed on this host.
+            # TYPE tcp_flows_closed_total counter
+            tcp_flows_closed_total 9
+
+            """))
     }
 
     @Test("label values of self metrics are escaped")

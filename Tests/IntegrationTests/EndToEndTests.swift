@@ -210,6 +210,50 @@ struct EndToEndTests {
         #expect(lint.status == 0, "promtool: \(lint.stdout)\(lint.stderr)")
     }
 
+    @Test("every short flow between two scrapes is counted: opened (active, passive) and closed, exactly")
+    func churnIsCountedExactly() throws {
+        let connections = 20_000
+        let network = try TestNetwork(tag: "ch")
+        defer { network.remove() }
+        let agent = try Agent()
+        defer { agent.stop() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+        // One kept-alive scrape connection: scraping adds no flow between the two scrapes.
+        let scraper = try Child(["python3", packageRoot.appendingPathComponent("Tests/Support/keepalive_scrape.py").path,
+                                 "127.0.0.1", String(agent.port)])
+        defer { scraper.stop() }
+        func scrape() throws -> [String: Double] {
+            scraper.send("scrape")
+            let line = try #require(scraper.readLine(), "the scraper stopped")
+            return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double])
+        }
+        let active = #"tcp_flows_opened_total{direction="active"}"#
+        let passive = #"tcp_flows_opened_total{direction="passive"}"#
+        let closed = "tcp_flows_closed_total"
+
+        let before = try scrape()
+        let churn = try network.peer(in: network.client, ["churn", network.serverIPv4, "5001", String(connections)])
+        defer { churn.stop() }
+        #expect(churn.readLine() == "done \(connections)")
+        // Both ends of every flow are on this host: each flow is one active and one passive
+        // open and two closes. The server closes each flow once its thread has read the peer's
+        // FIN, which can trail the client by seconds on 2 cores: wait (up to 60 s) for them.
+        var after = try scrape()
+        for _ in 0..<600 where (after[closed] ?? 0) - (before[closed] ?? 0) < Double(2 * connections) {
+            usleep(100_000)
+            after = try scrape()
+        }
+        #expect((after[active] ?? 0) - (before[active] ?? 0) == Double(connections))
+        #expect((after[passive] ?? 0) - (before[passive] ?? 0) == Double(connections))
+        #expect((after[closed] ?? 0) - (before[closed] ?? 0) == Double(2 * connections))
+        // No entry of those flows is left in the map.
+        let left = try agent.scrape().samples("tcp_flow_rtt_seconds").filter {
+            $0.labels["sport"] == "5001" || $0.labels["dport"] == "5001"
+        }
+        #expect(left.isEmpty, "\(left.count) closed churn flows still exported")
+    }
+
     @Test("without privileges the agent exits non-zero and says what is missing")
     func unprivilegedStartFails() throws {
         let programsBefore = try Self.flowstatPrograms()

@@ -8,6 +8,9 @@
       obeys stdin: "send BYTES" sends more on every flow, waits for the ACKs and
       prints "sent"; "close K" closes the first K flows and prints "closed";
       end of input closes everything and exits.
+  tcp_peer.py churn ADDR PORT K
+      opens K short flows one after another (connect, send a byte, close) and prints
+      "done K" once the last is closed.
 """
 import json
 import socket
@@ -75,11 +78,22 @@ def connect(addr, port, count, size):
         sock.close()
 
 
+def churn(addr, port, count):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    for _ in range(count):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.connect((addr, port))
+            sock.sendall(b"c")
+    print(f"done {count}", flush=True)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
     elif mode == "connect":
         connect(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif mode == "churn":
+        churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         sys.exit(f"unknown mode {mode!r}; see the docstring")

@@ -161,12 +161,14 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var error = fs_error()
         guard fs_agent_read_counters(agent, &counters, &error) == 0 else { throw BPFError(error) }
         func counter(_ which: fs_counter) -> UInt64 { counters[Int(which.rawValue)] }
-        let accounted = counter(FS_CTR_FLOWS_CLOSED) &+ liveEntries
+        let accounted = counter(FS_CTR_ENTRIES_REMOVED) &+ liveEntries
         let inserted = counter(FS_CTR_INSERTS)
         evictions = max(evictions, inserted > accounted ? inserted - accounted : 0)
         return KernelEventCounts(
             updates: counter(FS_CTR_UPDATES), updatesSkipped: counter(FS_CTR_UPDATES_SKIPPED),
-            insertFailures: counter(FS_CTR_INSERTS_FAILED), evictions: evictions)
+            insertFailures: counter(FS_CTR_INSERTS_FAILED), evictions: evictions,
+            openedActive: counter(FS_CTR_OPENED_ACTIVE), openedPassive: counter(FS_CTR_OPENED_PASSIVE),
+            closed: counter(FS_CTR_CLOSED))
     }
 
     /// Rewrites the flows of these namespaces from their sockets' current state. Failures

@@ -47,6 +47,22 @@ public struct MetricsEncoder: Sendable {
         writeHeader("tcp_flows", "TCP flows in the snapshot.", .gauge, into: &buffer)
         writeSample("tcp_flows", value: Double(snapshot.flows.count), into: &buffer)
 
+        if let events = snapshot.kernelEvents {
+            // Counted by the kernel at each state change: exact however short the flows.
+            writeHeader(
+                "tcp_flows_opened_total", "TCP flows established on this host, by who opened them.", .counter,
+                into: &buffer)
+            writeSample(
+                "tcp_flows_opened_total", labels: [("direction", "active")], value: Double(events.openedActive),
+                into: &buffer)
+            writeSample(
+                "tcp_flows_opened_total", labels: [("direction", "passive")], value: Double(events.openedPassive),
+                into: &buffer)
+            writeHeader("tcp_flows_closed_total", "Established TCP flows that closed on this host.", .counter,
+                        into: &buffer)
+            writeSample("tcp_flows_closed_total", value: Double(events.closed), into: &buffer)
+        }
+
         writeSelfMetrics(snapshot, context: context, into: &buffer)
 
         return EncodeSummary(

@@ -107,10 +107,23 @@ public struct KernelEventCounts: Sendable, Hashable {
     /// tracked, a sign the map is too small for the host.
     public var evictions: UInt64
 
-    public init(updates: UInt64, updatesSkipped: UInt64, insertFailures: UInt64, evictions: UInt64) {
+    /// Flows this host opened with connect(), counted as they were established.
+    public var openedActive: UInt64
+    /// Flows this host accepted, counted as they were established.
+    public var openedPassive: UInt64
+    /// Established flows that closed.
+    public var closed: UInt64
+
+    public init(
+        updates: UInt64, updatesSkipped: UInt64, insertFailures: UInt64, evictions: UInt64,
+        openedActive: UInt64 = 0, openedPassive: UInt64 = 0, closed: UInt64 = 0
+    ) {
         self.updates = updates
         self.updatesSkipped = updatesSkipped
         self.insertFailures = insertFailures
         self.evictions = evictions
+        self.openedActive = openedActive
+        self.openedPassive = openedPassive
+        self.closed = closed
     }
 }
