@@ -36,6 +36,9 @@
 
 /* Runtime knobs, set by user space between open and load. */
 const volatile __u64 min_update_interval_ns = 0;	/* 0: update on every event */
+const volatile __u32 rtt_bound_count = 0;		/* 0: no RTT histogram */
+const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {};	/* increasing upper bounds */
+const volatile __u32 rtt_sample_every = 1;		/* count 1 in N RTT samples */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -51,12 +54,50 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_RTT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rtt_hist SEC(".maps");
+
 static __always_inline void count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
 	if (value)
 		*value += 1;	/* per-CPU slot: no other writer */
+}
+
+/* Adds one RTT sample to the histogram: a binary search over the configured bounds. */
+static __always_inline void histogram_add_rtt(__u32 rtt_us)
+{
+	__u64 rtt_ns = (__u64)rtt_us * 1000;
+	__u32 low = 0, high = rtt_bound_count, slot;
+	__u64 *value;
+
+	if (!rtt_bound_count || !rtt_us)
+		return;
+	if (rtt_sample_every > 1 && bpf_get_prandom_u32() % rtt_sample_every)
+		return;
+	for (int step = 0; step < 6 && low < high; step++) {	/* 2^6 > FS_RTT_BOUNDS_MAX */
+		__u32 middle = (low + high) / 2;
+
+		if (middle >= FS_RTT_BOUNDS_MAX)
+			break;
+		if (rtt_ns <= rtt_bounds_ns[middle])
+			high = middle;
+		else
+			low = middle + 1;
+	}
+	slot = low;
+	value = bpf_map_lookup_elem(&rtt_hist, &slot);
+	if (value)
+		*value += 1;
+	slot = FS_RTT_SUM_SLOT;
+	value = bpf_map_lookup_elem(&rtt_hist, &slot);
+	if (value)
+		*value += rtt_us;
 }
 
 /*
@@ -207,8 +248,10 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_RTT_CB:
 		/*
 		 * Since Linux 6.10 this runs before tcp_rtt_estimator() stores the
-		 * new srtt, and passes it (<< 3) in args[1]; older kernels pass 0.
+		 * new srtt, and passes the sample in args[0] and the new srtt (<< 3)
+		 * in args[1]; older kernels pass 0: then the histogram takes srtt.
 		 */
+		histogram_add_rtt(skops->args[0] ? skops->args[0] : tp->srtt_us >> 3);
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, true,
 			    skops->args[1] >> 3, true);
 		break;

@@ -42,6 +42,15 @@ enum fs_counter {
 };
 
 /*
+ * RTT histogram (map "rtt_hist", per-CPU array of __u64): slots 0..bound_count-1 count the
+ * samples <= that bound and above the one before, slot bound_count the samples above the
+ * last bound (+Inf), slot FS_RTT_SUM_SLOT the sum of all samples in microseconds.
+ */
+#define FS_RTT_BOUNDS_MAX 32
+#define FS_RTT_SUM_SLOT (FS_RTT_BOUNDS_MAX + 1)
+#define FS_RTT_SLOTS (FS_RTT_BOUNDS_MAX + 2)
+
+/*
  * Map key: one TCP socket. Addresses are 16 bytes; an IPv4 address is stored
  * IPv4-mapped (::ffff:a.b.c.d) so one key type serves both families.
  * "Local" is this host's end of the socket, as ss prints it first.

@@ -225,6 +225,13 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	agent->skel = skel;
 
 	skel->rodata->min_update_interval_ns = options->min_update_interval_ns;
+	if (options->rtt_bound_count > FS_RTT_BOUNDS_MAX)
+		return fail(error, EINVAL, "configure RTT histogram: %u bounds, at most %d",
+			    options->rtt_bound_count, FS_RTT_BOUNDS_MAX);
+	skel->rodata->rtt_bound_count = options->rtt_bound_count;
+	for (uint32_t i = 0; i < options->rtt_bound_count; i++)
+		skel->rodata->rtt_bounds_ns[i] = options->rtt_bounds_ns[i];
+	skel->rodata->rtt_sample_every = options->rtt_sample_every ? options->rtt_sample_every : 1;
 	if (options->map_entries) {
 		err = bpf_map__set_max_entries(skel->maps.flows, options->map_entries);
 		if (err)
@@ -461,18 +468,42 @@ int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flo
 	return 0;
 }
 
+/* Sums one slot of a per-CPU array of __u64 over the CPUs. */
+static int sum_percpu(fs_agent *agent, struct bpf_map *map, uint32_t slot, uint64_t *sum)
+{
+	int err = bpf_map_lookup_elem(bpf_map__fd(map), &slot, agent->percpu_buffer);
+
+	if (err)
+		return err;
+	*sum = 0;
+	for (int cpu = 0; cpu < agent->possible_cpus; cpu++)
+		*sum += agent->percpu_buffer[cpu];
+	return 0;
+}
+
 int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error)
 {
-	int fd = bpf_map__fd(agent->skel->maps.counters);
-
 	for (uint32_t counter = 0; counter < FS_CTR_MAX; counter++) {
-		int err = bpf_map_lookup_elem(fd, &counter, agent->percpu_buffer);
+		int err = sum_percpu(agent, agent->skel->maps.counters, counter, &out[counter]);
 
 		if (err)
 			return fail(error, err, "read counter %u", counter);
-		out[counter] = 0;
-		for (int cpu = 0; cpu < agent->possible_cpus; cpu++)
-			out[counter] += agent->percpu_buffer[cpu];
 	}
+	return 0;
+}
+
+int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_count, uint64_t *sum_us,
+				fs_error *error)
+{
+	int err;
+
+	if (bound_count > FS_RTT_BOUNDS_MAX)
+		return fail(error, EINVAL, "read RTT histogram: %u bounds", bound_count);
+	for (uint32_t slot = 0; slot <= bound_count; slot++) {
+		if ((err = sum_percpu(agent, agent->skel->maps.rtt_hist, slot, &out[slot])))
+			return fail(error, err, "read RTT histogram slot %u", slot);
+	}
+	if ((err = sum_percpu(agent, agent->skel->maps.rtt_hist, FS_RTT_SUM_SLOT, sum_us)))
+		return fail(error, err, "read RTT histogram sum");
 	return 0;
 }

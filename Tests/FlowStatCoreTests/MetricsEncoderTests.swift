@@ -237,6 +237,25 @@ struct MetricsEncoderTests {
             """))
     }
 
+    @Test("the RTT histogram: cumulative buckets, +Inf equal to _count, _sum in seconds")
+    func rttHistogram() {
+        let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .bpf))
+        let histogram = Histogram(bounds: [0.0001, 0.001, 0.01], counts: [3, 0, 5, 2], sum: 0.0425)
+        let output = encode(FlowSnapshot(flows: [], mapEntries: 0, mapCapacity: 0, rttHistogram: histogram),
+                            context: context)
+        #expect(output.contains("""
+            # HELP tcp_rtt_seconds Every round-trip time sample the kernel took, on every TCP flow.
+            # TYPE tcp_rtt_seconds histogram
+            tcp_rtt_seconds_bucket{le="0.0001"} 3
+            tcp_rtt_seconds_bucket{le="0.001"} 3
+            tcp_rtt_seconds_bucket{le="0.01"} 8
+            tcp_rtt_seconds_bucket{le="+Inf"} 10
+            tcp_rtt_seconds_sum 0.0425
+            tcp_rtt_seconds_count 10
+
+            """))
+    }
+
     @Test("label values of self metrics are escaped")
     func selfMetricLabelsAreEscaped() {
         let context = ExpositionContext(

@@ -254,6 +254,63 @@ struct EndToEndTests {
         #expect(left.isEmpty, "\(left.count) closed churn flows still exported")
     }
 
+    /// The RTT histogram's cumulative buckets by bound, checking the invariants of a
+    /// Prometheus histogram on the way: monotone in `le`, `+Inf` equal to `_count`.
+    static func rttHistogram(_ metrics: Exposition) throws -> [(le: Double, count: Double)] {
+        let buckets = metrics.samples("tcp_rtt_seconds_bucket").map {
+            (le: $0.labels["le"] == "+Inf" ? Double.infinity : Double($0.labels["le"]!)!, count: $0.value)
+        }
+        #expect(!buckets.isEmpty, "no tcp_rtt_seconds histogram")
+        #expect(zip(buckets, buckets.dropFirst()).allSatisfy { $0.le < $1.le && $0.count <= $1.count })
+        let count = try #require(metrics.samples("tcp_rtt_seconds_count").first?.value)
+        #expect(buckets.last?.le == .infinity && buckets.last?.count == count)
+        #expect(metrics.samples("tcp_rtt_seconds_sum").first != nil)
+        return buckets
+    }
+
+    /// Samples counted between two scrapes above `bound` seconds, and in all.
+    static func newSamples(_ before: [(le: Double, count: Double)], _ after: [(le: Double, count: Double)],
+                           above bound: Double) -> (above: Double, total: Double) {
+        func above(_ buckets: [(le: Double, count: Double)]) -> Double {
+            buckets.last!.count - (buckets.last { $0.le <= bound }?.count ?? 0)
+        }
+        return (above(after) - above(before), after.last!.count - before.last!.count)
+    }
+
+    @Test("the in-kernel RTT histogram: a queueing path's samples land in the high buckets, a plain path's in the low ones")
+    func rttHistogramOnRealFlows() throws {
+        let network = try TestNetwork(tag: "hi")
+        defer { network.remove() }
+        let agent = try Agent()
+        defer { agent.stop() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+
+        // Plain veth: RTTs of tens of microseconds.
+        let start = try Self.rttHistogram(agent.scrape())
+        let plain = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "2", "2000000"])
+        _ = try Self.readFlows(plain)
+        plain.stop()
+        let afterPlain = try Self.rttHistogram(agent.scrape())
+        let plainSamples = Self.newSamples(start, afterPlain, above: 0.005)
+        // One sample per ACK that acknowledges new data: with TSO/GRO, some dozens per 4 MB.
+        #expect(plainSamples.total >= 20, "an unshaped 4 MB transfer takes RTT samples")
+        #expect(plainSamples.above <= plainSamples.total * 0.1, "unshaped: \(plainSamples)")
+
+        // A token bucket at 4 Mbit/s with 200 ms of queue on the data path: bulk data waits.
+        try run(["ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
+                 "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms"])
+        let shaped = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "1", "1000000"])
+        _ = try Self.readFlows(shaped)
+        shaped.stop()
+        let afterShaped = try Self.rttHistogram(agent.scrape())
+        let shapedSamples = Self.newSamples(afterPlain, afterShaped, above: 0.005)
+        #expect(shapedSamples.above >= 10 && shapedSamples.above >= shapedSamples.total * 0.5,
+                "queued behind the token bucket: \(shapedSamples)")
+        // Counts never go down while the agent runs.
+        #expect(zip(start, afterShaped).allSatisfy { $0.count <= $1.count })
+    }
+
     @Test("without privileges the agent exits non-zero and says what is missing")
     func unprivilegedStartFails() throws {
         let programsBefore = try Self.flowstatPrograms()

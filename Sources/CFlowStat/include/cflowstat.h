@@ -37,6 +37,9 @@ typedef struct fs_options {
 	const char *cgroup_path;	/* cgroup v2 mount to attach sockops to; NULL: found in /proc/mounts */
 	uint32_t rcv_variants;		/* FS_HOOK_RCV_* bits to try (fentry > tp_btf > tracepoint); 0: all */
 	int use_iterator;		/* non-zero: attach iter/tcp, seed existing flows, allow fs_agent_refresh */
+	const uint64_t *rtt_bounds_ns;	/* increasing RTT histogram bounds; copied at open */
+	uint32_t rtt_bound_count;	/* at most FS_RTT_BOUNDS_MAX; 0: no histogram */
+	uint32_t rtt_sample_every;	/* count 1 in N RTT samples; 0 or 1: all */
 } fs_options;
 
 /* Receives libbpf's messages (level: 0 warn, 1 info, 2 debug), one line at a time. */
@@ -69,6 +72,13 @@ int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flo
  * or -1 for the caller's own namespace.
  */
 int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
+
+/*
+ * Sums the per-CPU RTT histogram: out[0..bound_count] non-cumulative bucket counts (the
+ * last is +Inf), *sum_us the sum of the samples. out must hold bound_count + 1 values.
+ */
+int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_count, uint64_t *sum_us,
+				fs_error *error);
 
 /* Sums the per-CPU event counters into out[FS_CTR_MAX]. */
 int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error);

@@ -21,6 +21,16 @@ public struct BPFOptions: Sendable {
     /// Before each snapshot, rewrite every flow from its socket's current state (iter/tcp),
     /// so idle flows show what `ss` shows now rather than their state before their last packet.
     public var refreshBeforeSnapshot = true
+    /// Upper bounds of the in-kernel RTT histogram, seconds, increasing, at most 32; empty
+    /// turns it off. Default: 1 µs to 1 s in 1-2.5-5 steps (the seed's 0.001 … 1000 ms).
+    public var rttBucketBounds: [Double] = BPFOptions.defaultRTTBucketBounds
+    /// Count 1 in N RTT samples in the histogram (1: all); bounds the cost on busy hosts.
+    public var rttSampleEvery: UInt32 = 1
+
+    public static let defaultRTTBucketBounds: [Double] = [
+        0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+    ]
 
     public init() {}
 }
@@ -43,6 +53,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private var activeNamespaces: Set<UInt32> = []
     private let refreshBeforeSnapshot: Bool
     private let logger: Logger
+    /// RTT histogram bounds in seconds, as configured in the kernel.
+    private let rttBounds: [Double]
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
@@ -63,17 +75,30 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                            message: "none of \(options.receiveVariants.sorted()) is fentry, tp_btf or tracepoint")
         }
 
+        let bounds = options.rttBucketBounds
+        guard bounds.count <= Int(FS_RTT_BOUNDS_MAX), zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }),
+              bounds.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw BPFError(step: "configure RTT histogram", errno: EINVAL,
+                           message: "bounds must be positive, increasing and at most \(FS_RTT_BOUNDS_MAX): \(bounds)")
+        }
+        let boundsNanoseconds = bounds.map { UInt64(($0 * 1e9).rounded()) }
+
         var agent: OpaquePointer?
         var error = fs_error()
         let result = withOptionalCString(options.cgroupPath) { cgroupPath in
-            var cOptions = fs_options(
-                map_entries: options.mapEntries,
-                min_update_interval_ns: options.minUpdateInterval,
-                cgroup_path: cgroupPath,
-                rcv_variants: variants,
-                use_iterator: 1
-            )
-            return fs_agent_open(&cOptions, &agent, &error)
+            boundsNanoseconds.withUnsafeBufferPointer { boundsPointer in
+                var cOptions = fs_options(
+                    map_entries: options.mapEntries,
+                    min_update_interval_ns: options.minUpdateInterval,
+                    cgroup_path: cgroupPath,
+                    rcv_variants: variants,
+                    use_iterator: 1,
+                    rtt_bounds_ns: boundsPointer.baseAddress,
+                    rtt_bound_count: UInt32(boundsNanoseconds.count),
+                    rtt_sample_every: options.rttSampleEvery
+                )
+                return fs_agent_open(&cOptions, &agent, &error)
+            }
         }
         guard result == 0, let agent else { throw BPFError(error) }
 
@@ -82,6 +107,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.keys = .allocate(capacity: capacity)
         self.values = .allocate(capacity: capacity)
         self.refreshBeforeSnapshot = options.refreshBeforeSnapshot
+        self.rttBounds = bounds
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
@@ -150,7 +176,18 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             if let sample = FlowSample(key: keys[index], stats: values[index]) { flows.append(sample) }
         }
         return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
-                            kernelEvents: try readEvents(agent, liveEntries: UInt64(count)))
+                            kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
+                            rttHistogram: try readRTTHistogram(agent))
+    }
+
+    private func readRTTHistogram(_ agent: OpaquePointer) throws -> Histogram? {
+        guard !rttBounds.isEmpty else { return nil }
+        var counts = [UInt64](repeating: 0, count: rttBounds.count + 1)
+        var sumMicroseconds: UInt64 = 0
+        var error = fs_error()
+        guard fs_agent_read_rtt_histogram(agent, &counts, UInt32(rttBounds.count), &sumMicroseconds, &error) == 0
+        else { throw BPFError(error) }
+        return Histogram(bounds: rttBounds, counts: counts, sum: Double(sumMicroseconds) / 1e6)
     }
 
     /// The programs' counters. The kernel does not count LRU evictions, so they are derived:

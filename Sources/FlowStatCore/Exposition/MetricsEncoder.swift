@@ -47,6 +47,24 @@ public struct MetricsEncoder: Sendable {
         writeHeader("tcp_flows", "TCP flows in the snapshot.", .gauge, into: &buffer)
         writeSample("tcp_flows", value: Double(snapshot.flows.count), into: &buffer)
 
+        if let histogram = snapshot.rttHistogram {
+            writeHeader(
+                "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", .histogram,
+                into: &buffer)
+            // The kernel counts per bucket; Prometheus buckets are cumulative.
+            var cumulative: UInt64 = 0
+            for (bound, count) in zip(histogram.bounds, histogram.counts) {
+                cumulative += count
+                writeSample(
+                    "tcp_rtt_seconds_bucket", labels: [("le", PrometheusText.format(bound))],
+                    value: Double(cumulative), into: &buffer)
+            }
+            cumulative += histogram.counts.last ?? 0
+            writeSample("tcp_rtt_seconds_bucket", labels: [("le", "+Inf")], value: Double(cumulative), into: &buffer)
+            writeSample("tcp_rtt_seconds_sum", value: histogram.sum, into: &buffer)
+            writeSample("tcp_rtt_seconds_count", value: Double(cumulative), into: &buffer)
+        }
+
         if let events = snapshot.kernelEvents {
             // Counted by the kernel at each state change: exact however short the flows.
             writeHeader(
@@ -212,11 +230,13 @@ public struct MetricsEncoder: Sendable {
     private enum MetricType {
         case gauge
         case counter
+        case histogram
 
         var text: StaticString {
             switch self {
             case .gauge: "gauge"
             case .counter: "counter"
+            case .histogram: "histogram"
             }
         }
     }

@@ -86,12 +86,35 @@ public struct FlowSnapshot: Sendable {
 
     /// The BPF programs' own event counts; nil for sources without them.
     public var kernelEvents: KernelEventCounts?
+    /// Every RTT sample the kernel took since the agent started; nil for sources without it.
+    public var rttHistogram: Histogram?
 
-    public init(flows: [FlowSample], mapEntries: Int, mapCapacity: Int, kernelEvents: KernelEventCounts? = nil) {
+    public init(
+        flows: [FlowSample], mapEntries: Int, mapCapacity: Int, kernelEvents: KernelEventCounts? = nil,
+        rttHistogram: Histogram? = nil
+    ) {
         self.flows = flows
         self.mapEntries = mapEntries
         self.mapCapacity = mapCapacity
         self.kernelEvents = kernelEvents
+        self.rttHistogram = rttHistogram
+    }
+}
+
+/// A histogram as the kernel counts it: one count per bucket, not cumulative.
+public struct Histogram: Sendable, Hashable {
+    /// Increasing upper bounds (inclusive), in the metric's base unit.
+    public var bounds: [Double]
+    /// `bounds.count + 1` counts: samples in (previous bound, bound], then above the last.
+    public var counts: [UInt64]
+    /// Sum of all samples, in the base unit.
+    public var sum: Double
+
+    public init(bounds: [Double], counts: [UInt64], sum: Double) {
+        precondition(counts.count == bounds.count + 1, "one count per bound plus +Inf")
+        self.bounds = bounds
+        self.counts = counts
+        self.sum = sum
     }
 }
 

@@ -27,9 +27,11 @@ final class TestNetwork {
             try run(["ip", "-n", ns, "link", "set", "lo", "up"])
         }
         self.serverLink = String(serverLink)
+        self.clientLink = String(clientLink)
     }
 
     let serverLink: String
+    let clientLink: String
 
     /// `ss -tin` inside one namespace, parsed.
     func socketStats(in namespace: String) throws -> [SocketStats] {
