@@ -222,28 +222,31 @@ static __always_inline void forget_flow(struct sock *sk, bool direct)
 SEC("sockops")
 int flowstat_sockops(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *bsk = skops->sk;
+	__u32 op = skops->op;
+	struct bpf_sock *bsk;
 	struct tcp_sock *tp;
-	__u8 direction = FS_DIR_UNKNOWN;
 
+	/* Other callbacks (connect, RTO init, ECN, header options…) are not ours. */
+	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	bsk = skops->sk;
 	if (!bsk)
 		return 1;
 	tp = bpf_skc_to_tcp_sock(bsk);
 	if (!tp)
 		return 1;
 
-	switch (skops->op) {
+	switch (op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		direction = FS_DIR_ACTIVE;
-		/* fallthrough */
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		if (direction == FS_DIR_UNKNOWN)
-			direction = FS_DIR_PASSIVE;
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 					  BPF_SOCK_OPS_RTT_CB_FLAG |
 					  BPF_SOCK_OPS_STATE_CB_FLAG |
 					  BPF_SOCK_OPS_RETRANS_CB_FLAG);
-		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, direction, false, 0, true);
+		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS,
+			    op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE,
+			    false, 0, true);
 		break;
 	case BPF_SOCK_OPS_RTT_CB:
 		/*
