@@ -44,8 +44,7 @@ public struct MetricsEncoder: Sendable {
         table.rebuild(from: snapshot.flows, alwaysNetns: options.netnsLabel)
         writePerFlowFamilies(into: &buffer)
 
-        writeHeader("tcp_flows", "TCP flows in the snapshot.", .gauge, into: &buffer)
-        writeSample("tcp_flows", value: Double(snapshot.flows.count), into: &buffer)
+        writeFamily("tcp_flows", "TCP flows in the snapshot.", .gauge, Double(snapshot.flows.count), into: &buffer)
 
         if let histogram = snapshot.rttHistogram {
             writeHeader(
@@ -76,9 +75,9 @@ public struct MetricsEncoder: Sendable {
             writeSample(
                 "tcp_flows_opened_total", labels: [("direction", "passive")], value: Double(events.openedPassive),
                 into: &buffer)
-            writeHeader("tcp_flows_closed_total", "Established TCP flows that closed on this host.", .counter,
-                        into: &buffer)
-            writeSample("tcp_flows_closed_total", value: Double(events.closed), into: &buffer)
+            writeFamily(
+                "tcp_flows_closed_total", "Established TCP flows that closed on this host.", .counter,
+                Double(events.closed), into: &buffer)
         }
 
         writeSelfMetrics(snapshot, context: context, into: &buffer)
@@ -194,27 +193,25 @@ public struct MetricsEncoder: Sendable {
                 value: 1, into: &buffer)
         }
 
-        writeHeader("flowstat_map_entries", "Entries in the flow map when it was read.", .gauge, into: &buffer)
-        writeSample("flowstat_map_entries", value: Double(snapshot.mapEntries), into: &buffer)
-
-        writeHeader("flowstat_map_capacity", "Capacity of the flow map.", .gauge, into: &buffer)
-        writeSample("flowstat_map_capacity", value: Double(snapshot.mapCapacity), into: &buffer)
+        writeFamily(
+            "flowstat_map_entries", "Entries in the flow map when it was read.", .gauge,
+            Double(snapshot.mapEntries), into: &buffer)
+        writeFamily(
+            "flowstat_map_capacity", "Capacity of the flow map.", .gauge, Double(snapshot.mapCapacity), into: &buffer)
 
         if let events = snapshot.kernelEvents {
-            writeHeader(
+            writeFamily(
                 "flowstat_map_evictions_total", "Live flows the LRU flow map dropped to make room (map too small).",
-                .counter, into: &buffer)
-            writeSample("flowstat_map_evictions_total", value: Double(events.evictions), into: &buffer)
-            writeHeader(
+                .counter, Double(events.evictions), into: &buffer)
+            writeFamily(
                 "flowstat_map_insert_failures_total", "New flows the flow map refused to store.", .counter,
-                into: &buffer)
-            writeSample("flowstat_map_insert_failures_total", value: Double(events.insertFailures), into: &buffer)
-            writeHeader("flowstat_bpf_updates_total", "Flow entries written by the BPF programs.", .counter, into: &buffer)
-            writeSample("flowstat_bpf_updates_total", value: Double(events.updates), into: &buffer)
-            writeHeader(
+                Double(events.insertFailures), into: &buffer)
+            writeFamily(
+                "flowstat_bpf_updates_total", "Flow entries written by the BPF programs.", .counter,
+                Double(events.updates), into: &buffer)
+            writeFamily(
                 "flowstat_bpf_updates_skipped_total", "Flow updates skipped by the per-flow minimum update interval.",
-                .counter, into: &buffer)
-            writeSample("flowstat_bpf_updates_skipped_total", value: Double(events.updatesSkipped), into: &buffer)
+                .counter, Double(events.updatesSkipped), into: &buffer)
         }
 
         writeHeader(
@@ -239,6 +236,14 @@ public struct MetricsEncoder: Sendable {
             case .histogram: "histogram"
             }
         }
+    }
+
+    /// Writes a family of one unlabelled sample: header and value.
+    private func writeFamily(
+        _ name: StaticString, _ help: StaticString, _ type: MetricType, _ value: Double, into buffer: inout ByteBuffer
+    ) {
+        writeHeader(name, help, type, into: &buffer)
+        writeSample(name, value: value, into: &buffer)
     }
 
     /// Writes `# HELP` and `# TYPE`. Help texts are constants without backslashes or line
