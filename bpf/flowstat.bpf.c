@@ -56,9 +56,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FS_RTT_SLOTS);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct fs_rtt_histogram);
 } rtt_hist SEC(".maps");
 
 static __always_inline void count(__u32 counter)
@@ -73,8 +73,8 @@ static __always_inline void count(__u32 counter)
 static __always_inline void histogram_add_rtt(__u32 rtt_us)
 {
 	__u64 rtt_ns = (__u64)rtt_us * 1000;
-	__u32 low = 0, high = rtt_bound_count, slot;
-	__u64 *value;
+	__u32 low = 0, high = rtt_bound_count, zero = 0;
+	struct fs_rtt_histogram *histogram;
 
 	if (!rtt_bound_count || !rtt_us)
 		return;
@@ -90,14 +90,11 @@ static __always_inline void histogram_add_rtt(__u32 rtt_us)
 		else
 			low = middle + 1;
 	}
-	slot = low;
-	value = bpf_map_lookup_elem(&rtt_hist, &slot);
-	if (value)
-		*value += 1;
-	slot = FS_RTT_SUM_SLOT;
-	value = bpf_map_lookup_elem(&rtt_hist, &slot);
-	if (value)
-		*value += rtt_us;
+	histogram = bpf_map_lookup_elem(&rtt_hist, &zero);
+	if (!histogram || low > FS_RTT_BOUNDS_MAX)
+		return;
+	histogram->buckets[low] += 1;	/* per-CPU value: no other writer */
+	histogram->sum_us += rtt_us;
 }
 
 /*

@@ -41,14 +41,17 @@ enum fs_counter {
 	FS_CTR_MAX,
 };
 
-/*
- * RTT histogram (map "rtt_hist", per-CPU array of __u64): slots 0..bound_count-1 count the
- * samples <= that bound and above the one before, slot bound_count the samples above the
- * last bound (+Inf), slot FS_RTT_SUM_SLOT the sum of all samples in microseconds.
- */
 #define FS_RTT_BOUNDS_MAX 32
-#define FS_RTT_SUM_SLOT (FS_RTT_BOUNDS_MAX + 1)
-#define FS_RTT_SLOTS (FS_RTT_BOUNDS_MAX + 2)
+
+/*
+ * RTT histogram, the one value of the per-CPU array "rtt_hist": buckets[i] counts the
+ * samples <= bound i and above bound i-1; buckets[bound_count] those above the last bound
+ * (+Inf). One struct, so a sample costs one map lookup.
+ */
+struct fs_rtt_histogram {
+	__u64 buckets[FS_RTT_BOUNDS_MAX + 1];
+	__u64 sum_us;		/* sum of all samples, microseconds */
+};
 
 /*
  * Map key: one TCP socket. Addresses are 16 bytes; an IPv4 address is stored
@@ -92,5 +95,6 @@ struct fs_flow_stats {
 
 _Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
 _Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout changed");
+_Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
 
 #endif /* FLOWSTAT_H */

@@ -32,7 +32,8 @@ struct fs_agent {
 	char cgroup_path[PATH_MAX];
 	int cgroup_fd;
 	int possible_cpus;
-	uint64_t *percpu_buffer;
+	uint64_t *percpu_buffer;			/* one counter per CPU */
+	struct fs_rtt_histogram *histogram_buffer;	/* one histogram per CPU */
 };
 
 /* ---- libbpf's messages: forwarded to Swift, last lines kept for error reports ---- */
@@ -339,8 +340,9 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 		goto failed;
 	}
 	agent->percpu_buffer = calloc(agent->possible_cpus, sizeof(uint64_t));
-	if (!agent->percpu_buffer) {
-		err = fail(error, ENOMEM, "allocate counter buffer");
+	agent->histogram_buffer = calloc(agent->possible_cpus, sizeof(struct fs_rtt_histogram));
+	if (!agent->percpu_buffer || !agent->histogram_buffer) {
+		err = fail(error, ENOMEM, "allocate per-CPU read buffers");
 		goto failed;
 	}
 
@@ -371,6 +373,7 @@ void fs_agent_close(fs_agent *agent)
 	if (agent->cgroup_fd >= 0)
 		close(agent->cgroup_fd);
 	free(agent->percpu_buffer);
+	free(agent->histogram_buffer);
 	free(agent);
 }
 
@@ -468,26 +471,18 @@ int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flo
 	return 0;
 }
 
-/* Sums one slot of a per-CPU array of __u64 over the CPUs. */
-static int sum_percpu(fs_agent *agent, struct bpf_map *map, uint32_t slot, uint64_t *sum)
-{
-	int err = bpf_map_lookup_elem(bpf_map__fd(map), &slot, agent->percpu_buffer);
-
-	if (err)
-		return err;
-	*sum = 0;
-	for (int cpu = 0; cpu < agent->possible_cpus; cpu++)
-		*sum += agent->percpu_buffer[cpu];
-	return 0;
-}
-
 int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error)
 {
+	int fd = bpf_map__fd(agent->skel->maps.counters);
+
 	for (uint32_t counter = 0; counter < FS_CTR_MAX; counter++) {
-		int err = sum_percpu(agent, agent->skel->maps.counters, counter, &out[counter]);
+		int err = bpf_map_lookup_elem(fd, &counter, agent->percpu_buffer);
 
 		if (err)
 			return fail(error, err, "read counter %u", counter);
+		out[counter] = 0;
+		for (int cpu = 0; cpu < agent->possible_cpus; cpu++)
+			out[counter] += agent->percpu_buffer[cpu];
 	}
 	return 0;
 }
@@ -495,15 +490,21 @@ int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *
 int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_count, uint64_t *sum_us,
 				fs_error *error)
 {
+	struct fs_rtt_histogram *per_cpu = agent->histogram_buffer;
+	uint32_t zero = 0;
 	int err;
 
 	if (bound_count > FS_RTT_BOUNDS_MAX)
 		return fail(error, EINVAL, "read RTT histogram: %u bounds", bound_count);
-	for (uint32_t slot = 0; slot <= bound_count; slot++) {
-		if ((err = sum_percpu(agent, agent->skel->maps.rtt_hist, slot, &out[slot])))
-			return fail(error, err, "read RTT histogram slot %u", slot);
+	err = bpf_map_lookup_elem(bpf_map__fd(agent->skel->maps.rtt_hist), &zero, per_cpu);
+	if (err)
+		return fail(error, err, "read RTT histogram");
+	memset(out, 0, (bound_count + 1) * sizeof(*out));
+	*sum_us = 0;
+	for (int cpu = 0; cpu < agent->possible_cpus; cpu++) {
+		for (uint32_t bucket = 0; bucket <= bound_count; bucket++)
+			out[bucket] += per_cpu[cpu].buckets[bucket];
+		*sum_us += per_cpu[cpu].sum_us;
 	}
-	if ((err = sum_percpu(agent, agent->skel->maps.rtt_hist, FS_RTT_SUM_SLOT, sum_us)))
-		return fail(error, err, "read RTT histogram sum");
 	return 0;
 }
