@@ -5,12 +5,14 @@
  * segment, removed when the socket closes.
  *
  * Hooks (user space picks the variants the running kernel allows):
- *   sockops (cgroup v2 root)   established -> enable RTT/STATE/RETRANS callbacks;
- *                              RTT and RETRANS callbacks -> update; STATE to CLOSE -> remove
+ *   sockops (cgroup v2 root)   established -> enable RTT/RETRANS callbacks;
+ *                              RTT and RETRANS callbacks -> update
  *   tcp_rcv_established        flows sockops cannot see (opened before flowstat
  *                              attached): fentry, else tp_btf/tcp_probe, else
  *                              tracepoint/tcp/tcp_probe; all three share one handler
- *   sock/inet_sock_set_state   removes closed flows whatever opened them
+ *   sock/inet_sock_set_state   counts opened and closed flows, reports closed ones
+ *                              (ring buffer + histograms) and removes them; tp_btf,
+ *                              else the classic tracepoint
  *   iter/tcp                   run at start-up to seed flows that already exist, and
  *                              before each snapshot to make idle flows exact: the
  *                              event hooks see a socket before the kernel finishes
@@ -39,6 +41,10 @@ const volatile __u64 min_update_interval_ns = 0;	/* 0: update on every event */
 const volatile __u32 rtt_bound_count = 0;		/* 0: no RTT histogram */
 const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {};	/* increasing upper bounds */
 const volatile __u32 rtt_sample_every = 1;		/* count 1 in N RTT samples */
+const volatile __u32 duration_bound_count = 0;		/* 0: no closed-flow duration histogram */
+const volatile __u64 duration_bounds_ns[FS_HIST_BOUNDS_MAX] = {};
+const volatile __u32 bytes_bound_count = 0;		/* 0: no closed-flow bytes histogram */
+const volatile __u64 bytes_bounds[FS_HIST_BOUNDS_MAX] = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -61,6 +67,19 @@ struct {
 	__type(value, struct fs_rtt_histogram);
 } rtt_hist SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_closed_histograms);
+} closed_hist SEC(".maps");
+
+/* Closed-flow records for user space; a full buffer drops records, never blocks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);	/* bytes; user space resizes before load */
+} closed_flows SEC(".maps");
+
 static __always_inline void count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
@@ -69,31 +88,42 @@ static __always_inline void count(__u32 counter)
 		*value += 1;	/* per-CPU slot: no other writer */
 }
 
-/* Adds one RTT sample to the histogram: a binary search over the configured bounds. */
+/*
+ * Index of the bucket `value` falls in: the first bound >= value, or `count` (+Inf).
+ * A binary search over increasing bounds.
+ */
+static __always_inline __u32 bucket_of(__u64 value, const volatile __u64 *bounds, __u32 count)
+{
+	__u32 low = 0, high = count;
+
+	for (int step = 0; step < 6 && low < high; step++) {	/* 2^6 > FS_HIST_BOUNDS_MAX */
+		__u32 middle = (low + high) / 2;
+
+		if (middle >= FS_HIST_BOUNDS_MAX)
+			break;
+		if (value <= bounds[middle])
+			high = middle;
+		else
+			low = middle + 1;
+	}
+	return low;
+}
+
+/* Adds one RTT sample to the histogram (or 1 in rtt_sample_every). */
 static __always_inline void histogram_add_rtt(__u32 rtt_us)
 {
-	__u64 rtt_ns = (__u64)rtt_us * 1000;
-	__u32 low = 0, high = rtt_bound_count, zero = 0;
 	struct fs_rtt_histogram *histogram;
+	__u32 zero = 0, bucket;
 
 	if (!rtt_bound_count || !rtt_us)
 		return;
 	if (rtt_sample_every > 1 && bpf_get_prandom_u32() % rtt_sample_every)
 		return;
-	for (int step = 0; step < 6 && low < high; step++) {	/* 2^6 > FS_RTT_BOUNDS_MAX */
-		__u32 middle = (low + high) / 2;
-
-		if (middle >= FS_RTT_BOUNDS_MAX)
-			break;
-		if (rtt_ns <= rtt_bounds_ns[middle])
-			high = middle;
-		else
-			low = middle + 1;
-	}
+	bucket = bucket_of((__u64)rtt_us * 1000, rtt_bounds_ns, rtt_bound_count);
 	histogram = bpf_map_lookup_elem(&rtt_hist, &zero);
-	if (!histogram || low > FS_RTT_BOUNDS_MAX)
+	if (!histogram || bucket > FS_RTT_BOUNDS_MAX)
 		return;
-	histogram->buckets[low] += 1;	/* per-CPU value: no other writer */
+	histogram->buckets[bucket] += 1;	/* per-CPU value: no other writer */
 	histogram->sum_us += rtt_us;
 }
 
@@ -131,7 +161,11 @@ static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key
 		return false;
 	}
 	key->family = family;
-	key->sport = FIELD(direct, sk, __sk_common.skc_num);
+	/*
+	 * Not skc_num: on the way to CLOSE the kernel releases the port (zeroing skc_num)
+	 * before the state tracepoint fires, and the close must find the same key.
+	 */
+	key->sport = bpf_ntohs(FIELD(direct, (struct inet_sock *)sk, inet_sport));
 	key->dport = bpf_ntohs(FIELD(direct, sk, __sk_common.skc_dport));
 	key->netns = direct ? sk->__sk_common.skc_net.net->ns.inum
 			    : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
@@ -208,12 +242,101 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 	count(FS_CTR_UPDATES);
 }
 
-static __always_inline void forget_flow(struct sock *sk, bool direct)
+static __always_inline void forget_flow(struct fs_flow_key *key)
+{
+	if (bpf_map_delete_elem(&flows, key) == 0)
+		count(FS_CTR_ENTRIES_REMOVED);
+}
+
+/*
+ * An established flow reached CLOSE: count it into the closed-flow histograms (exact,
+ * in the kernel) and push its final state to the ring buffer (best effort: a full
+ * buffer is counted in FS_CTR_EVENTS_LOST). `entry` is the flow's map entry, if any.
+ */
+static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_key *key,
+						struct fs_flow_stats *entry, bool direct)
+{
+	struct fs_closed_histograms *histograms;
+	struct fs_closed_flow *record;
+	__u64 now = bpf_ktime_get_ns(), bytes;
+	__u32 zero = 0, bucket;
+
+	record = bpf_ringbuf_reserve(&closed_flows, sizeof(*record), 0);
+	if (record) {
+		__builtin_memcpy(&record->key, key, sizeof(*key));
+		record->_pad = 0;
+		if (entry) {
+			__builtin_memcpy(&record->stats, entry, sizeof(*entry));
+		} else {
+			__builtin_memset(&record->stats, 0, sizeof(record->stats));
+		}
+		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct);
+		record->stats.state = TCP_CLOSE;
+		record->stats.last_update_ns = now;
+		record->closed_ns = now;
+		bytes = record->stats.bytes_acked + record->stats.bytes_received;
+		bpf_ringbuf_submit(record, 0);
+	} else {
+		count(FS_CTR_EVENTS_LOST);
+		bytes = FIELD(direct, (struct tcp_sock *)sk, bytes_acked) +
+			FIELD(direct, (struct tcp_sock *)sk, bytes_received);
+	}
+
+	histograms = bpf_map_lookup_elem(&closed_hist, &zero);
+	if (!histograms)
+		return;
+	if (bytes_bound_count) {
+		bucket = bucket_of(bytes, bytes_bounds, bytes_bound_count);
+		if (bucket <= FS_HIST_BOUNDS_MAX) {
+			histograms->bytes_buckets[bucket] += 1;
+			histograms->bytes_sum += bytes;
+		}
+	}
+	/* A lifetime is only known for flows whose opening a sockops callback saw. */
+	if (!entry || entry->direction == FS_DIR_UNKNOWN) {
+		count(FS_CTR_CLOSED_UNTIMED);
+		return;
+	}
+	if (duration_bound_count) {
+		__u64 duration = now - entry->first_seen_ns;
+
+		bucket = bucket_of(duration, duration_bounds_ns, duration_bound_count);
+		if (bucket <= FS_HIST_BOUNDS_MAX) {
+			histograms->duration_buckets[bucket] += 1;
+			histograms->duration_sum_ns += duration;
+		}
+	}
+}
+
+/*
+ * Every TCP state change of every socket, whatever opened it: the exact count of flows
+ * opened and closed (in-kernel counters, so nothing can be lost), the closed-flow
+ * records and histograms, and removal from the map. Shared by the tp_btf and the
+ * classic tracepoint variants.
+ */
+static __always_inline void on_state_change(struct sock *sk, int oldstate, int newstate, bool direct)
 {
 	struct fs_flow_key key;
+	struct fs_flow_stats *entry;
 
-	if (flow_key_of(sk, &key, direct) && bpf_map_delete_elem(&flows, &key) == 0)
-		count(FS_CTR_ENTRIES_REMOVED);
+	if (newstate == TCP_ESTABLISHED) {
+		if (oldstate == TCP_SYN_SENT)
+			count(FS_CTR_OPENED_ACTIVE);
+		else if (oldstate == TCP_SYN_RECV)
+			count(FS_CTR_OPENED_PASSIVE);
+		return;
+	}
+	if (newstate != TCP_CLOSE || !flow_key_of(sk, &key, direct))
+		return;
+	entry = bpf_map_lookup_elem(&flows, &key);
+	/* From SYN_SENT/SYN_RECV/LISTEN no flow was ever established. */
+	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV && oldstate != TCP_LISTEN &&
+	    oldstate != TCP_CLOSE) {
+		count(FS_CTR_CLOSED);
+		report_closed_flow(sk, &key, entry, direct);
+	}
+	if (entry)
+		forget_flow(&key);
 }
 
 SEC("sockops")
@@ -225,7 +348,7 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 
 	/* Other callbacks (connect, RTO init, ECN, header options…) are not ours. */
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_STATE_CB)
+	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_RETRANS_CB)
 		return 1;
 	bsk = skops->sk;
 	if (!bsk)
@@ -237,9 +360,9 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 	switch (op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		/* No STATE callback: the state tracepoint sees every close anyway. */
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 					  BPF_SOCK_OPS_RTT_CB_FLAG |
-					  BPF_SOCK_OPS_STATE_CB_FLAG |
 					  BPF_SOCK_OPS_RETRANS_CB_FLAG);
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS,
 			    op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE,
@@ -257,10 +380,6 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, false, 0, true);
-		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] == TCP_CLOSE)
-			forget_flow((struct sock *)tp, true);
 		break;
 	}
 	return 1;
@@ -302,29 +421,22 @@ int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT, false);
 }
 
-/*
- * Every TCP state change of every socket, whatever opened it: the exact count of flows
- * opened and closed (no ring buffer involved, so nothing can be lost), and removal.
- */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(flowstat_state_tp_btf, struct sock *sk, int oldstate, int newstate)
+{
+	/* NULL unless a full TCP socket (SCTP changes state through here too). */
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+	if (tp)
+		on_state_change((struct sock *)tp, oldstate, newstate, true);
+	return 0;
+}
+
 SEC("tracepoint/sock/inet_sock_set_state")
 int flowstat_state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	int oldstate = ctx->oldstate;
-
-	if (ctx->protocol != IPPROTO_TCP)
-		return 0;
-	if (ctx->newstate == TCP_ESTABLISHED) {
-		if (oldstate == TCP_SYN_SENT)
-			count(FS_CTR_OPENED_ACTIVE);
-		else if (oldstate == TCP_SYN_RECV)
-			count(FS_CTR_OPENED_PASSIVE);
-	} else if (ctx->newstate == TCP_CLOSE) {
-		/* From SYN_SENT/SYN_RECV/LISTEN no flow was ever established. */
-		if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV && oldstate != TCP_LISTEN &&
-		    oldstate != TCP_CLOSE)
-			count(FS_CTR_CLOSED);
-		forget_flow((struct sock *)ctx->skaddr, false);
-	}
+	if (ctx->protocol == IPPROTO_TCP)
+		on_state_change((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, false);
 	return 0;
 }
 

@@ -26,6 +26,7 @@ enum fs_hook {
 	FS_HOOK_RCV_TRACEPOINT = 1 << 3,	/* tracepoint/tcp/tcp_probe */
 	FS_HOOK_STATE_TRACEPOINT = 1 << 4,	/* tracepoint/sock/inet_sock_set_state */
 	FS_HOOK_ITER_TCP = 1 << 5,		/* iter/tcp, run once to seed existing flows */
+	FS_HOOK_STATE_TP_BTF = 1 << 6,		/* tp_btf/inet_sock_set_state */
 };
 
 /* Per-CPU event counters (map "counters"); user space sums the CPUs. */
@@ -38,10 +39,13 @@ enum fs_counter {
 	FS_CTR_OPENED_ACTIVE,		/* flows established by connect(): SYN_SENT -> ESTABLISHED */
 	FS_CTR_OPENED_PASSIVE,		/* flows established by accept(): SYN_RECV -> ESTABLISHED */
 	FS_CTR_CLOSED,			/* established flows that reached CLOSE */
+	FS_CTR_EVENTS_LOST,		/* closed-flow records the ring buffer had no room for */
+	FS_CTR_CLOSED_UNTIMED,		/* closed flows whose opening flowstat did not see: no duration */
 	FS_CTR_MAX,
 };
 
 #define FS_RTT_BOUNDS_MAX 32
+#define FS_HIST_BOUNDS_MAX 32
 
 /*
  * RTT histogram, the one value of the per-CPU array "rtt_hist": buckets[i] counts the
@@ -51,6 +55,18 @@ enum fs_counter {
 struct fs_rtt_histogram {
 	__u64 buckets[FS_RTT_BOUNDS_MAX + 1];
 	__u64 sum_us;		/* sum of all samples, microseconds */
+};
+
+/*
+ * Histograms of closed flows, the one value of the per-CPU array "closed_hist": buckets
+ * as in fs_rtt_histogram. Counted in the kernel, so they stay exact when the ring buffer
+ * of closed-flow records overflows.
+ */
+struct fs_closed_histograms {
+	__u64 duration_buckets[FS_HIST_BOUNDS_MAX + 1];	/* lifetime, of flows seen opening */
+	__u64 duration_sum_ns;
+	__u64 bytes_buckets[FS_HIST_BOUNDS_MAX + 1];	/* bytes acked + bytes received */
+	__u64 bytes_sum;
 };
 
 /*
@@ -93,8 +109,22 @@ struct fs_flow_stats {
 	char comm[FS_COMM_LEN];	/* empty when unknown */
 };
 
+/*
+ * One closed flow, pushed to the ring buffer "closed_flows" when its socket reaches
+ * CLOSE: the final tcp_info-like state read from the socket, with first_seen_ns,
+ * direction, pid and comm from the flow's map entry (0 / empty when it had none).
+ */
+struct fs_closed_flow {
+	struct fs_flow_key key;
+	__u32 _pad;
+	struct fs_flow_stats stats;
+	__u64 closed_ns;	/* bpf_ktime_get_ns() at CLOSE */
+};
+
 _Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
 _Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout changed");
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
+_Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
+_Static_assert(sizeof(struct fs_closed_flow) == 160, "fs_closed_flow layout changed");
 
 #endif /* FLOWSTAT_H */

@@ -48,6 +48,11 @@ struct sock {
 	__u16 sk_protocol;
 } __core;
 
+/* inet_sport outlives skc_num, which the kernel zeroes when a closing socket releases its port. */
+struct inet_sock {
+	__be16 inet_sport;
+} __core;
+
 struct minmax_sample {
 	__u32 t;
 	__u32 v;

@@ -34,6 +34,10 @@ struct fs_agent {
 	int possible_cpus;
 	uint64_t *percpu_buffer;			/* one counter per CPU */
 	struct fs_rtt_histogram *histogram_buffer;	/* one histogram per CPU */
+	struct fs_closed_histograms *closed_buffer;	/* one per CPU */
+	struct ring_buffer *closed_ring;		/* consumer of "closed_flows" */
+	struct fs_closed_flow *read_target;		/* fs_agent_read_closed's caller buffer */
+	uint32_t read_capacity, read_count;
 };
 
 /* ---- libbpf's messages: forwarded to Swift, last lines kept for error reports ---- */
@@ -128,6 +132,7 @@ static struct bpf_program *program_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_RCV_TP_BTF: return skel->progs.flowstat_rcv_tp_btf;
 	case FS_HOOK_RCV_TRACEPOINT: return skel->progs.flowstat_rcv_tracepoint;
 	case FS_HOOK_STATE_TRACEPOINT: return skel->progs.flowstat_state_tracepoint;
+	case FS_HOOK_STATE_TP_BTF: return skel->progs.flowstat_state_tp_btf;
 	case FS_HOOK_ITER_TCP: return skel->progs.flowstat_iter_tcp;
 	}
 	return NULL;
@@ -141,6 +146,7 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_RCV_TP_BTF: return &skel->links.flowstat_rcv_tp_btf;
 	case FS_HOOK_RCV_TRACEPOINT: return &skel->links.flowstat_rcv_tracepoint;
 	case FS_HOOK_STATE_TRACEPOINT: return &skel->links.flowstat_state_tracepoint;
+	case FS_HOOK_STATE_TP_BTF: return &skel->links.flowstat_state_tp_btf;
 	case FS_HOOK_ITER_TCP: return &skel->links.flowstat_iter_tcp;
 	}
 	return NULL;
@@ -149,6 +155,57 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
 static const uint32_t rcv_preference[] = {
 	FS_HOOK_RCV_FENTRY, FS_HOOK_RCV_TP_BTF, FS_HOOK_RCV_TRACEPOINT,
 };
+
+/* tp_btf reads the socket directly; the classic tracepoint needs probe reads. */
+static const uint32_t state_preference[] = {
+	FS_HOOK_STATE_TP_BTF, FS_HOOK_STATE_TRACEPOINT,
+};
+
+/*
+ * Keeps autoload on for the most preferred variant of a group that is wanted and not
+ * yet refused, off for the others. Returns the chosen hook, or 0.
+ */
+static uint32_t choose_variant(fs_agent *agent, const uint32_t *preference, size_t count, uint32_t wanted)
+{
+	uint32_t chosen = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		uint32_t hook = preference[i];
+
+		if (!chosen && (wanted & hook) && agent->hook_errors[hook_slot(hook)] == 0)
+			chosen = hook;
+		else
+			bpf_program__set_autoload(program_of(agent->skel, hook), false);
+	}
+	return chosen;
+}
+
+/* Attaches an optional hook; a failure is recorded for the next pass to drop it. */
+static int attach_optional(fs_agent *agent, uint32_t hook)
+{
+	struct bpf_link **link = link_of(agent->skel, hook);
+
+	*link = bpf_program__attach(program_of(agent->skel, hook));
+	if (!*link) {
+		agent->hook_errors[hook_slot(hook)] = -errno;
+		return -EAGAIN;
+	}
+	agent->attached |= hook;
+	return 0;
+}
+
+/* Copies bounds into a rodata array, checking they fit. */
+static int set_bounds(__u64 *target, __u32 *target_count, const uint64_t *bounds,
+		      uint32_t count, const char *what, fs_error *error)
+{
+	if (count > FS_HIST_BOUNDS_MAX)
+		return fail(error, EINVAL, "configure %s histogram: %u bounds, at most %d", what, count,
+			    FS_HIST_BOUNDS_MAX);
+	*target_count = count;
+	for (uint32_t i = 0; i < count; i++)
+		target[i] = bounds[i];
+	return 0;
+}
 
 /* Which hook's program libbpf reported as failing to load, or 0. */
 static uint32_t hook_failed_to_load(struct flowstat_bpf *skel)
@@ -216,7 +273,7 @@ static int run_tcp_iterator(struct bpf_link *link)
 static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_rcv, fs_error *error)
 {
 	struct flowstat_bpf *skel;
-	uint32_t rcv = 0, hook;
+	uint32_t rcv, state, hook;
 	int err;
 
 	log_tail_reset();
@@ -226,29 +283,32 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	agent->skel = skel;
 
 	skel->rodata->min_update_interval_ns = options->min_update_interval_ns;
-	if (options->rtt_bound_count > FS_RTT_BOUNDS_MAX)
-		return fail(error, EINVAL, "configure RTT histogram: %u bounds, at most %d",
-			    options->rtt_bound_count, FS_RTT_BOUNDS_MAX);
-	skel->rodata->rtt_bound_count = options->rtt_bound_count;
-	for (uint32_t i = 0; i < options->rtt_bound_count; i++)
-		skel->rodata->rtt_bounds_ns[i] = options->rtt_bounds_ns[i];
+	if ((err = set_bounds(skel->rodata->rtt_bounds_ns, &skel->rodata->rtt_bound_count, options->rtt_bounds_ns,
+			      options->rtt_bound_count, "RTT", error)) ||
+	    (err = set_bounds(skel->rodata->duration_bounds_ns, &skel->rodata->duration_bound_count,
+			      options->duration_bounds_ns, options->duration_bound_count, "flow duration", error)) ||
+	    (err = set_bounds(skel->rodata->bytes_bounds, &skel->rodata->bytes_bound_count, options->bytes_bounds,
+			      options->bytes_bound_count, "flow bytes", error)))
+		return err;
 	skel->rodata->rtt_sample_every = options->rtt_sample_every ? options->rtt_sample_every : 1;
 	if (options->map_entries) {
 		err = bpf_map__set_max_entries(skel->maps.flows, options->map_entries);
 		if (err)
 			return fail(error, err, "set flow map size to %u", options->map_entries);
 	}
-
-	/* One tcp_rcv_established variant: the most preferred one not yet refused. */
-	for (size_t i = 0; i < sizeof(rcv_preference) / sizeof(rcv_preference[0]); i++) {
-		hook = rcv_preference[i];
-		if (!rcv && (want_rcv & hook) && agent->hook_errors[hook_slot(hook)] == 0)
-			rcv = hook;
-		else
-			bpf_program__set_autoload(program_of(skel, hook), false);
+	if (options->ring_buffer_bytes) {
+		err = bpf_map__set_max_entries(skel->maps.closed_flows, options->ring_buffer_bytes);
+		if (err)
+			return fail(error, err, "set closed-flow ring buffer to %u bytes (a power of 2 pages)",
+				    options->ring_buffer_bytes);
 	}
-	if (agent->hook_errors[hook_slot(FS_HOOK_STATE_TRACEPOINT)])
-		bpf_program__set_autoload(skel->progs.flowstat_state_tracepoint, false);
+
+	rcv = choose_variant(agent, rcv_preference, sizeof(rcv_preference) / sizeof(rcv_preference[0]), want_rcv);
+	state = choose_variant(agent, state_preference, sizeof(state_preference) / sizeof(state_preference[0]),
+			       FS_HOOK_STATE_TP_BTF | FS_HOOK_STATE_TRACEPOINT);
+	if (!state)
+		return fail(error, agent->hook_errors[hook_slot(FS_HOOK_STATE_TRACEPOINT)],
+			    "attach sock/inet_sock_set_state (tp_btf and tracepoint both failed)");
 	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
 
@@ -263,14 +323,8 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	}
 
 	/* Lifecycle first, so no flow is added after its close went unseen. */
-	if (bpf_program__autoload(skel->progs.flowstat_state_tracepoint)) {
-		hook = FS_HOOK_STATE_TRACEPOINT;
-		*link_of(skel, hook) = bpf_program__attach(program_of(skel, hook));
-		if (*link_of(skel, hook))
-			agent->attached |= hook;
-		else
-			agent->hook_errors[hook_slot(hook)] = -errno;
-	}
+	if ((err = attach_optional(agent, state)))
+		return err;
 
 	*link_of(skel, FS_HOOK_SOCKOPS) = bpf_program__attach_cgroup(skel->progs.flowstat_sockops,
 								     agent->cgroup_fd);
@@ -281,14 +335,8 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	}
 	agent->attached |= FS_HOOK_SOCKOPS;
 
-	if (rcv) {
-		*link_of(skel, rcv) = bpf_program__attach(program_of(skel, rcv));
-		if (!*link_of(skel, rcv)) {
-			agent->hook_errors[hook_slot(rcv)] = -errno;
-			return -EAGAIN;
-		}
-		agent->attached |= rcv;
-	}
+	if (rcv && (err = attach_optional(agent, rcv)))
+		return err;
 
 	if (bpf_program__autoload(skel->progs.flowstat_iter_tcp)) {
 		hook = FS_HOOK_ITER_TCP;
@@ -299,6 +347,19 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 		else
 			agent->attached |= hook;
 	}
+	return 0;
+}
+
+/* ring_buffer__poll's callback: copies one record, or stops when the caller's buffer is full. */
+static int on_closed_flow(void *context, void *data, size_t size)
+{
+	fs_agent *agent = context;
+
+	if (size < sizeof(struct fs_closed_flow))
+		return 0;	/* not ours: skip it */
+	if (agent->read_count >= agent->read_capacity)
+		return -ENOSPC;	/* left in the buffer for the next call */
+	memcpy(&agent->read_target[agent->read_count++], data, sizeof(struct fs_closed_flow));
 	return 0;
 }
 
@@ -341,7 +402,8 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 	}
 	agent->percpu_buffer = calloc(agent->possible_cpus, sizeof(uint64_t));
 	agent->histogram_buffer = calloc(agent->possible_cpus, sizeof(struct fs_rtt_histogram));
-	if (!agent->percpu_buffer || !agent->histogram_buffer) {
+	agent->closed_buffer = calloc(agent->possible_cpus, sizeof(struct fs_closed_histograms));
+	if (!agent->percpu_buffer || !agent->histogram_buffer || !agent->closed_buffer) {
 		err = fail(error, ENOMEM, "allocate per-CPU read buffers");
 		goto failed;
 	}
@@ -357,6 +419,11 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 	}
 	if (err)
 		goto failed;
+	agent->closed_ring = ring_buffer__new(bpf_map__fd(agent->skel->maps.closed_flows), on_closed_flow, agent, NULL);
+	if (!agent->closed_ring) {
+		err = fail(error, errno, "open the closed-flow ring buffer");
+		goto failed;
+	}
 	*out = agent;
 	return 0;
 
@@ -369,11 +436,13 @@ void fs_agent_close(fs_agent *agent)
 {
 	if (!agent)
 		return;
+	ring_buffer__free(agent->closed_ring);
 	flowstat_bpf__destroy(agent->skel);	/* destroys every link: detaches */
 	if (agent->cgroup_fd >= 0)
 		close(agent->cgroup_fd);
 	free(agent->percpu_buffer);
 	free(agent->histogram_buffer);
+	free(agent->closed_buffer);
 	free(agent);
 }
 
@@ -507,4 +576,42 @@ int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_c
 		*sum_us += per_cpu[cpu].sum_us;
 	}
 	return 0;
+}
+
+int fs_agent_read_closed_histograms(fs_agent *agent, struct fs_closed_histograms *out, fs_error *error)
+{
+	uint32_t zero = 0;
+	int err = bpf_map_lookup_elem(bpf_map__fd(agent->skel->maps.closed_hist), &zero, agent->closed_buffer);
+
+	if (err)
+		return fail(error, err, "read closed-flow histograms");
+	memset(out, 0, sizeof(*out));
+	for (int cpu = 0; cpu < agent->possible_cpus; cpu++) {
+		const struct fs_closed_histograms *one = &agent->closed_buffer[cpu];
+
+		for (int bucket = 0; bucket <= FS_HIST_BOUNDS_MAX; bucket++) {
+			out->duration_buckets[bucket] += one->duration_buckets[bucket];
+			out->bytes_buckets[bucket] += one->bytes_buckets[bucket];
+		}
+		out->duration_sum_ns += one->duration_sum_ns;
+		out->bytes_sum += one->bytes_sum;
+	}
+	return 0;
+}
+
+int fs_agent_read_closed(fs_agent *agent, struct fs_closed_flow *records, uint32_t capacity, uint32_t *count,
+			 int timeout_ms, fs_error *error)
+{
+	int err;
+
+	agent->read_target = records;
+	agent->read_capacity = capacity;
+	agent->read_count = 0;
+	err = timeout_ms > 0 ? ring_buffer__poll(agent->closed_ring, timeout_ms)
+			     : ring_buffer__consume(agent->closed_ring);
+	*count = agent->read_count;
+	agent->read_target = NULL;
+	if (err == -ENOSPC || err == -EINTR || err >= 0)
+		return 0;
+	return fail(error, err, "read the closed-flow ring buffer");
 }

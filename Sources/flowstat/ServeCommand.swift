@@ -53,6 +53,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Add a netns label to every flow, not only to 4-tuples seen in several network namespaces.")
     var netnsLabel = false
 
+    @Option(
+        name: .customLong("cardinality.max-flows"),
+        help: "Most flows exported with their own series (0: all); the rest fold into tcp_peer_* aggregates.")
+    var maxFlows = CardinalityLimits().maxFlows
+
+    @Option(
+        name: .customLong("cardinality.rank-by"),
+        help: "Which flows keep their own series under the cap: bytes, retransmits or rtt (the top ones).")
+    var rankBy = CardinalityLimits().rankBy
+
+    @Option(
+        name: .customLong("cardinality.max-aggregates"),
+        help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports.")
+    var maxAggregates = CardinalityLimits().maxAggregates
+
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel.level)
         do {
@@ -85,7 +100,8 @@ struct ServeCommand: AsyncParsableCommand {
                 problem: "cannot open the \(source.rawValue) flow source: \(error)",
                 fix: "see the log lines above; --source fake serves demo data without kernel access")
         }
-        let scraper = Scraper(source: flowSource, options: MetricsEncoder.Options(netnsLabel: netnsLabel))
+        let scraper = Scraper(
+            source: flowSource, options: MetricsEncoder.Options(netnsLabel: netnsLabel), limits: try cardinalityLimits())
 
         let server: MetricsServer
         do {
@@ -129,6 +145,19 @@ struct ServeCommand: AsyncParsableCommand {
         options.cgroupPath = cgroupPath
         options.refreshBeforeSnapshot = refresh
         return options
+    }
+
+    private func cardinalityLimits() throws -> CardinalityLimits {
+        guard maxFlows >= 0 else {
+            throw StartupError(
+                problem: "--cardinality.max-flows \(maxFlows) is negative", fix: "use 0 (no cap) or a positive number")
+        }
+        guard maxAggregates >= 1 else {
+            throw StartupError(
+                problem: "--cardinality.max-aggregates \(maxAggregates) is below 1",
+                fix: "use a positive number; 1 folds every aggregate into peer=\"other\",port=\"other\"")
+        }
+        return CardinalityLimits(maxFlows: maxFlows, rankBy: rankBy, maxAggregates: maxAggregates)
     }
 
     private func resolvedListenAddress() throws -> ListenAddress {
@@ -208,3 +237,5 @@ extension MetricsServerError {
         }
     }
 }
+
+extension FlowRank: ExpressibleByArgument {}

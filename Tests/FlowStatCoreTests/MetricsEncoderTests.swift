@@ -95,7 +95,7 @@ struct MetricsEncoderTests {
             tcp_flow_retransmits_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1
             tcp_flow_retransmits_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0
             tcp_flow_retransmits_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
-            # HELP tcp_flows TCP flows in the snapshot.
+            # HELP tcp_flows TCP flows the agent sees now (selected ones, before the cardinality cap).
             # TYPE tcp_flows gauge
             tcp_flows 5
             # HELP flowstat_build_info flowstat version and the Swift version it was built with.
@@ -203,7 +203,7 @@ struct MetricsEncoderTests {
     func kernelEventCounters() {
         let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .bpf))
         let events = KernelEventCounts(updates: 1_000_000, updatesSkipped: 7, insertFailures: 0, evictions: 42,
-                                       openedActive: 5, openedPassive: 6, closed: 9)
+                                       openedActive: 5, openedPassive: 6, closed: 9, eventsLost: 3)
         let output = encode(FlowSnapshot(flows: [], mapEntries: 3, mapCapacity: 4, kernelEvents: events),
                             context: context)
         let start = output.range(of: "# HELP flowstat_map_evictions_total")!.lowerBound
@@ -221,6 +221,9 @@ struct MetricsEncoderTests {
             # HELP flowstat_bpf_updates_skipped_total Flow updates skipped by the per-flow minimum update interval.
             # TYPE flowstat_bpf_updates_skipped_total counter
             flowstat_bpf_updates_skipped_total 7
+            # HELP flowstat_events_lost_total Closed-flow records the ring buffer had no room for (counts and histograms stay exact).
+            # TYPE flowstat_events_lost_total counter
+            flowstat_events_lost_total 3
 
             """)
         #expect(output.contains("""
@@ -310,5 +313,80 @@ struct MetricsEncoderTests {
         let seriesNames = lines.map { $0[..<$0.lastIndex(of: " ")!] }
         #expect(Set(seriesNames).count == seriesNames.count)
         #expect(lines.count(where: { $0.hasPrefix("tcp_flow_bytes_acked_total{") }) == flowCount)
+    }
+
+    @Test("closed-flow histograms, aggregates and the dropped-series counter, as exact text")
+    func aggregatesAndClosedFlows() {
+        let key = AggregateKey(peer: .address(IPAddress("::ffff:10.0.0.2")!), port: .port(443))
+        let live = FlowTotals(flows: 2, bytesAcked: 10, bytesReceived: 20, dataSegmentsIn: 3, dataSegmentsOut: 4, retransmits: 1)
+        let closed = FlowTotals(flows: 5, bytesAcked: 100, bytesReceived: 200, dataSegmentsIn: 30, dataSegmentsOut: 40, retransmits: 0)
+        var context = Fixtures.context
+        context.totalFlows = 7
+        context.aggregates = [
+            Aggregate(key: key, live: live, closed: closed),
+            Aggregate(key: .other, live: FlowTotals(), closed: FlowTotals()),
+        ]
+        context.seriesDropped = 22
+        let snapshot = FlowSnapshot(
+            flows: [], mapEntries: 0, mapCapacity: 0,
+            flowDurationHistogram: Histogram(bounds: [0.001, 1], counts: [1, 2, 3], sum: 12.5),
+            flowBytesHistogram: Histogram(bounds: [64, 1024], counts: [4, 0, 1], sum: 5000))
+        let output = encode(snapshot, context: context)
+        let start = output.range(of: "# HELP tcp_flows ")!.lowerBound
+        let end = output.range(of: "# HELP flowstat_build_info")!.lowerBound
+        #expect(output[start..<end] == """
+            # HELP tcp_flows TCP flows the agent sees now (selected ones, before the cardinality cap).
+            # TYPE tcp_flows gauge
+            tcp_flows 7
+            # HELP tcp_flow_duration_seconds Lifetime of the TCP flows that closed, from established to closed.
+            # TYPE tcp_flow_duration_seconds histogram
+            tcp_flow_duration_seconds_bucket{le="0.001"} 1
+            tcp_flow_duration_seconds_bucket{le="1"} 3
+            tcp_flow_duration_seconds_bucket{le="+Inf"} 6
+            tcp_flow_duration_seconds_sum 12.5
+            tcp_flow_duration_seconds_count 6
+            # HELP tcp_flow_bytes Bytes a closed TCP flow carried: bytes acked plus bytes received.
+            # TYPE tcp_flow_bytes histogram
+            tcp_flow_bytes_bucket{le="64"} 4
+            tcp_flow_bytes_bucket{le="1024"} 4
+            tcp_flow_bytes_bucket{le="+Inf"} 5
+            tcp_flow_bytes_sum 5000
+            tcp_flow_bytes_count 5
+            # HELP tcp_peer_flows Live TCP flows to this peer and service port without their own series (cardinality cap).
+            # TYPE tcp_peer_flows gauge
+            tcp_peer_flows{peer="10.0.0.2",port="443"} 2
+            tcp_peer_flows{peer="other",port="other"} 0
+            # HELP tcp_peer_flows_closed_total TCP flows to this peer and service port that closed.
+            # TYPE tcp_peer_flows_closed_total counter
+            tcp_peer_flows_closed_total{peer="10.0.0.2",port="443"} 5
+            tcp_peer_flows_closed_total{peer="other",port="other"} 0
+            # HELP tcp_peer_bytes_acked_total Bytes acked on closed flows and on live flows without their own series.
+            # TYPE tcp_peer_bytes_acked_total counter
+            tcp_peer_bytes_acked_total{peer="10.0.0.2",port="443"} 110
+            tcp_peer_bytes_acked_total{peer="other",port="other"} 0
+            # HELP tcp_peer_bytes_received_total Bytes received on closed flows and on live flows without their own series.
+            # TYPE tcp_peer_bytes_received_total counter
+            tcp_peer_bytes_received_total{peer="10.0.0.2",port="443"} 220
+            tcp_peer_bytes_received_total{peer="other",port="other"} 0
+            # HELP tcp_peer_data_segments_in_total Data segments received on closed flows and on live flows without their own series.
+            # TYPE tcp_peer_data_segments_in_total counter
+            tcp_peer_data_segments_in_total{peer="10.0.0.2",port="443"} 33
+            tcp_peer_data_segments_in_total{peer="other",port="other"} 0
+            # HELP tcp_peer_data_segments_out_total Data segments sent on closed flows and on live flows without their own series.
+            # TYPE tcp_peer_data_segments_out_total counter
+            tcp_peer_data_segments_out_total{peer="10.0.0.2",port="443"} 44
+            tcp_peer_data_segments_out_total{peer="other",port="other"} 0
+            # HELP tcp_peer_retransmits_total Segments retransmitted on closed flows and on live flows without their own series.
+            # TYPE tcp_peer_retransmits_total counter
+            tcp_peer_retransmits_total{peer="10.0.0.2",port="443"} 1
+            tcp_peer_retransmits_total{peer="other",port="other"} 0
+
+            """)
+        #expect(output.contains("""
+            # HELP flowstat_series_dropped_total Per-flow series folded into aggregates by the cardinality cap.
+            # TYPE flowstat_series_dropped_total counter
+            flowstat_series_dropped_total 22
+
+            """))
     }
 }

@@ -10,7 +10,7 @@ struct MetricsServerTests {
         maxRequestHeadBytes: Int = 8 * 1024,
         _ body: (MetricsServer) async throws -> Void
     ) async throws {
-        let scraper = Scraper(source: source, build: Fixtures.build)
+        let scraper = Scraper(source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build)
         let server = try await MetricsServer.start(
             configuration: .init(
                 listenAddress: ListenAddress(host: "127.0.0.1", port: 0), maxRequestHeadBytes: maxRequestHeadBytes),

@@ -40,6 +40,11 @@ typedef struct fs_options {
 	const uint64_t *rtt_bounds_ns;	/* increasing RTT histogram bounds; copied at open */
 	uint32_t rtt_bound_count;	/* at most FS_RTT_BOUNDS_MAX; 0: no histogram */
 	uint32_t rtt_sample_every;	/* count 1 in N RTT samples; 0 or 1: all */
+	const uint64_t *duration_bounds_ns;	/* closed-flow lifetime histogram bounds */
+	uint32_t duration_bound_count;	/* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
+	const uint64_t *bytes_bounds;	/* closed-flow bytes histogram bounds */
+	uint32_t bytes_bound_count;	/* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
+	uint32_t ring_buffer_bytes;	/* closed-flow ring buffer: a power of 2, >= page size; 0: 4 MiB */
 } fs_options;
 
 /* Receives libbpf's messages (level: 0 warn, 1 info, 2 debug), one line at a time. */
@@ -79,6 +84,18 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
  */
 int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_count, uint64_t *sum_us,
 				fs_error *error);
+
+/* Sums the per-CPU closed-flow histograms into *out. */
+int fs_agent_read_closed_histograms(fs_agent *agent, struct fs_closed_histograms *out, fs_error *error);
+
+/*
+ * Moves up to capacity closed-flow records out of the ring buffer into records and
+ * stores how many in *count. timeout_ms > 0 waits that long for the first record;
+ * 0 takes what is there. Records that do not fit stay for the next call. Call from one
+ * thread at a time. Returns 0, or a negative errno.
+ */
+int fs_agent_read_closed(fs_agent *agent, struct fs_closed_flow *records, uint32_t capacity, uint32_t *count,
+			 int timeout_ms, fs_error *error);
 
 /* Sums the per-CPU event counters into out[FS_CTR_MAX]. */
 int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error);

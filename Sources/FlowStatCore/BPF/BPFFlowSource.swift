@@ -26,11 +26,26 @@ public struct BPFOptions: Sendable {
     public var rttBucketBounds: [Double] = BPFOptions.defaultRTTBucketBounds
     /// Count 1 in N RTT samples in the histogram (1: all); bounds the cost on busy hosts.
     public var rttSampleEvery: UInt32 = 1
+    /// Upper bounds of the closed-flow lifetime histogram, seconds, increasing, at most 32.
+    public var flowDurationBucketBounds: [Double] = BPFOptions.defaultFlowDurationBucketBounds
+    /// Upper bounds of the closed-flow bytes histogram, increasing, at most 32.
+    public var flowBytesBucketBounds: [Double] = BPFOptions.defaultFlowBytesBucketBounds
+    /// Size of the closed-flow ring buffer in bytes: a power of two of at least a page. A
+    /// record takes 168 bytes, so 8 MiB hold about 50,000 closes between two reads.
+    public var ringBufferBytes: UInt32 = 8 << 20
 
     public static let defaultRTTBucketBounds: [Double] = [
         0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
     ]
+
+    /// 1 ms to 1 hour: 1-2.5-5 steps to 1000 s, then 1 h.
+    public static let defaultFlowDurationBucketBounds: [Double] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 3600,
+    ]
+
+    /// 64 bytes to 1 GiB in powers of 4.
+    public static let defaultFlowBytesBucketBounds: [Double] = (0...12).map { Double(64 << (2 * $0)) }
 
     public init() {}
 }
@@ -55,6 +70,11 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let logger: Logger
     /// RTT histogram bounds in seconds, as configured in the kernel.
     private let rttBounds: [Double]
+    /// Closed-flow histogram bounds: seconds, bytes.
+    private let durationBounds: [Double]
+    private let bytesBounds: [Double]
+    /// Drains the closed-flow ring buffer on its own thread.
+    private let closedFlows: ClosedFlowCollector
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
@@ -75,29 +95,37 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                            message: "none of \(options.receiveVariants.sorted()) is fentry, tp_btf or tracepoint")
         }
 
-        let bounds = options.rttBucketBounds
-        guard bounds.count <= Int(FS_RTT_BOUNDS_MAX), zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }),
-              bounds.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-            throw BPFError(step: "configure RTT histogram", errno: EINVAL,
-                           message: "bounds must be positive, increasing and at most \(FS_RTT_BOUNDS_MAX): \(bounds)")
-        }
+        let bounds = try Self.validated(options.rttBucketBounds, "RTT")
+        let durationBounds = try Self.validated(options.flowDurationBucketBounds, "flow duration")
+        let bytesBounds = try Self.validated(options.flowBytesBucketBounds, "flow bytes")
         let boundsNanoseconds = bounds.map { UInt64(($0 * 1e9).rounded()) }
+        let durationNanoseconds = durationBounds.map { UInt64(($0 * 1e9).rounded()) }
+        let bytesIntegers = bytesBounds.map { UInt64($0.rounded(.down)) }
 
         var agent: OpaquePointer?
         var error = fs_error()
         let result = withOptionalCString(options.cgroupPath) { cgroupPath in
-            boundsNanoseconds.withUnsafeBufferPointer { boundsPointer in
-                var cOptions = fs_options(
-                    map_entries: options.mapEntries,
-                    min_update_interval_ns: options.minUpdateInterval,
-                    cgroup_path: cgroupPath,
-                    rcv_variants: variants,
-                    use_iterator: 1,
-                    rtt_bounds_ns: boundsPointer.baseAddress,
-                    rtt_bound_count: UInt32(boundsNanoseconds.count),
-                    rtt_sample_every: options.rttSampleEvery
-                )
-                return fs_agent_open(&cOptions, &agent, &error)
+            var cOptions = fs_options()
+            cOptions.map_entries = options.mapEntries
+            cOptions.min_update_interval_ns = options.minUpdateInterval
+            cOptions.cgroup_path = cgroupPath
+            cOptions.rcv_variants = variants
+            cOptions.use_iterator = 1
+            cOptions.rtt_sample_every = options.rttSampleEvery
+            cOptions.ring_buffer_bytes = options.ringBufferBytes
+            // fs_agent_open copies the bounds: the pointers only need to live through the call.
+            return boundsNanoseconds.withUnsafeBufferPointer { rtt in
+                durationNanoseconds.withUnsafeBufferPointer { duration in
+                    bytesIntegers.withUnsafeBufferPointer { bytes in
+                        cOptions.rtt_bounds_ns = rtt.baseAddress
+                        cOptions.rtt_bound_count = UInt32(rtt.count)
+                        cOptions.duration_bounds_ns = duration.baseAddress
+                        cOptions.duration_bound_count = UInt32(duration.count)
+                        cOptions.bytes_bounds = bytes.baseAddress
+                        cOptions.bytes_bound_count = UInt32(bytes.count)
+                        return fs_agent_open(&cOptions, &agent, &error)
+                    }
+                }
             }
         }
         guard result == 0, let agent else { throw BPFError(error) }
@@ -108,7 +136,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.values = .allocate(capacity: capacity)
         self.refreshBeforeSnapshot = options.refreshBeforeSnapshot
         self.rttBounds = bounds
+        self.durationBounds = durationBounds
+        self.bytesBounds = bytesBounds.map { $0.rounded(.down) }
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
+        self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
         if info.hooks.contains(where: { $0.name == "iter_tcp" && $0.attached }) {
@@ -124,6 +155,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     }
 
     deinit {
+        closedFlows.stop()
         if let agent { fs_agent_close(agent) }
         keys.deallocate()
         values.deallocate()
@@ -135,6 +167,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
 
     public func shutdown() {
         serving.withLockedValue { $0 = false }
+        closedFlows.stop()  // before the agent closes: its thread reads the ring buffer
         lock.withLock {
             if let agent { fs_agent_close(agent) }
             agent = nil
@@ -175,9 +208,36 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         for index in 0..<Int(count) {
             if let sample = FlowSample(key: keys[index], stats: values[index]) { flows.append(sample) }
         }
+        let (durations, bytes) = try readClosedHistograms(agent)
         return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
                             kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
-                            rttHistogram: try readRTTHistogram(agent))
+                            rttHistogram: try readRTTHistogram(agent),
+                            flowDurationHistogram: durations, flowBytesHistogram: bytes,
+                            closedSinceLastSnapshot: closedFlows.drain())
+    }
+
+    private func readClosedHistograms(_ agent: OpaquePointer) throws -> (duration: Histogram?, bytes: Histogram?) {
+        var sums = fs_closed_histograms()
+        var error = fs_error()
+        guard fs_agent_read_closed_histograms(agent, &sums, &error) == 0 else { throw BPFError(error) }
+        func counts<Buckets>(_ buckets: Buckets, _ bounds: [Double]) -> [UInt64] {
+            withUnsafeBytes(of: buckets) { Array($0.bindMemory(to: UInt64.self).prefix(bounds.count + 1)) }
+        }
+        let duration = durationBounds.isEmpty ? nil : Histogram(
+            bounds: durationBounds, counts: counts(sums.duration_buckets, durationBounds),
+            sum: Double(sums.duration_sum_ns) / 1e9)
+        let bytes = bytesBounds.isEmpty ? nil : Histogram(
+            bounds: bytesBounds, counts: counts(sums.bytes_buckets, bytesBounds), sum: Double(sums.bytes_sum))
+        return (duration, bytes)
+    }
+
+    private static func validated(_ bounds: [Double], _ what: String) throws -> [Double] {
+        guard bounds.count <= Int(FS_HIST_BOUNDS_MAX), zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }),
+              bounds.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw BPFError(step: "configure \(what) histogram", errno: EINVAL,
+                           message: "bounds must be positive, increasing and at most \(FS_HIST_BOUNDS_MAX): \(bounds)")
+        }
+        return bounds
     }
 
     private func readRTTHistogram(_ agent: OpaquePointer) throws -> Histogram? {
@@ -205,7 +265,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             updates: counter(FS_CTR_UPDATES), updatesSkipped: counter(FS_CTR_UPDATES_SKIPPED),
             insertFailures: counter(FS_CTR_INSERTS_FAILED), evictions: evictions,
             openedActive: counter(FS_CTR_OPENED_ACTIVE), openedPassive: counter(FS_CTR_OPENED_PASSIVE),
-            closed: counter(FS_CTR_CLOSED))
+            closed: counter(FS_CTR_CLOSED), eventsLost: counter(FS_CTR_EVENTS_LOST))
     }
 
     /// Rewrites the flows of these namespaces from their sockets' current state. Failures
@@ -232,6 +292,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Every hook variant the shim tried, in its order, attached or with its errno.
     private static func hookReport(_ agent: OpaquePointer) -> [HookStatus] {
         let hooks: [(fs_hook, String, String)] = [
+            (FS_HOOK_STATE_TP_BTF, "inet_sock_set_state", "tp_btf"),
             (FS_HOOK_STATE_TRACEPOINT, "inet_sock_set_state", "tracepoint"),
             (FS_HOOK_SOCKOPS, "sockops", "cgroup_sockops"),
             (FS_HOOK_RCV_FENTRY, "tcp_rcv_established", "fentry"),
@@ -281,6 +342,7 @@ extension FlowSample {
             bytesAcked: stats.bytes_acked,
             bytesReceived: stats.bytes_received,
             retransmits: UInt64(stats.total_retrans),
+            direction: FlowDirection(rawValue: stats.direction) ?? .unknown,
             pid: stats.pid,
             comm: withUnsafeBytes(of: stats.comm) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)

@@ -7,11 +7,24 @@ public struct ExpositionContext: Sendable {
     /// How long the previous scrape took (snapshot plus encoding), in seconds; `nil` before
     /// the first scrape has finished, in which case the gauge has no sample.
     public var previousScrapeDuration: Double?
+    /// Flows in the snapshot before the cardinality cap (for `tcp_flows`); nil: the
+    /// snapshot's flows are all of them.
+    public var totalFlows: Int?
+    /// Per-(peer, port) aggregates of folded and closed flows; nil: none are exported.
+    public var aggregates: [Aggregate]?
+    /// Series folded away by the cardinality cap so far; nil: no cap is applied.
+    public var seriesDropped: UInt64?
 
-    public init(build: BuildInfo = .current, source: SourceInfo, previousScrapeDuration: Double? = nil) {
+    public init(
+        build: BuildInfo = .current, source: SourceInfo, previousScrapeDuration: Double? = nil, totalFlows: Int? = nil,
+        aggregates: [Aggregate]? = nil, seriesDropped: UInt64? = nil
+    ) {
         self.build = build
         self.source = source
         self.previousScrapeDuration = previousScrapeDuration
+        self.totalFlows = totalFlows
+        self.aggregates = aggregates
+        self.seriesDropped = seriesDropped
     }
 }
 

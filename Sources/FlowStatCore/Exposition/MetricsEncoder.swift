@@ -21,6 +21,9 @@ public struct MetricsEncoder: Sendable {
         }
     }
 
+    /// Series each exported flow has (one per per-flow family).
+    public static let perFlowFamilyCount = 11
+
     /// The `Content-Type` of the output.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -44,24 +47,27 @@ public struct MetricsEncoder: Sendable {
         table.rebuild(from: snapshot.flows, alwaysNetns: options.netnsLabel)
         writePerFlowFamilies(into: &buffer)
 
-        writeFamily("tcp_flows", "TCP flows in the snapshot.", .gauge, Double(snapshot.flows.count), into: &buffer)
+        writeFamily(
+            "tcp_flows", "TCP flows the agent sees now (selected ones, before the cardinality cap).", .gauge,
+            Double(context.totalFlows ?? snapshot.flows.count), into: &buffer)
 
         if let histogram = snapshot.rttHistogram {
-            writeHeader(
-                "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", .histogram,
+            writeHistogram(
+                "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", histogram,
                 into: &buffer)
-            // The kernel counts per bucket; Prometheus buckets are cumulative.
-            var cumulative: UInt64 = 0
-            for (bound, count) in zip(histogram.bounds, histogram.counts) {
-                cumulative += count
-                writeSample(
-                    "tcp_rtt_seconds_bucket", labels: [("le", PrometheusText.format(bound))],
-                    value: Double(cumulative), into: &buffer)
-            }
-            cumulative += histogram.counts.last ?? 0
-            writeSample("tcp_rtt_seconds_bucket", labels: [("le", "+Inf")], value: Double(cumulative), into: &buffer)
-            writeSample("tcp_rtt_seconds_sum", value: histogram.sum, into: &buffer)
-            writeSample("tcp_rtt_seconds_count", value: Double(cumulative), into: &buffer)
+        }
+        if let histogram = snapshot.flowDurationHistogram {
+            writeHistogram(
+                "tcp_flow_duration_seconds", "Lifetime of the TCP flows that closed, from established to closed.",
+                histogram, into: &buffer)
+        }
+        if let histogram = snapshot.flowBytesHistogram {
+            writeHistogram(
+                "tcp_flow_bytes", "Bytes a closed TCP flow carried: bytes acked plus bytes received.", histogram,
+                into: &buffer)
+        }
+        if let aggregates = context.aggregates {
+            writeAggregates(aggregates, into: &buffer)
         }
 
         if let events = snapshot.kernelEvents {
@@ -167,6 +173,68 @@ public struct MetricsEncoder: Sendable {
         }
     }
 
+    // MARK: - Aggregates and histograms
+
+    /// Writes a histogram family from per-bucket counts: Prometheus buckets are cumulative,
+    /// and `+Inf` equals `_count`.
+    private func writeHistogram(
+        _ name: StaticString, _ help: StaticString, _ histogram: Histogram, into buffer: inout ByteBuffer
+    ) {
+        writeHeader(name, help, .histogram, into: &buffer)
+        var cumulative: UInt64 = 0
+        for (bound, count) in zip(histogram.bounds, histogram.counts) {
+            cumulative += count
+            writeSample(
+                name, suffix: "_bucket", labels: [("le", PrometheusText.format(bound))], value: Double(cumulative),
+                into: &buffer)
+        }
+        cumulative += histogram.counts.last ?? 0
+        writeSample(name, suffix: "_bucket", labels: [("le", "+Inf")], value: Double(cumulative), into: &buffer)
+        writeSample(name, suffix: "_sum", value: histogram.sum, into: &buffer)
+        writeSample(name, suffix: "_count", value: Double(cumulative), into: &buffer)
+    }
+
+    /// The per-(peer, port) families: live flows folded by the cap, plus every closed flow.
+    private func writeAggregates(_ aggregates: [Aggregate], into buffer: inout ByteBuffer) {
+        let labels = aggregates.map { aggregate -> [(name: StaticString, value: String)] in
+            let peer: StaticString = "peer"
+            let port: StaticString = "port"
+            return [(peer, aggregate.key.peerLabel), (port, aggregate.key.portLabel)]
+        }
+        func family(
+            _ name: StaticString, _ help: StaticString, _ type: MetricType, _ value: (Aggregate) -> UInt64
+        ) {
+            writeHeader(name, help, type, into: &buffer)
+            for (aggregate, labels) in zip(aggregates, labels) {
+                writeSample(name, labels: labels, value: Double(value(aggregate)), into: &buffer)
+            }
+        }
+        family(
+            "tcp_peer_flows", "Live TCP flows to this peer and service port without their own series (cardinality cap).",
+            .gauge) { $0.live.flows }
+        family(
+            "tcp_peer_flows_closed_total", "TCP flows to this peer and service port that closed.", .counter
+        ) { $0.closed.flows }
+        family(
+            "tcp_peer_bytes_acked_total", "Bytes acked on closed flows and on live flows without their own series.",
+            .counter) { $0.total.bytesAcked }
+        family(
+            "tcp_peer_bytes_received_total", "Bytes received on closed flows and on live flows without their own series.",
+            .counter) { $0.total.bytesReceived }
+        family(
+            "tcp_peer_data_segments_in_total",
+            "Data segments received on closed flows and on live flows without their own series.", .counter
+        ) { $0.total.dataSegmentsIn }
+        family(
+            "tcp_peer_data_segments_out_total",
+            "Data segments sent on closed flows and on live flows without their own series.", .counter
+        ) { $0.total.dataSegmentsOut }
+        family(
+            "tcp_peer_retransmits_total",
+            "Segments retransmitted on closed flows and on live flows without their own series.", .counter
+        ) { $0.total.retransmits }
+    }
+
     // MARK: - Self metrics
 
     private func writeSelfMetrics(_ snapshot: FlowSnapshot, context: ExpositionContext, into buffer: inout ByteBuffer) {
@@ -212,6 +280,15 @@ public struct MetricsEncoder: Sendable {
             writeFamily(
                 "flowstat_bpf_updates_skipped_total", "Flow updates skipped by the per-flow minimum update interval.",
                 .counter, Double(events.updatesSkipped), into: &buffer)
+            writeFamily(
+                "flowstat_events_lost_total",
+                "Closed-flow records the ring buffer had no room for (counts and histograms stay exact).", .counter,
+                Double(events.eventsLost), into: &buffer)
+        }
+        if let dropped = context.seriesDropped {
+            writeFamily(
+                "flowstat_series_dropped_total", "Per-flow series folded into aggregates by the cardinality cap.",
+                .counter, Double(dropped), into: &buffer)
         }
 
         writeHeader(
@@ -263,17 +340,19 @@ public struct MetricsEncoder: Sendable {
     /// Writes one sample line of a self metric; label values are escaped.
     private func writeSample(
         _ name: StaticString,
+        suffix: StaticString = "",
         labels: [(name: StaticString, value: String)] = [],
         value: Double,
         into buffer: inout ByteBuffer
     ) {
-        var bound = name.utf8CodeUnitCount + ByteWriter.maxDoubleLength + 4
+        var bound = name.utf8CodeUnitCount + suffix.utf8CodeUnitCount + ByteWriter.maxDoubleLength + 4
         for label in labels {
             bound += label.name.utf8CodeUnitCount + 2 * label.value.utf8.count + 4
         }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
             var writer = ByteWriter(destination)
             writer.write(name)
+            writer.write(suffix)
             if !labels.isEmpty {
                 writer.write(byte: UInt8(ascii: "{"))
                 for (index, label) in labels.enumerated() {

@@ -21,6 +21,7 @@ public final class Scraper: Sendable {
     private struct Work: Sendable {
         var encoder: MetricsEncoder
         var buffer: ByteBuffer
+        var limiter: CardinalityLimiter
     }
 
     private struct Status: Sendable {
@@ -33,11 +34,16 @@ public final class Scraper: Sendable {
     private let work: NIOLockedValueBox<Work>
     private let status = NIOLockedValueBox(Status())
 
-    public init(source: any FlowSource, options: MetricsEncoder.Options = .init(), build: BuildInfo = .current) {
+    public init(
+        source: any FlowSource, options: MetricsEncoder.Options = .init(), limits: CardinalityLimits = .init(),
+        servicePorts: ServicePorts = .system(), build: BuildInfo = .current
+    ) {
         self.source = source
         self.build = build
         self.work = NIOLockedValueBox(
-            Work(encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024)))
+            Work(
+                encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
+                limiter: CardinalityLimiter(limits: limits, servicePorts: servicePorts)))
     }
 
     /// Takes a snapshot and returns its exposition.
@@ -47,16 +53,27 @@ public final class Scraper: Sendable {
     public func scrape() throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = Scraper.monotonicNanoseconds()
-            let snapshot: FlowSnapshot
+            var snapshot: FlowSnapshot
             do {
                 snapshot = try source.snapshot()
             } catch {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
-            let context = ExpositionContext(
+            var context = ExpositionContext(
                 build: build, source: source.info,
                 previousScrapeDuration: status.withLockedValue { $0.previousDuration })
+            // Aggregates exist where they carry something: a cap, or closed flows to keep.
+            if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
+                let limited = work.limiter.apply(
+                    to: snapshot.flows, closed: snapshot.closedSinceLastSnapshot,
+                    perFlowFamilies: MetricsEncoder.perFlowFamilyCount,
+                    now: Double(started) / 1e9)
+                context.totalFlows = snapshot.flows.count
+                context.aggregates = limited.aggregates
+                context.seriesDropped = work.limiter.seriesDropped
+                snapshot.flows = limited.kept
+            }
             work.buffer.clear()
             work.encoder.encode(snapshot, context: context, into: &work.buffer)
             let elapsed = Double(Scraper.monotonicNanoseconds() &- started) / 1e9

@@ -30,6 +30,8 @@ public struct FlowSample: Sendable {
     public var bytesReceived: UInt64
     /// Segments retransmitted over the flow's lifetime.
     public var retransmits: UInt64
+    /// Who opened the flow, when flowstat saw it open.
+    public var direction: FlowDirection
     /// Owning process id, 0 when unknown.
     public var pid: UInt32
     /// Owning process command name (up to 15 bytes in the kernel), empty when unknown.
@@ -51,6 +53,7 @@ public struct FlowSample: Sendable {
         bytesAcked: UInt64 = 0,
         bytesReceived: UInt64 = 0,
         retransmits: UInt64 = 0,
+        direction: FlowDirection = .unknown,
         pid: UInt32 = 0,
         comm: String = "",
         lastUpdate: UInt64 = 0
@@ -68,9 +71,28 @@ public struct FlowSample: Sendable {
         self.bytesAcked = bytesAcked
         self.bytesReceived = bytesReceived
         self.retransmits = retransmits
+        self.direction = direction
         self.pid = pid
         self.comm = comm
         self.lastUpdate = lastUpdate
+    }
+}
+
+/// Who opened a flow: this host (connect) or the peer (accept).
+public enum FlowDirection: UInt8, Sendable, Hashable, CustomStringConvertible {
+    /// Opened before flowstat attached, or seen only by a per-packet hook or a dump.
+    case unknown = 0
+    /// This host connected.
+    case active = 1
+    /// This host accepted.
+    case passive = 2
+
+    public var description: String {
+        switch self {
+        case .unknown: "unknown"
+        case .active: "active"
+        case .passive: "passive"
+        }
     }
 }
 
@@ -88,16 +110,30 @@ public struct FlowSnapshot: Sendable {
     public var kernelEvents: KernelEventCounts?
     /// Every RTT sample the kernel took since the agent started; nil for sources without it.
     public var rttHistogram: Histogram?
+    /// Lifetimes of the flows that closed since the agent started (those it saw open), in
+    /// seconds; nil for sources without closed-flow events.
+    public var flowDurationHistogram: Histogram?
+    /// Bytes (acked plus received) of every flow that closed since the agent started; nil
+    /// for sources without closed-flow events.
+    public var flowBytesHistogram: Histogram?
+    /// What the flows that closed since the previous snapshot carried, summed per peer and
+    /// service port; nil for sources without closed-flow events. Each closed flow is in
+    /// exactly one snapshot's batch.
+    public var closedSinceLastSnapshot: [AggregateKey: FlowTotals]?
 
     public init(
         flows: [FlowSample], mapEntries: Int, mapCapacity: Int, kernelEvents: KernelEventCounts? = nil,
-        rttHistogram: Histogram? = nil
+        rttHistogram: Histogram? = nil, flowDurationHistogram: Histogram? = nil, flowBytesHistogram: Histogram? = nil,
+        closedSinceLastSnapshot: [AggregateKey: FlowTotals]? = nil
     ) {
         self.flows = flows
         self.mapEntries = mapEntries
         self.mapCapacity = mapCapacity
         self.kernelEvents = kernelEvents
         self.rttHistogram = rttHistogram
+        self.flowDurationHistogram = flowDurationHistogram
+        self.flowBytesHistogram = flowBytesHistogram
+        self.closedSinceLastSnapshot = closedSinceLastSnapshot
     }
 }
 
@@ -136,11 +172,15 @@ public struct KernelEventCounts: Sendable, Hashable {
     public var openedPassive: UInt64
     /// Established flows that closed.
     public var closed: UInt64
+    /// Closed-flow records the ring buffer had no room for (the counts and histograms
+    /// above stay exact; per-peer aggregates miss these flows).
+    public var eventsLost: UInt64
 
     public init(
         updates: UInt64, updatesSkipped: UInt64, insertFailures: UInt64, evictions: UInt64,
-        openedActive: UInt64 = 0, openedPassive: UInt64 = 0, closed: UInt64 = 0
+        openedActive: UInt64 = 0, openedPassive: UInt64 = 0, closed: UInt64 = 0, eventsLost: UInt64 = 0
     ) {
+        self.eventsLost = eventsLost
         self.updates = updates
         self.updatesSkipped = updatesSkipped
         self.insertFailures = insertFailures

@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where an aggregate series puts a flow: its peer and its service port, either of which
+/// may be folded further when there are too many of them.
+///
+/// The service port is the port that names what the flow is for: the local port of a
+/// flow this host accepted (its server port), the remote port of one it opened. Client
+/// ports are ephemeral and would give one aggregate per flow, so they never appear.
+public struct AggregateKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public enum Peer: Hashable, Sendable, Comparable {
+        case address(IPAddress)
+        /// Peers folded together because there were too many.
+        case other
+    }
+
+    public enum Port: Hashable, Sendable, Comparable {
+        case port(UInt16)
+        /// Both ends of the flow used ports from the ephemeral range: no service port.
+        case ephemeral
+        /// Ports folded together because there were too many.
+        case other
+    }
+
+    public var peer: Peer
+    public var port: Port
+
+    public init(peer: Peer, port: Port) {
+        self.peer = peer
+        self.port = port
+    }
+
+    /// The key everything folds into last.
+    public static let other = AggregateKey(peer: .other, port: .other)
+
+    /// The `peer` label value: the address as `ss` prints it, or `other`.
+    public var peerLabel: String {
+        switch peer {
+        case .address(let address): address.description
+        case .other: "other"
+        }
+    }
+
+    /// The `port` label value: a number, `ephemeral` or `other`.
+    public var portLabel: String {
+        switch port {
+        case .port(let number): String(number)
+        case .ephemeral: "ephemeral"
+        case .other: "other"
+        }
+    }
+
+    public var description: String { "peer=\(peerLabel) port=\(portLabel)" }
+
+    public static func < (lhs: AggregateKey, rhs: AggregateKey) -> Bool {
+        (lhs.peer, lhs.port) < (rhs.peer, rhs.port)
+    }
+}
+
+/// Sums over a set of flows: how many, and their counters.
+public struct FlowTotals: Sendable, Hashable {
+    public var flows: UInt64 = 0
+    public var bytesAcked: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var dataSegmentsIn: UInt64 = 0
+    public var dataSegmentsOut: UInt64 = 0
+    public var retransmits: UInt64 = 0
+
+    public init() {}
+
+    public init(
+        flows: UInt64, bytesAcked: UInt64, bytesReceived: UInt64, dataSegmentsIn: UInt64, dataSegmentsOut: UInt64,
+        retransmits: UInt64
+    ) {
+        self.flows = flows
+        self.bytesAcked = bytesAcked
+        self.bytesReceived = bytesReceived
+        self.dataSegmentsIn = dataSegmentsIn
+        self.dataSegmentsOut = dataSegmentsOut
+        self.retransmits = retransmits
+    }
+
+    /// Counts one more flow with these counters. Wrapping: counters are cumulative and a
+    /// wrap is what Prometheus treats as a reset anyway.
+    public mutating func add(_ flow: borrowing FlowSample) {
+        flows &+= 1
+        bytesAcked &+= flow.bytesAcked
+        bytesReceived &+= flow.bytesReceived
+        dataSegmentsIn &+= flow.dataSegmentsIn
+        dataSegmentsOut &+= flow.dataSegmentsOut
+        retransmits &+= flow.retransmits
+    }
+
+    public mutating func add(_ other: FlowTotals) {
+        flows &+= other.flows
+        bytesAcked &+= other.bytesAcked
+        bytesReceived &+= other.bytesReceived
+        dataSegmentsIn &+= other.dataSegmentsIn
+        dataSegmentsOut &+= other.dataSegmentsOut
+        retransmits &+= other.retransmits
+    }
+}
+
+/// Decides a flow's service port from its direction and the host's ephemeral port range.
+public struct ServicePorts: Sendable, Hashable {
+    /// Ports the kernel hands out to connect() without bind(): never a service port.
+    public var ephemeral: ClosedRange<UInt16>
+
+    public init(ephemeral: ClosedRange<UInt16> = 32_768...60_999) {
+        self.ephemeral = ephemeral
+    }
+
+    /// The range in /proc/sys/net/ipv4/ip_local_port_range, or the kernel's default.
+    public static func system() -> ServicePorts {
+        guard let file = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r") else { return ServicePorts() }
+        defer { fclose(file) }
+        var low: Int32 = 0
+        var high: Int32 = 0
+        guard withUnsafeMutablePointer(to: &low, { lowPointer in
+            withUnsafeMutablePointer(to: &high) { highPointer in
+                withVaList([lowPointer, highPointer]) { vfscanf(file, "%d %d", $0) }
+            }
+        }) == 2, 0 < low, low <= high, high <= 65_535 else { return ServicePorts() }
+        return ServicePorts(ephemeral: UInt16(low)...UInt16(high))
+    }
+
+    /// The aggregate key of a flow, before any folding.
+    public func key(local: UInt16, remote: UInt16, peer: IPAddress, direction: FlowDirection) -> AggregateKey {
+        let port: AggregateKey.Port
+        switch direction {
+        case .passive: port = .port(local)
+        case .active: port = .port(remote)
+        case .unknown:
+            // Not seen opening: the end outside the ephemeral range is the server's.
+            if !ephemeral.contains(local) {
+                port = .port(local)
+            } else if !ephemeral.contains(remote) {
+                port = .port(remote)
+            } else {
+                port = .ephemeral
+            }
+        }
+        return AggregateKey(peer: .address(peer), port: port)
+    }
+
+    public func key(of flow: borrowing FlowSample) -> AggregateKey {
+        key(local: flow.key.localPort, remote: flow.key.remotePort, peer: flow.key.remote, direction: flow.direction)
+    }
+}

@@ -1,0 +1,182 @@
+/// How many per-flow series the exposition may hold, and which flows get them.
+public struct CardinalityLimits: Sendable, Hashable {
+    /// Most flows exported with their own series; 0 exports every flow.
+    public var maxFlows: Int
+    /// Which flows are kept when there are more than `maxFlows`: the top ones by this.
+    public var rankBy: FlowRank
+    /// Most aggregate (peer, port) series; past it peers fold into `peer="other"`, then
+    /// ports into `port="other"`.
+    public var maxAggregates: Int
+    /// Aggregates with no live flow and no closed flow for this long are dropped, which
+    /// frees their slot for new peers (their series go stale in Prometheus). Seconds.
+    public var aggregateIdleTimeout: Double
+
+    public init(maxFlows: Int = 2_000, rankBy: FlowRank = .bytes, maxAggregates: Int = 500,
+                aggregateIdleTimeout: Double = 900) {
+        self.maxFlows = maxFlows
+        self.rankBy = rankBy
+        self.maxAggregates = maxAggregates
+        self.aggregateIdleTimeout = aggregateIdleTimeout
+    }
+}
+
+/// What makes a flow worth its own series.
+public enum FlowRank: String, Sendable, Hashable, CaseIterable {
+    /// Bytes acked plus bytes received: the heaviest flows.
+    case bytes
+    /// Segments retransmitted: the lossiest flows.
+    case retransmits
+    /// Smoothed RTT: the slowest flows.
+    case rtt
+
+    func value(of flow: borrowing FlowSample) -> Double {
+        switch self {
+        case .bytes: Double(flow.bytesAcked &+ flow.bytesReceived)
+        case .retransmits: Double(flow.retransmits)
+        case .rtt: flow.rtt
+        }
+    }
+}
+
+/// One aggregate series set: the flows folded into a key.
+public struct Aggregate: Sendable, Hashable {
+    public var key: AggregateKey
+    /// Live flows folded into this key now (their per-flow series are not exported).
+    public var live: FlowTotals
+    /// Every flow that closed under this key since the agent started (or since the key was
+    /// last dropped as idle), whether it had its own series while it lived or not.
+    public var closed: FlowTotals
+
+    public init(key: AggregateKey, live: FlowTotals, closed: FlowTotals) {
+        self.key = key
+        self.live = live
+        self.closed = closed
+    }
+
+    /// Live and closed counters together: what the aggregate's counters export.
+    public var total: FlowTotals {
+        var sum = live
+        sum.add(closed)
+        return sum
+    }
+}
+
+/// The exported share of one snapshot: the flows with their own series, and aggregates for
+/// the rest and for closed flows.
+public struct LimitedFlows: Sendable {
+    /// Flows exported with their own series.
+    public var kept: [FlowSample]
+    /// Aggregates, sorted by key.
+    public var aggregates: [Aggregate]
+    /// Live flows folded into aggregates in this snapshot.
+    public var folded: Int
+}
+
+/// Bounds the number of series: keeps the top `maxFlows` flows by rank, folds the others
+/// into per-(peer, service port) aggregates, which are themselves bounded, and adds every
+/// closed flow to its aggregate so counters of flows that are gone persist.
+///
+/// Sums are preserved: over the per-flow series plus the aggregates, each counter equals
+/// its sum over every live flow plus every flow that closed while the agent ran (less
+/// ring-buffer losses, counted in `flowstat_events_lost_total`).
+///
+/// Aggregate keys are admitted first come, first served and kept while active, so an
+/// aggregate's membership is stable and its counters only grow; only a flow moving between
+/// its own series and an aggregate (its rank changed) shifts counts between the two.
+/// A value type with state carried from scrape to scrape; not for sharing between threads.
+public struct CardinalityLimiter: Sendable {
+    public var limits: CardinalityLimits
+    public let servicePorts: ServicePorts
+
+    /// Admitted aggregate keys: their closed-flow totals and when they were last active.
+    private var admitted: [AggregateKey: (closed: FlowTotals, lastActive: Double)] = [:]
+    /// Series not written because their flow or aggregate was folded, summed over scrapes.
+    public private(set) var seriesDropped: UInt64 = 0
+
+    public init(limits: CardinalityLimits = CardinalityLimits(), servicePorts: ServicePorts = ServicePorts()) {
+        self.limits = limits
+        self.servicePorts = servicePorts
+    }
+
+    /// Splits `flows` into kept flows and aggregates, after adding `closed` (the flows that
+    /// closed since the previous call) to the aggregates.
+    ///
+    /// - Parameters:
+    ///   - perFlowFamilies: series a kept flow gets, for counting what folding saves.
+    ///   - now: monotonic seconds, for expiring idle aggregates.
+    public mutating func apply(
+        to flows: [FlowSample], closed: [AggregateKey: FlowTotals]?, perFlowFamilies: Int, now: Double
+    ) -> LimitedFlows {
+        expireIdle(now: now)
+        for (key, totals) in closed ?? [:] {
+            let admittedKey = admit(key)
+            admitted[admittedKey]?.closed.add(totals)
+            admitted[admittedKey]?.lastActive = now
+        }
+
+        let (kept, foldedFlows) = split(flows)
+        var live: [AggregateKey: FlowTotals] = [:]
+        for flow in foldedFlows {
+            let key = admit(servicePorts.key(of: flow))
+            live[key, default: FlowTotals()].add(flow)
+            admitted[key]?.lastActive = now
+        }
+
+        var aggregates: [Aggregate] = []
+        aggregates.reserveCapacity(admitted.count)
+        for (key, state) in admitted {
+            aggregates.append(Aggregate(key: key, live: live[key] ?? FlowTotals(), closed: state.closed))
+        }
+        aggregates.sort { $0.key < $1.key }
+        seriesDropped &+= UInt64(foldedFlows.count) &* UInt64(perFlowFamilies)
+        return LimitedFlows(kept: kept, aggregates: aggregates, folded: foldedFlows.count)
+    }
+
+    /// The top `maxFlows` flows by rank, and the rest. Ties go to the lower 4-tuple, so the
+    /// choice does not flicker between equal flows from scrape to scrape.
+    private func split(_ flows: [FlowSample]) -> (kept: [FlowSample], folded: ArraySlice<FlowSample>) {
+        let cap = limits.maxFlows
+        guard cap > 0, flows.count > cap else { return (flows, []) }
+        let rank = limits.rankBy
+        var order = flows.indices.map { (value: rank.value(of: flows[$0]), index: $0) }
+        order.sort { lhs, rhs in
+            if lhs.value != rhs.value { return lhs.value > rhs.value }
+            let left = flows[lhs.index].key
+            let right = flows[rhs.index].key
+            return (left.remote, left.remotePort, left.local, left.localPort, left.netns)
+                < (right.remote, right.remotePort, right.local, right.localPort, right.netns)
+        }
+        var kept: [FlowSample] = []
+        kept.reserveCapacity(cap)
+        var folded: [FlowSample] = []
+        folded.reserveCapacity(flows.count - cap)
+        for (position, entry) in order.enumerated() {
+            if position < cap { kept.append(flows[entry.index]) } else { folded.append(flows[entry.index]) }
+        }
+        return (kept, folded[...])
+    }
+
+    /// The key an aggregate for `key` is kept under: itself while there is room; then, with
+    /// the peer folded, one per service port in the room kept for those (a quarter); then
+    /// `other`. Admits the key it returns.
+    private mutating func admit(_ key: AggregateKey) -> AggregateKey {
+        if admitted[key] != nil || key == .other { return ensure(key) }
+        let room = max(limits.maxAggregates, 1)
+        let peerRoom = room - room / 4
+        if key.peer != .other, admitted.count < peerRoom { return ensure(key) }
+        let portKey = AggregateKey(peer: .other, port: key.port)
+        if admitted[portKey] != nil || admitted.count < room { return ensure(portKey) }
+        return ensure(.other)
+    }
+
+    private mutating func ensure(_ key: AggregateKey) -> AggregateKey {
+        if admitted[key] == nil { admitted[key] = (FlowTotals(), -.infinity) }
+        return key
+    }
+
+    private mutating func expireIdle(now: Double) {
+        let timeout = limits.aggregateIdleTimeout
+        guard timeout > 0 else { return }
+        admitted = admitted.filter { key, state in key == .other || now - state.lastActive < timeout }
+    }
+}
