@@ -4,11 +4,16 @@ flow of its own between two scrapes (host-wide flow counters stay exact).
 
   keepalive_scrape.py HOST PORT
       for each line on stdin: GET /metrics, print one JSON object mapping each
-      tcp_flows* series (name plus labels, as written) to its value.
+      flow-count series (tcp_flows*, closed-flow histogram counts, tcp_peer_flows*,
+      flowstat_events_lost_total; name plus labels, as written) to its value.
 """
 import http.client
 import json
 import sys
+
+
+KEPT = ("tcp_flows", "tcp_flow_duration_seconds_count", "tcp_flow_bytes_count", "tcp_peer_flows",
+        "flowstat_events_lost_total")
 
 
 def main(host, port):
@@ -21,7 +26,7 @@ def main(host, port):
             sys.exit(f"scrape failed or the server closed the connection: {response.status}")
         series = {}
         for line in body.splitlines():
-            if line.startswith("tcp_flows"):
+            if line.startswith(KEPT):
                 name, _, value = line.rpartition(" ")
                 series[name] = float(value)
         print(json.dumps(series), flush=True)

@@ -179,21 +179,30 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             guard let agent else {
                 throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
-            guard refreshBeforeSnapshot else { return try read(agent) }
-
-            refresh(agent, namespaces: activeNamespaces.union([namespaces.own]))
-            var snapshot = try read(agent)
-            var seen = Set(snapshot.flows.lazy.map(\.key.netns))
-            // A namespace whose flows appeared since the last snapshot was not refreshed yet.
-            let fresh = seen.subtracting(activeNamespaces).subtracting([namespaces.own])
-            if !fresh.isEmpty {
-                refresh(agent, namespaces: fresh)
-                snapshot = try read(agent)
-                seen = Set(snapshot.flows.lazy.map(\.key.netns))
-            }
-            activeNamespaces = seen
+            var snapshot = try readRefreshed(agent)
+            // Once per snapshot: a batch taken by a read that is then redone would be lost.
+            snapshot.closedSinceLastSnapshot = closedFlows.drain()
             return snapshot
         }
+    }
+
+    /// Refreshes the namespaces with flows, if asked to, and reads the map; called with
+    /// `lock` held.
+    private func readRefreshed(_ agent: OpaquePointer) throws -> FlowSnapshot {
+        guard refreshBeforeSnapshot else { return try read(agent) }
+
+        refresh(agent, namespaces: activeNamespaces.union([namespaces.own]))
+        var snapshot = try read(agent)
+        var seen = Set(snapshot.flows.lazy.map(\.key.netns))
+        // A namespace whose flows appeared since the last snapshot was not refreshed yet.
+        let fresh = seen.subtracting(activeNamespaces).subtracting([namespaces.own])
+        if !fresh.isEmpty {
+            refresh(agent, namespaces: fresh)
+            snapshot = try read(agent)
+            seen = Set(snapshot.flows.lazy.map(\.key.netns))
+        }
+        activeNamespaces = seen
+        return snapshot
     }
 
     /// Copies the flow map (batched) and converts it; called with `lock` held.
@@ -212,8 +221,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
                             kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
                             rttHistogram: try readRTTHistogram(agent),
-                            flowDurationHistogram: durations, flowBytesHistogram: bytes,
-                            closedSinceLastSnapshot: closedFlows.drain())
+                            flowDurationHistogram: durations, flowBytesHistogram: bytes)
     }
 
     private func readClosedHistograms(_ agent: OpaquePointer) throws -> (duration: Histogram?, bytes: Histogram?) {

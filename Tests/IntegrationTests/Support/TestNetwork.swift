@@ -63,6 +63,7 @@ struct SocketStats {
     var rttMilliseconds: Double?
     var cwnd: UInt32?
     var bytesAcked: UInt64?
+    var bytesReceived: UInt64?
 
     /// Parses `ss -tinH`: a socket line, then a tab-indented line of tcp_info fields.
     static func parse(_ text: String) -> [SocketStats] {
@@ -77,6 +78,8 @@ struct SocketStats {
                         last.cwnd = UInt32(field.dropFirst(5))
                     } else if field.hasPrefix("bytes_acked:") {
                         last.bytesAcked = UInt64(field.dropFirst(12))
+                    } else if field.hasPrefix("bytes_received:") {
+                        last.bytesReceived = UInt64(field.dropFirst(15))
                     }
                 }
                 result.append(last)
