@@ -311,7 +311,8 @@ static int open_diag_socket(int netns_fd, fs_error *error)
 
 int fs_diag_dump(int netns_fd, uint32_t netns_inode, fs_flow_buffer *out, fs_error *error)
 {
-	static uint32_t next_seq = 1;	/* callers serialize; uniqueness per socket is what matters */
+	static uint32_t next_seq = 1;	/* tells this dump's answers from any stale ones */
+	uint32_t seq = __atomic_fetch_add(&next_seq, 2, __ATOMIC_RELAXED);
 	uint64_t now_ns = monotonic_ns();
 	char *buffer;
 	int fd, err;
@@ -324,9 +325,9 @@ int fs_diag_dump(int netns_fd, uint32_t netns_inode, fs_flow_buffer *out, fs_err
 		close(fd);
 		return diag_fail(error, ENOMEM, "allocate inet_diag buffer", NULL);
 	}
-	err = dump_family(fd, AF_INET, next_seq++, netns_inode, now_ns, buffer, out, error);
+	err = dump_family(fd, AF_INET, seq, netns_inode, now_ns, buffer, out, error);
 	if (!err)
-		err = dump_family(fd, AF_INET6, next_seq++, netns_inode, now_ns, buffer, out, error);
+		err = dump_family(fd, AF_INET6, seq + 1, netns_inode, now_ns, buffer, out, error);
 	free(buffer);
 	close(fd);
 	if (err)

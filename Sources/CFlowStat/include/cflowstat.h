@@ -104,7 +104,7 @@ typedef struct fs_flow_buffer {
  * time. netns_fd: an open network namespace file (entered only to create the socket,
  * on the calling thread; needs CAP_SYS_ADMIN), or -1 for the caller's own namespace.
  * Returns 0; -ENOSPC when out->count exceeds out->capacity; or a negative errno.
- * Not thread-safe: callers serialize.
+ * Thread-safe; it changes the calling thread's namespace only for the socket call.
  */
 int fs_diag_dump(int netns_fd, uint32_t netns_inode, fs_flow_buffer *out, fs_error *error);
 
