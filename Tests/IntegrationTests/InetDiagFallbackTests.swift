@@ -117,6 +117,32 @@ struct InetDiagFallbackTests {
         #expect(log.contains("Fix: run flowstat as root, or grant it CAP_BPF"), "the hint is missing: \(log)")
     }
 
+    @Test("--source auto as root with a cgroup path that does not exist: falls back (before any BPF loads), says why")
+    func autoFallsBackWithoutCgroup() throws {
+        let network = try TestNetwork(tag: "diagc")
+        defer { network.remove() }
+        let (servers, clients, flows) = try Self.startFlows(network)
+        defer { (clients + servers).forEach { $0.stop() } }
+
+        // The shim opens the cgroup before it loads anything: no program of this agent reaches
+        // the kernel, so other agents' tests cannot see it.
+        let agent = try Agent(["--source", "auto", "--bpf.cgroup-path", "/nonexistent-fsdiag"])
+        defer { agent.stop() }
+        let metrics = try agent.scrape()
+        let info = try #require(metrics.samples("flowstat_source_info").first)
+        #expect(info.labels["source"] == "inet_diag")
+        #expect(info.labels["reason"] == "bpf: open cgroup /nonexistent-fsdiag failed: No such file or directory")
+        // As root it reads the client's namespace too (not its own): every client end is there.
+        let kernel = try network.socketStats(in: network.client)
+        for flow in flows {
+            try EndToEndTests.expectAgreement(metrics, kernel, src: flow.local, sport: flow.localPort,
+                                              dst: flow.remote, dport: flow.remotePort)
+        }
+        #expect(agent.stop() == 0)
+        let log = agent.stderrText
+        #expect(log.contains("falling back to inet_diag") && log.contains("pass --bpf.cgroup-path"), "log: \(log)")
+    }
+
     @Test("with CAP_SYS_ADMIN (root) inet_diag reads every network namespace: both ends of each flow, netns apart")
     func privilegedReadsEveryNamespace() throws {
         let network = try TestNetwork(tag: "diagp")
