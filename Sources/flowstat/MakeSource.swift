@@ -51,8 +51,10 @@ func makeSource(_ options: SourceOptions) throws -> any FlowSource {
             bpfError = error
         }
         let reason = fallbackReason(bpfError)
+        // One log line: libbpf's tail in the message spans several.
+        let why = bpfError.description.split(whereSeparator: \.isNewline).joined(separator: " | ")
         options.logger.warning(
-            "BPF flow source unavailable, falling back to inet_diag (\(inetDiagLimits)): \(bpfError)",
+            "BPF flow source unavailable, falling back to inet_diag (\(inetDiagLimits)): \(why)",
             metadata: ["reason": "\(reason)"])
         do {
             return try openInetDiag(reason: reason, logger: options.logger)
