@@ -79,10 +79,12 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     ///
     /// - Parameter reason: why this source runs instead of BPF (shown in `flowstat_source_info`
     ///   and on the landing page); nil when it was asked for.
-    public init(namespaces scope: NamespaceScope = .auto, reason: String? = nil,
+    /// - Parameter initialCapacity: flows the buffers hold at first; they grow to fit the
+    ///   dumps (by a quarter more than the largest seen), so this only saves early regrowth.
+    public init(namespaces scope: NamespaceScope = .auto, reason: String? = nil, initialCapacity: Int = 4_096,
                 logger: Logger = Logger(label: "flowstat.inet_diag")) throws {
         self.logger = logger
-        self.capacity = 4_096
+        self.capacity = max(1, initialCapacity)
         self.keys = .allocate(capacity: capacity)
         self.values = .allocate(capacity: capacity)
         self.readOtherNamespaces = scope == .auto && Self.hasCapability(21)  // CAP_SYS_ADMIN
