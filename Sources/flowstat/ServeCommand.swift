@@ -26,7 +26,7 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Least severe messages to log: debug, info, warning or error.")
     var logLevel = LogLevelOption.info
 
-    @Option(help: "Where flows come from: auto (for now the same as bpf), bpf, or fake (demo data).")
+    @Option(help: "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data).")
     var source = SourceChoice.auto
 
     @Option(help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it.")

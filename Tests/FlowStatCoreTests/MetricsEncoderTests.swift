@@ -199,6 +199,16 @@ struct MetricsEncoderTests {
         #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 17)
     }
 
+    @Test("a fallback source says why it runs in a reason label of flowstat_source_info")
+    func fallbackReason() {
+        let source = SourceInfo(kind: .inetDiag, reason: #"bpf: load failed: "EPERM""#)
+        let output = encode(FlowSnapshot(flows: [], mapEntries: 0, mapCapacity: 0),
+                            context: ExpositionContext(build: Fixtures.build, source: source))
+        #expect(output.split(separator: "\n").filter { $0.hasPrefix("flowstat_source_info") } == [
+            #"flowstat_source_info{source="inet_diag",hook="",variant="",reason="bpf: load failed: \"EPERM\""} 1"#,
+        ])
+    }
+
     @Test("the BPF programs' event counters, when the source has them, are counters of their own")
     func kernelEventCounters() {
         let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .bpf))

@@ -100,6 +100,41 @@ int fs_agent_read_closed(fs_agent *agent, struct fs_closed_flow *records, uint32
 /* Sums the per-CPU event counters into out[FS_CTR_MAX]. */
 int fs_agent_read_counters(fs_agent *agent, uint64_t out[FS_CTR_MAX], fs_error *error);
 
+/* ---- inet_diag: the fallback source, no BPF and no privileges ---- */
+
+/*
+ * Caller-owned destination of a dump. count counts every flow seen, also those past
+ * capacity (not stored), so after -ENOSPC it says how many records to allocate.
+ */
+typedef struct fs_flow_buffer {
+	struct fs_flow_key *keys;
+	struct fs_flow_stats *values;
+	uint32_t capacity;
+	uint32_t count;		/* in: records already stored (appended after); out: total */
+} fs_flow_buffer;
+
+/*
+ * Appends the TCP flows of one network namespace (IPv4 and IPv6 sockets, the states
+ * the BPF source records, listeners excluded) read with one NETLINK_SOCK_DIAG dump
+ * each, with struct tcp_info, as the records the BPF map holds: same units, key with
+ * netns_inode, direction unknown, seen_by 0, both timestamps the dump's CLOCK_MONOTONIC
+ * time. netns_fd: an open network namespace file (entered only to create the socket,
+ * on the calling thread; needs CAP_SYS_ADMIN), or -1 for the caller's own namespace.
+ * Returns 0; -ENOSPC when out->count exceeds out->capacity; or a negative errno.
+ * Thread-safe; it changes the calling thread's namespace only for the socket call.
+ */
+int fs_diag_dump(int netns_fd, uint32_t netns_inode, fs_flow_buffer *out, fs_error *error);
+
+/*
+ * Parses one buffer of netlink messages as read from a sock_diag socket, appending
+ * flows to out (the parser behind fs_diag_dump, exposed for tests). Messages of
+ * another sequence number are skipped. Returns 0 when more messages are due, 1 at
+ * NLMSG_DONE, the (negative) error of an NLMSG_ERROR or of a failed DONE, or
+ * -EBADMSG for a truncated or malformed message.
+ */
+int fs_diag_parse(const void *data, size_t length, uint32_t seq, uint32_t netns_inode, uint64_t now_ns,
+		  fs_flow_buffer *out);
+
 /* Finds the cgroup v2 mount point in /proc/mounts. Returns 0, or -ENOENT. */
 int fs_find_cgroup2_mount(char *buffer, size_t length);
 

@@ -248,11 +248,12 @@ public struct MetricsEncoder: Sendable {
             "flowstat_source_info", "Flow source in use, one series per attached kernel hook.", .gauge, into: &buffer)
         let attached = context.source.attachedHooks
         if attached.isEmpty {
-            // Sources without hooks (inet_diag, fake) still say what they are.
-            writeSample(
-                "flowstat_source_info",
-                labels: [("source", context.source.kind.rawValue), ("hook", ""), ("variant", "")],
-                value: 1, into: &buffer)
+            // Sources without hooks (inet_diag, fake) still say what they are, and why they run.
+            var labels: [(name: StaticString, value: String)] = [
+                ("source", context.source.kind.rawValue), ("hook", ""), ("variant", ""),
+            ]
+            if let reason = context.source.reason { labels.append(("reason", reason)) }
+            writeSample("flowstat_source_info", labels: labels, value: 1, into: &buffer)
         }
         for hook in attached {
             writeSample(

@@ -28,7 +28,7 @@ enum LandingPage {
             <li><a href="/health">/health</a>: 200 while the flow source is serving</li>
             </ul>
             <h2>Source: \(escape(source.kind.rawValue))</h2>
-            <ul>
+            \(source.reason.map { "<p>Fallback: \(escape($0))</p>\n" } ?? "")<ul>
             \(hooks)</ul>
             </body>
             </html>

@@ -67,10 +67,14 @@ public struct SourceInfo: Sendable, Hashable {
     public var kind: SourceKind
     /// Every hook the source tried, attached or not, in the order it tried them.
     public var hooks: [HookStatus]
+    /// Why this source runs rather than the one asked for (`--source auto` fell back), short
+    /// enough for a label; nil when it is the one asked for.
+    public var reason: String?
 
-    public init(kind: SourceKind, hooks: [HookStatus] = []) {
+    public init(kind: SourceKind, hooks: [HookStatus] = [], reason: String? = nil) {
         self.kind = kind
         self.hooks = hooks
+        self.reason = reason
     }
 
     /// The hooks that are attached.

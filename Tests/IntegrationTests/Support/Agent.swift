@@ -15,11 +15,27 @@ final class Agent {
         var data = Data()
     }
 
+    /// Network namespace the agent runs and listens in (nil: the test's own); `get` goes there too.
+    let namespace: String?
+
     /// Starts `flowstat serve` with extra arguments and waits until /health answers 200.
-    init(_ arguments: [String] = []) throws {
+    /// `namespace`: run it inside that network namespace (an `ip netns` name), entered with
+    /// `nsenter`, which unlike `ip netns exec` keeps the host's mounts (the cgroup v2 mount
+    /// among them), as an agent in a container sees them; `launcher`: a command it runs under
+    /// there, e.g. `setpriv` to drop privileges.
+    init(_ arguments: [String] = [], namespace: String? = nil, launcher: [String] = []) throws {
         port = try Agent.freePort()
-        process.executableURL = URL(fileURLWithPath: flowstatBinary)
-        process.arguments = ["serve", "--web.listen-address", "127.0.0.1:\(port)"] + arguments
+        self.namespace = namespace
+        let serve = ["serve", "--web.listen-address", "127.0.0.1:\(port)"] + arguments
+        let prefix = Agent.enter(namespace) + launcher
+        if prefix.isEmpty {
+            process.executableURL = URL(fileURLWithPath: flowstatBinary)
+            process.arguments = serve
+        } else {
+            // nsenter and setpriv exec the agent: the process stays the agent's.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = prefix + [flowstatBinary] + serve
+        }
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
         try spawn(process)
@@ -46,8 +62,8 @@ final class Agent {
 
     /// Status line code and body of one GET (through curl: a real, independent client).
     func get(_ path: String) throws -> (status: Int, body: String) {
-        let result = try run(["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}",
-                              "http://127.0.0.1:\(port)\(path)"], check: false)
+        let curl = ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+        let result = try run(Agent.enter(namespace) + curl, check: false)
         guard result.status == 0, let newline = result.stdout.lastIndex(of: "\n"),
               let code = Int(result.stdout[result.stdout.index(after: newline)...]) else {
             throw CommandError(command: ["curl", path], result: result)
@@ -81,6 +97,11 @@ final class Agent {
     }
 
     deinit { stop() }
+
+    /// The command prefix that runs a command in a named network namespace.
+    private static func enter(_ namespace: String?) -> [String] {
+        namespace.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
+    }
 
     private static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
