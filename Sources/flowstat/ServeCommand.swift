@@ -53,6 +53,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Add a netns label to every flow, not only to 4-tuples seen in several network namespaces.")
     var netnsLabel = false
 
+    @Option(help: "Metric names and units: flowstat, or ss-exporter (prometheus_ss_exporter's, for its dashboards).")
+    var compat = ExpositionFormat.flowstat
+
+    @Option(
+        name: .customLong("label-folding"),
+        help: "Per-flow labels: raw_endpoint (one series per flow) or pid_condensed (per process and peer).")
+    var labelFolding = LabelFolding.rawEndpoint
+
     @Option(
         name: .customLong("cardinality.max-flows"),
         help: "Most flows exported with their own series (0: all); the rest fold into tcp_peer_* aggregates.")
@@ -101,7 +109,9 @@ struct ServeCommand: AsyncParsableCommand {
                 fix: "see the log lines above; --source fake serves demo data without kernel access")
         }
         let scraper = Scraper(
-            source: flowSource, options: MetricsEncoder.Options(netnsLabel: netnsLabel), limits: try cardinalityLimits())
+            source: flowSource,
+            options: MetricsEncoder.Options(netnsLabel: netnsLabel, format: compat, labelFolding: labelFolding),
+            limits: try cardinalityLimits())
 
         let server: MetricsServer
         do {
@@ -239,3 +249,5 @@ extension MetricsServerError {
 }
 
 extension FlowRank: ExpressibleByArgument {}
+extension ExpositionFormat: ExpressibleByArgument {}
+extension LabelFolding: ExpressibleByArgument {}

@@ -9,6 +9,18 @@
 /// the `netns` label and drops exact duplicates, so the output never repeats a series.
 /// Its arrays keep their capacity between scrapes.
 struct FlowTable {
+    /// The shape of a flow's label set.
+    enum LabelStyle {
+        /// `{src="…",sport="…",dst="…",dport="…"}`
+        case endpoints
+        /// `{pid="…",dst="…",dport="…"}` (flows condensed per process first)
+        case process
+        /// The seed's raw_endpoint: `{flow="(SRC#<ip>|<port>)(DST#<ip>|<port>)"}`
+        case seedEndpoints
+        /// The seed's pid_condensed: `{flow="(<pid>)(DST#<ip>|<port>)"}`
+        case seedProcess
+    }
+
     /// Label set bytes (`{src="…",…}`) of all flows, back to back.
     private(set) var arena: [UInt8] = []
     /// For each output position: index into the snapshot's flows, and the label set's
@@ -118,7 +130,7 @@ struct FlowTable {
     ///
     /// - Parameter alwaysNetns: Add the `netns` label to every flow, not only to flows
     ///   whose 4-tuple appears in more than one namespace.
-    mutating func rebuild(from flows: [FlowSample], alwaysNetns: Bool) {
+    mutating func rebuild(from flows: [FlowSample], alwaysNetns: Bool, style: LabelStyle = .endpoints) {
         keys.removeAll(keepingCapacity: true)
         rows.removeAll(keepingCapacity: true)
         arena.removeAll(keepingCapacity: true)
@@ -160,7 +172,8 @@ struct FlowTable {
                         continue
                     }
                     let flowIndex = keys[position].index
-                    let length = FlowTable.render(flows[flowIndex].key, netns: withNetns, into: scratch.baseAddress!)
+                    let length = FlowTable.render(
+                        flows[flowIndex], style: style, netns: withNetns, into: scratch.baseAddress!)
                     rows.append(Row(labelsStart: arena.count, labelsCount: length))
                     arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
                     columns.append(flows[flowIndex])
@@ -174,18 +187,49 @@ struct FlowTable {
     /// number and the fixed text around them fit comfortably.
     static let maxLabelSetLength = 256
 
-    /// Writes `{src="…",sport="…",dst="…",dport="…"[,netns="…"]}`. Addresses and numbers
-    /// never contain characters that need escaping.
-    private static func render(_ key: FlowKey, netns: Bool, into destination: UnsafeMutablePointer<UInt8>) -> Int {
+    /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
+    /// and numbers never contain characters that need escaping.
+    private static func render(
+        _ flow: borrowing FlowSample, style: LabelStyle, netns: Bool, into destination: UnsafeMutablePointer<UInt8>
+    ) -> Int {
+        let key = flow.key
         var writer = ByteWriter(destination)
-        writer.write("{src=\"")
-        writer.writeAddress(key.local)
-        writer.write("\",sport=\"")
-        writer.write(UInt64(key.localPort))
-        writer.write("\",dst=\"")
-        writer.writeAddress(key.remote)
-        writer.write("\",dport=\"")
-        writer.write(UInt64(key.remotePort))
+        switch style {
+        case .endpoints:
+            writer.write("{src=\"")
+            writer.writeAddress(key.local)
+            writer.write("\",sport=\"")
+            writer.write(UInt64(key.localPort))
+            writer.write("\",dst=\"")
+            writer.writeAddress(key.remote)
+            writer.write("\",dport=\"")
+            writer.write(UInt64(key.remotePort))
+        case .process:
+            writer.write("{pid=\"")
+            writer.write(UInt64(flow.pid))
+            writer.write("\",dst=\"")
+            writer.writeAddress(key.remote)
+            writer.write("\",dport=\"")
+            writer.write(UInt64(key.remotePort))
+        case .seedEndpoints:
+            writer.write("{flow=\"(SRC#")
+            writer.writeAddress(key.local)
+            writer.write(byte: UInt8(ascii: "|"))
+            writer.write(UInt64(key.localPort))
+            writer.write(")(DST#")
+            writer.writeAddress(key.remote)
+            writer.write(byte: UInt8(ascii: "|"))
+            writer.write(UInt64(key.remotePort))
+            writer.write(byte: UInt8(ascii: ")"))
+        case .seedProcess:
+            writer.write("{flow=\"(")
+            writer.write(UInt64(flow.pid))
+            writer.write(")(DST#")
+            writer.writeAddress(key.remote)
+            writer.write(byte: UInt8(ascii: "|"))
+            writer.write(UInt64(key.remotePort))
+            writer.write(byte: UInt8(ascii: ")"))
+        }
         if netns {
             writer.write("\",netns=\"")
             writer.write(UInt64(key.netns))

@@ -15,9 +15,24 @@ public struct MetricsEncoder: Sendable {
         /// Add `netns="<inode>"` to every flow, not only to flows whose 4-tuple appears in
         /// more than one network namespace.
         public var netnsLabel: Bool
+        /// flowstat's names, or the seed exporter's.
+        public var format: ExpositionFormat
+        /// One series per flow, or per process and remote endpoint.
+        public var labelFolding: LabelFolding
 
-        public init(netnsLabel: Bool = false) {
+        public init(netnsLabel: Bool = false, format: ExpositionFormat = .flowstat, labelFolding: LabelFolding = .rawEndpoint) {
             self.netnsLabel = netnsLabel
+            self.format = format
+            self.labelFolding = labelFolding
+        }
+
+        var labelStyle: FlowTable.LabelStyle {
+            switch (format, labelFolding) {
+            case (.flowstat, .rawEndpoint): .endpoints
+            case (.flowstat, .pidCondensed): .process
+            case (.ssExporter, .rawEndpoint): .seedEndpoints
+            case (.ssExporter, .pidCondensed): .seedProcess
+            }
         }
     }
 
@@ -44,17 +59,23 @@ public struct MetricsEncoder: Sendable {
         into buffer: inout ByteBuffer
     ) -> EncodeSummary {
         let startIndex = buffer.writerIndex
-        table.rebuild(from: snapshot.flows, alwaysNetns: options.netnsLabel)
-        writePerFlowFamilies(into: &buffer)
-
-        writeFamily(
-            "tcp_flows", "TCP flows the agent sees now (selected ones, before the cardinality cap).", .gauge,
-            Double(context.totalFlows ?? snapshot.flows.count), into: &buffer)
-
-        if let histogram = snapshot.rttHistogram {
-            writeHistogram(
-                "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", histogram,
-                into: &buffer)
+        let flows = options.labelFolding == .pidCondensed
+            ? LabelFolding.condenseByProcess(snapshot.flows) : snapshot.flows
+        table.rebuild(from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle)
+        let flowCount = Double(context.totalFlows ?? snapshot.flows.count)
+        switch options.format {
+        case .flowstat:
+            writePerFlowFamilies(into: &buffer)
+            writeFamily(
+                "tcp_flows", "TCP flows the agent sees now (selected ones, before the cardinality cap).", .gauge,
+                flowCount, into: &buffer)
+            if let histogram = snapshot.rttHistogram {
+                writeHistogram(
+                    "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", histogram,
+                    into: &buffer)
+            }
+        case .ssExporter:
+            writeSeedFamilies(flowCount: flowCount, rttHistogram: snapshot.rttHistogram, into: &buffer)
         }
         if let histogram = snapshot.flowDurationHistogram {
             writeHistogram(
@@ -131,6 +152,41 @@ public struct MetricsEncoder: Sendable {
         writeFlowFamily(
             "tcp_flow_retransmits_total", "Segments retransmitted on the TCP flow.", .counter,
             columns.retransmits, into: &buffer)
+    }
+
+    /// The seed exporter's names and units (`--compat ss-exporter`). Its counters lack the
+    /// `_total` suffix and its flow count has one, against Prometheus' naming rules; they
+    /// are typed `untyped` so that the names dashboards use stay and linters still pass.
+    private func writeSeedFamilies(flowCount: Double, rttHistogram: Histogram?, into buffer: inout ByteBuffer) {
+        let columns = table.columns
+        writeFlowFamily(
+            "tcp_rtt", "Smoothed round-trip time of the TCP flow, milliseconds.", .gauge,
+            columns.rtt.map(Self.milliseconds), into: &buffer)
+        writeFlowFamily("tcp_cwnd", "Congestion window of the TCP flow, segments.", .gauge, columns.cwnd, into: &buffer)
+        writeFlowFamily(
+            "tcp_delivery_rate", "Most recent delivery rate estimate of the TCP flow, bytes per second.", .gauge,
+            columns.deliveryRate, into: &buffer)
+        writeFlowFamily(
+            "tcp_data_segs_in", "Segments carrying data received on the TCP flow (a counter).", .untyped,
+            columns.dataSegmentsIn, into: &buffer)
+        writeFlowFamily(
+            "tcp_data_segs_out", "Segments carrying data sent on the TCP flow (a counter).", .untyped,
+            columns.dataSegmentsOut, into: &buffer)
+        if let histogram = rttHistogram {
+            let milliseconds = Histogram(
+                bounds: histogram.bounds.map(Self.milliseconds), counts: histogram.counts,
+                sum: Self.milliseconds(histogram.sum))
+            writeHistogram(
+                "tcp_rtt_hist_ms", "Every round-trip time sample the kernel took, on every TCP flow, milliseconds.",
+                milliseconds, into: &buffer)
+        }
+        writeFamily("tcp_flows_total", "TCP flows the agent sees now (a gauge).", .untyped, flowCount, into: &buffer)
+    }
+
+    /// Seconds to milliseconds, rounded to the nanosecond so that 123 µs prints as 0.123,
+    /// not 0.12300000000000001.
+    private static func milliseconds(_ seconds: Double) -> Double {
+        (seconds * 1e12).rounded() / 1e9
     }
 
     /// Writes one family: one series per row of the table, with the value from `values`
@@ -306,12 +362,14 @@ public struct MetricsEncoder: Sendable {
         case gauge
         case counter
         case histogram
+        case untyped
 
         var text: StaticString {
             switch self {
             case .gauge: "gauge"
             case .counter: "counter"
             case .histogram: "histogram"
+            case .untyped: "untyped"
             }
         }
     }
