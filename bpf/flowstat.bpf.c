@@ -74,6 +74,17 @@ struct {
 	__type(value, struct fs_closed_histograms);
 } closed_hist SEC(".maps");
 
+/*
+ * Owners of sockets, recorded where the kernel runs in the owner's context: connect()
+ * and listen(). BPF_F_CLONE copies a listener's owner to every flow it accepts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct fs_owner);
+} owners SEC(".maps");
+
 /* Closed-flow records for user space; a full buffer drops records, never blocks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -231,6 +242,15 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 		fresh.last_update_ns = now;
 		fresh.seen_by = hook;
 		fresh.direction = direction;
+		/* Socket storage needs a typed socket: not from the classic tracepoint. */
+		if (direct) {
+			struct fs_owner *owner = bpf_sk_storage_get(&owners, sk, 0, 0);
+
+			if (owner) {
+				fresh.pid = owner->pid;
+				__builtin_memcpy(fresh.comm, owner->comm, sizeof(fresh.comm));
+			}
+		}
 		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) == 0) {
 			count(FS_CTR_INSERTS);
 		} else if (!bpf_map_lookup_elem(&flows, &key)) {
@@ -421,13 +441,28 @@ int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT, false);
 }
 
+/* connect() and listen() move a socket to SYN_SENT and LISTEN in the caller's context. */
+static __always_inline void record_owner(struct sock *sk)
+{
+	struct fs_owner *owner = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!owner)
+		return;
+	owner->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(flowstat_state_tp_btf, struct sock *sk, int oldstate, int newstate)
 {
 	/* NULL unless a full TCP socket (SCTP changes state through here too). */
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 
-	if (tp)
+	if (!tp)
+		return 0;
+	if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)
+		record_owner((struct sock *)tp);
+	else
 		on_state_change((struct sock *)tp, oldstate, newstate, true);
 	return 0;
 }

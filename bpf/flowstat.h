@@ -70,6 +70,15 @@ struct fs_closed_histograms {
 };
 
 /*
+ * Who owns a socket: the process that called connect() or listen() on it, kept in socket
+ * storage ("owners") and cloned from a listener to the flows it accepts.
+ */
+struct fs_owner {
+	__u32 pid;		/* thread group id */
+	char comm[FS_COMM_LEN];
+};
+
+/*
  * Map key: one TCP socket. Addresses are 16 bytes; an IPv4 address is stored
  * IPv4-mapped (::ffff:a.b.c.d) so one key type serves both families.
  * "Local" is this host's end of the socket, as ss prints it first.
@@ -126,5 +135,6 @@ _Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout change
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
 _Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
 _Static_assert(sizeof(struct fs_closed_flow) == 160, "fs_closed_flow layout changed");
+_Static_assert(sizeof(struct fs_owner) == 20, "fs_owner layout changed");
 
 #endif /* FLOWSTAT_H */
