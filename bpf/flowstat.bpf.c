@@ -242,11 +242,15 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 		fresh.last_update_ns = now;
 		fresh.seen_by = hook;
 		fresh.direction = direction;
-		/* Socket storage needs a typed socket: not from the classic tracepoint. */
+		/*
+		 * Every tracked socket gets storage (even without a known owner): the refresh
+		 * iterates the storage map, so it visits tracked sockets only, in every
+		 * namespace. Storage needs a typed socket: not from the classic tracepoint.
+		 */
 		if (direct) {
-			struct fs_owner *owner = bpf_sk_storage_get(&owners, sk, 0, 0);
+			struct fs_owner *owner = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-			if (owner) {
+			if (owner && owner->pid) {
 				fresh.pid = owner->pid;
 				__builtin_memcpy(fresh.comm, owner->comm, sizeof(fresh.comm));
 			}
@@ -493,6 +497,32 @@ int flowstat_iter_tcp(struct bpf_iter__tcp *ctx)
 	if (state == TCP_LISTEN || state == TCP_CLOSE)
 		return 0;
 	record_flow((struct sock *)tp, FS_HOOK_ITER_TCP, FS_DIR_UNKNOWN, false, 0, true);
+	return 0;
+}
+
+/*
+ * The refresh before a snapshot: visits every socket with storage in "owners", i.e. every
+ * socket flowstat tracks, in all network namespaces at once, and rewrites its entry from
+ * its current state. Cheaper than iter/tcp, which walks every TCP socket of one namespace
+ * (listeners, time-wait, empty hash buckets) and locks each; kernels before 5.9 lack it
+ * and refresh with iter/tcp.
+ */
+SEC("iter/bpf_sk_storage_map")
+int flowstat_iter_owned(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct sock *sk = ctx->sk;
+	struct tcp_sock *tp;
+	__u8 state;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	state = ((struct sock *)tp)->__sk_common.skc_state;
+	if (state == TCP_LISTEN || state == TCP_CLOSE)
+		return 0;
+	record_flow((struct sock *)tp, FS_HOOK_ITER_OWNED, FS_DIR_UNKNOWN, false, 0, true);
 	return 0;
 }
 

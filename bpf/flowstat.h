@@ -27,6 +27,7 @@ enum fs_hook {
 	FS_HOOK_STATE_TRACEPOINT = 1 << 4,	/* tracepoint/sock/inet_sock_set_state */
 	FS_HOOK_ITER_TCP = 1 << 5,		/* iter/tcp, run once to seed existing flows */
 	FS_HOOK_STATE_TP_BTF = 1 << 6,		/* tp_btf/inet_sock_set_state */
+	FS_HOOK_ITER_OWNED = 1 << 7,		/* iter/bpf_sk_storage_map over "owners": the refresh */
 };
 
 /* Per-CPU event counters (map "counters"); user space sums the CPUs. */

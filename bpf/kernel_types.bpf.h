@@ -93,6 +93,12 @@ struct bpf_iter__tcp {
 	struct sock_common *sk_common;
 } __core;
 
+struct bpf_iter__bpf_sk_storage_map {
+	struct bpf_iter_meta *meta;
+	struct sock *sk;
+	void *value;
+} __core;
+
 /* Classic tracepoint records: the format files under /sys/kernel/tracing/events. */
 struct trace_event_raw_tcp_probe {
 	const void *skaddr;

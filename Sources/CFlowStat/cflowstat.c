@@ -134,6 +134,7 @@ static struct bpf_program *program_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_STATE_TRACEPOINT: return skel->progs.flowstat_state_tracepoint;
 	case FS_HOOK_STATE_TP_BTF: return skel->progs.flowstat_state_tp_btf;
 	case FS_HOOK_ITER_TCP: return skel->progs.flowstat_iter_tcp;
+	case FS_HOOK_ITER_OWNED: return skel->progs.flowstat_iter_owned;
 	}
 	return NULL;
 }
@@ -148,6 +149,7 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_STATE_TRACEPOINT: return &skel->links.flowstat_state_tracepoint;
 	case FS_HOOK_STATE_TP_BTF: return &skel->links.flowstat_state_tp_btf;
 	case FS_HOOK_ITER_TCP: return &skel->links.flowstat_iter_tcp;
+	case FS_HOOK_ITER_OWNED: return &skel->links.flowstat_iter_owned;
 	}
 	return NULL;
 }
@@ -251,7 +253,7 @@ int fs_find_cgroup2_mount(char *buffer, size_t length)
  * Runs iter/tcp once: reading the iterator runs the program on every TCP socket
  * of the caller's network namespace, which writes each one's current state.
  */
-static int run_tcp_iterator(struct bpf_link *link)
+static int run_iterator(struct bpf_link *link)
 {
 	char sink[4096];
 	ssize_t got;
@@ -311,6 +313,8 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 			    "attach sock/inet_sock_set_state (tp_btf and tracepoint both failed)");
 	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
+	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
+		bpf_program__set_autoload(skel->progs.flowstat_iter_owned, false);
 
 	err = flowstat_bpf__load(skel);
 	if (err) {
@@ -341,11 +345,27 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	if (bpf_program__autoload(skel->progs.flowstat_iter_tcp)) {
 		hook = FS_HOOK_ITER_TCP;
 		*link_of(skel, hook) = bpf_program__attach_iter(program_of(skel, hook), NULL);
-		err = *link_of(skel, hook) ? run_tcp_iterator(*link_of(skel, hook)) : -errno;
+		err = *link_of(skel, hook) ? run_iterator(*link_of(skel, hook)) : -errno;
 		if (err)
 			agent->hook_errors[hook_slot(hook)] = err;
 		else
 			agent->attached |= hook;
+	}
+
+	/* The refresh over tracked sockets only; without it (before 5.9), iter/tcp refreshes. */
+	if (bpf_program__autoload(skel->progs.flowstat_iter_owned)) {
+		DECLARE_LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+		union bpf_iter_link_info info = {};
+
+		info.map.map_fd = bpf_map__fd(skel->maps.owners);
+		opts.link_info = &info;
+		opts.link_info_len = sizeof(info);
+		hook = FS_HOOK_ITER_OWNED;
+		*link_of(skel, hook) = bpf_program__attach_iter(program_of(skel, hook), &opts);
+		if (*link_of(skel, hook))
+			agent->attached |= hook;
+		else
+			agent->hook_errors[hook_slot(hook)] = -errno;
 	}
 	return 0;
 }
@@ -456,6 +476,17 @@ int fs_agent_hook_error(const fs_agent *agent, uint32_t hook)
 	return hook && hook < (1u << FS_HOOK_SLOTS) ? agent->hook_errors[hook_slot(hook)] : -EINVAL;
 }
 
+int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error)
+{
+	struct bpf_link *link = agent->skel->links.flowstat_iter_owned;
+	int err;
+
+	if (!link)
+		return fail(error, EOPNOTSUPP, "refresh tracked flows: iter/bpf_sk_storage_map is not attached");
+	err = run_iterator(link);
+	return err ? fail(error, err, "refresh tracked flows (iter/bpf_sk_storage_map)") : 0;
+}
+
 int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error)
 {
 	struct bpf_link *link = agent->skel->links.flowstat_iter_tcp;
@@ -474,7 +505,7 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error)
 			return fail(error, err, "enter network namespace (needs CAP_SYS_ADMIN)");
 		}
 	}
-	err = run_tcp_iterator(link);
+	err = run_iterator(link);
 	if (home >= 0) {
 		if (setns(home, CLONE_NEWNET))
 			abort();	/* this thread would serve from a foreign namespace */

@@ -79,6 +79,13 @@ int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flo
 int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
 
 /*
+ * Rewrites every flow flowstat tracks, in every network namespace, from its socket's
+ * current state: iterates the sockets that have flowstat's socket storage, no namespace
+ * switch needed. Available when FS_HOOK_ITER_OWNED is attached (Linux 5.9+).
+ */
+int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error);
+
+/*
  * Sums the per-CPU RTT histogram: out[0..bound_count] non-cumulative bucket counts (the
  * last is +Inf), *sum_us the sum of the samples. out must hold bound_count + 1 values.
  */

@@ -73,6 +73,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Closed-flow histogram bounds: seconds, bytes.
     private let durationBounds: [Double]
     private let bytesBounds: [Double]
+    /// Whether the refresh iterates flowstat's socket storage (all namespaces in one pass)
+    /// rather than iter/tcp per namespace.
+    private let refreshesTracked: Bool
     /// Drains the closed-flow ring buffer on its own thread.
     private let closedFlows: ClosedFlowCollector
     /// Highest eviction count reported so far (see `readEvents`).
@@ -139,6 +142,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.durationBounds = durationBounds
         self.bytesBounds = bytesBounds.map { $0.rounded(.down) }
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
+        self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
         self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
@@ -190,6 +194,14 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// `lock` held.
     private func readRefreshed(_ agent: OpaquePointer) throws -> FlowSnapshot {
         guard refreshBeforeSnapshot else { return try read(agent) }
+        if refreshesTracked {
+            // One pass over the tracked sockets of every namespace.
+            var error = fs_error()
+            if fs_agent_refresh_tracked(agent, &error) != 0 {
+                logger.debug("refresh failed: \(BPFError(error))")
+            }
+            return try read(agent)
+        }
 
         refresh(agent, namespaces: activeNamespaces.union([namespaces.own]))
         var snapshot = try read(agent)
@@ -307,6 +319,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             (FS_HOOK_RCV_TP_BTF, "tcp_rcv_established", "tp_btf"),
             (FS_HOOK_RCV_TRACEPOINT, "tcp_rcv_established", "tracepoint"),
             (FS_HOOK_ITER_TCP, "iter_tcp", "iter"),
+            (FS_HOOK_ITER_OWNED, "iter_sk_storage", "iter"),
         ]
         let attached = fs_agent_attached_hooks(agent)
         return hooks.compactMap { hook, name, variant in
