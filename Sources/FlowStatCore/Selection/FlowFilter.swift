@@ -1,0 +1,157 @@
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `FlowSelection` compiled for the scrape path, plus what it needs at run time: the
+/// resolved addresses of its hosts and the executable names of processes.
+///
+/// Use `matcher()` once per scrape and call `selects` per flow, or `apply(to:)` for a whole
+/// snapshot. Thread-safe.
+public final class FlowFilter: Sendable {
+    /// The selection as configured.
+    public let selection: FlowSelection
+    /// Resolves `selection.hosts`; nil when there are none.
+    public let resolver: HostResolver?
+    private let executables: NIOLockedValueBox<[UInt32: String]> = NIOLockedValueBox([:])
+    /// Reads a process's executable basename; replaceable for tests.
+    private let executableName: @Sendable (UInt32) -> String?
+
+    public init(
+        selection: FlowSelection, resolver: HostResolver? = nil,
+        executableName: @escaping @Sendable (UInt32) -> String? = FlowFilter.executableBasename
+    ) {
+        self.selection = selection
+        self.resolver = resolver ?? (selection.hosts.isEmpty ? nil : HostResolver(hosts: selection.hosts))
+        self.executableName = executableName
+    }
+
+    /// Whether every flow passes (no selection configured): callers can skip filtering.
+    public var selectsEverything: Bool { selection.selectsEverything }
+
+    /// A matcher with the hosts' current addresses.
+    public func matcher() -> FlowMatcher {
+        FlowMatcher(selection: selection, hostAddresses: resolver?.addresses ?? [], executable: executable(of:))
+    }
+
+    /// The selected flows of `flows`, in their order.
+    public func apply(to flows: [FlowSample]) -> [FlowSample] {
+        if selectsEverything { return flows }
+        let matcher = matcher()
+        let selected = flows.filter(matcher.selects)
+        if matcher.checksExecutables { pruneExecutables(keeping: flows) }
+        return selected
+    }
+
+    /// The cached executable basename of `pid`.
+    private func executable(of pid: UInt32) -> String? {
+        if let cached = executables.withLockedValue({ $0[pid] }) { return cached }
+        let name = executableName(pid) ?? ""  // "" caches "unknown" too
+        executables.withLockedValue { $0[pid] = name }
+        return name
+    }
+
+    /// Forgets processes that own none of the flows, so a reused pid is looked up afresh.
+    private func pruneExecutables(keeping flows: [FlowSample]) {
+        let live = Set(flows.lazy.map(\.pid))
+        executables.withLockedValue { cache in cache = cache.filter { live.contains($0.key) } }
+    }
+
+    /// The basename of `/proc/PID/exe`, nil if unreadable (gone, or a kernel thread).
+    public static let executableBasename: @Sendable (UInt32) -> String? = { pid in
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        var path = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // An executable replaced on disk reads "/usr/bin/foo (deleted)".
+        if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
+        return path.split(separator: "/").last.map(String.init)
+    }
+}
+
+/// The selection as fast tests: sets and a port bitmap, built once per scrape.
+public struct FlowMatcher {
+    private let processGroup: Bool
+    private let pids: Set<UInt32>
+    /// `cmds` cut to the kernel's 15-byte comm.
+    private let comms: Set<String>
+    /// `cmds` as written, for the executable basename.
+    private let commands: Set<String>
+    private let peeringGroup: Bool
+    private let addresses: Set<IPAddress>
+    private let networks: [IPNetwork]
+    private let remotePorts: PortSet?
+    private let localPorts: PortSet?
+    private let executable: (UInt32) -> String?
+
+    /// Whether `selects` may read executables (the process group has cmds).
+    public var checksExecutables: Bool { !commands.isEmpty }
+
+    /// The kernel keeps 15 bytes of a command name (TASK_COMM_LEN 16 with the NUL).
+    public static let commLength = 15
+
+    public init(selection: FlowSelection, hostAddresses: Set<IPAddress>, executable: @escaping (UInt32) -> String?) {
+        processGroup = selection.needsProcess
+        pids = Set(selection.pids)
+        commands = Set(selection.cmds)
+        comms = Set(selection.cmds.map { Self.truncatedComm($0) })
+        peeringGroup = selection.hasPeering
+        addresses = Set(selection.addresses).union(hostAddresses)
+        networks = selection.networks
+        remotePorts = selection.remotePorts.isEmpty ? nil : PortSet(selection.remotePorts)
+        localPorts = selection.localPorts.isEmpty ? nil : PortSet(selection.localPorts)
+        self.executable = executable
+    }
+
+    /// Whether `sample` is selected: it matches some entry of every group that has entries.
+    /// A flow whose process is unknown (pid 0, empty comm) matches no process entry.
+    public func selects(_ sample: FlowSample) -> Bool {
+        if let remotePorts, !remotePorts.contains(sample.key.remotePort) { return false }
+        if let localPorts, !localPorts.contains(sample.key.localPort) { return false }
+        if peeringGroup && !matchesPeer(sample.key.remote) { return false }
+        if processGroup && !matchesProcess(sample) { return false }
+        return true
+    }
+
+    private func matchesPeer(_ remote: IPAddress) -> Bool {
+        if addresses.contains(remote) { return true }
+        for network in networks where network.contains(remote) { return true }
+        return false
+    }
+
+    private func matchesProcess(_ sample: FlowSample) -> Bool {
+        if sample.pid != 0 && pids.contains(sample.pid) { return true }
+        if !sample.comm.isEmpty && comms.contains(sample.comm) { return true }
+        if !commands.isEmpty, sample.pid != 0, let name = executable(sample.pid), commands.contains(name) {
+            return true
+        }
+        return false
+    }
+
+    /// `name` as the kernel's comm would hold it: its first 15 bytes (not splitting a
+    /// UTF-8 sequence).
+    static func truncatedComm(_ name: String) -> String {
+        let bytes = Array(name.utf8)
+        guard bytes.count > commLength else { return name }
+        var end = commLength
+        while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }  // continuation byte: back off
+        return String(decoding: bytes[0..<end], as: UTF8.self)
+    }
+}
+
+/// Ports as a 65,536-bit bitmap: one load and a mask per test, whatever the ranges.
+struct PortSet {
+    private var words = [UInt64](repeating: 0, count: 1024)
+
+    init(_ ranges: [PortRange]) {
+        for range in ranges {
+            for port in Int(range.lower)...Int(range.upper) { words[port >> 6] |= 1 << UInt64(port & 63) }
+        }
+    }
+
+    @inline(__always)
+    func contains(_ port: UInt16) -> Bool {
+        words[Int(port) >> 6] & (1 << UInt64(port & 63)) != 0
+    }
+}
