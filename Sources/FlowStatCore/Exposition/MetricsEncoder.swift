@@ -15,9 +15,13 @@ public struct MetricsEncoder: Sendable {
         /// Add `netns="<inode>"` to every flow, not only to flows whose 4-tuple appears in
         /// more than one network namespace.
         public var netnsLabel: Bool
+        /// Per-flow families to write (the config's `logic.metrics`); the others are left out,
+        /// HELP and TYPE included.
+        public var enabledFlowMetrics: Set<FlowMetric>
 
-        public init(netnsLabel: Bool = false) {
+        public init(netnsLabel: Bool = false, enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases)) {
             self.netnsLabel = netnsLabel
+            self.enabledFlowMetrics = enabledFlowMetrics
         }
     }
 
@@ -141,6 +145,7 @@ public struct MetricsEncoder: Sendable {
         _ values: [Value],
         into buffer: inout ByteBuffer
     ) {
+        if let metric = FlowMetric(familyName: name), !options.enabledFlowMetrics.contains(metric) { return }
         writeHeader(name, help, type, into: &buffer)
         let rows = table.rows
         guard !rows.isEmpty else { return }
@@ -305,4 +310,24 @@ extension Double: SampleValue {
 
 extension UInt64: SampleValue {
     fileprivate func write(to writer: inout ByteWriter) { writer.write(self) }
+}
+
+extension FlowMetric {
+    /// The metric a per-flow family name (flowstat's names) exports.
+    init?(familyName name: StaticString) {
+        switch name.description {
+        case "tcp_flow_rtt_seconds": self = .rtt
+        case "tcp_flow_rtt_variance_seconds": self = .rttVariance
+        case "tcp_flow_min_rtt_seconds": self = .minRTT
+        case "tcp_flow_cwnd_segments": self = .cwnd
+        case "tcp_flow_ssthresh_segments": self = .ssthresh
+        case "tcp_flow_delivery_rate_bytes_per_second": self = .deliveryRate
+        case "tcp_flow_data_segments_in_total": self = .dataSegmentsIn
+        case "tcp_flow_data_segments_out_total": self = .dataSegmentsOut
+        case "tcp_flow_bytes_acked_total": self = .bytesAcked
+        case "tcp_flow_bytes_received_total": self = .bytesReceived
+        case "tcp_flow_retransmits_total": self = .retransmits
+        default: return nil
+        }
+    }
 }

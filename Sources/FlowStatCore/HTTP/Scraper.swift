@@ -17,6 +17,8 @@ public final class Scraper: Sendable {
     public let source: any FlowSource
     /// The build information shown in `flowstat_build_info`.
     public let build: BuildInfo
+    /// The config's flow selection; nil exports every flow.
+    public let filter: FlowFilter?
 
     private struct Work: Sendable {
         var encoder: MetricsEncoder
@@ -33,9 +35,16 @@ public final class Scraper: Sendable {
     private let work: NIOLockedValueBox<Work>
     private let status = NIOLockedValueBox(Status())
 
-    public init(source: any FlowSource, options: MetricsEncoder.Options = .init(), build: BuildInfo = .current) {
+    /// - Parameter filter: drops the flows the selection does not select before encoding, so
+    ///   `tcp_flows` and the per-flow families count only selected flows (the map and kernel
+    ///   counters stay host-wide).
+    public init(
+        source: any FlowSource, options: MetricsEncoder.Options = .init(), build: BuildInfo = .current,
+        filter: FlowFilter? = nil
+    ) {
         self.source = source
         self.build = build
+        self.filter = filter
         self.work = NIOLockedValueBox(
             Work(encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024)))
     }
@@ -47,13 +56,14 @@ public final class Scraper: Sendable {
     public func scrape() throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = Scraper.monotonicNanoseconds()
-            let snapshot: FlowSnapshot
+            var snapshot: FlowSnapshot
             do {
                 snapshot = try source.snapshot()
             } catch {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
+            if let filter, !filter.selectsEverything { snapshot.flows = filter.apply(to: snapshot.flows) }
             let context = ExpositionContext(
                 build: build, source: source.info,
                 previousScrapeDuration: status.withLockedValue { $0.previousDuration })
