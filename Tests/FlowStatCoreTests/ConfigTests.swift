@@ -165,7 +165,8 @@ struct ConfigTests {
     func missingFile() {
         #expect(throws: ConfigError(
             file: "/nonexistent/flowstat.yml", line: nil, keyPath: "",
-            problem: "cannot read the file: open: No such file or directory", fix: "check the path and its permissions")
+            problem: "cannot read the file: open: No such file or directory",
+            fix: "check the path, or write a sample there with flowstat --create-config /nonexistent/flowstat.yml")
         ) { try FlowStatConfig(contentsOf: "/nonexistent/flowstat.yml") }
     }
 

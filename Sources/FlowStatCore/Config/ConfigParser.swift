@@ -34,7 +34,9 @@ extension FlowStatConfig {
         } catch {
             throw ConfigError(
                 file: path, line: nil, keyPath: "", problem: "cannot read the file: \(error.message)",
-                fix: "check the path and its permissions")
+                fix: error.errno == ENOENT
+                    ? "check the path, or write a sample there with flowstat --create-config \(path)"
+                    : "check the path and its permissions")
         }
         try self.init(yaml: text, file: path)
     }
