@@ -117,7 +117,8 @@ struct ServeCommand: AsyncParsableCommand {
             source: flowSource,
             options: MetricsEncoder.Options(
                 netnsLabel: netnsLabel || config.labels.netns, enabledFlowMetrics: config.metrics),
-            filter: filter)
+            filter: filter,
+            attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)
 
         let server: MetricsServer
         do {
@@ -164,7 +165,6 @@ struct ServeCommand: AsyncParsableCommand {
         options.refreshBeforeSnapshot = refresh ?? config.bpf.refresh
         options.rttBucketBounds = config.rttHistogram ? config.rttBucketBounds : []
         options.rttSampleEvery = config.sampling.rttSampleEvery
-        options.attributeProcesses = config.needsProcessAttribution
         return options
     }
 

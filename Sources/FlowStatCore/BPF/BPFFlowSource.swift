@@ -26,10 +26,6 @@ public struct BPFOptions: Sendable {
     public var rttBucketBounds: [Double] = BPFOptions.defaultRTTBucketBounds
     /// Count 1 in N RTT samples in the histogram (1: all); bounds the cost on busy hosts.
     public var rttSampleEvery: UInt32 = 1
-    /// Find each flow's owning process (pid, comm) in /proc: the hooks run where the owner
-    /// is unknown, so the map has none. Costs a walk of every process's file descriptors
-    /// whenever new flows appear; turn on only when selection or labels need processes.
-    public var attributeProcesses = false
 
     public static let defaultRTTBucketBounds: [Double] = [
         0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
@@ -61,8 +57,6 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let rttBounds: [Double]
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
-    /// Owners of flows from /proc, when `BPFOptions.attributeProcesses` is on.
-    private var attribution: ProcessAttribution?
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
     private let serving = NIOLockedValueBox(true)
 
@@ -115,7 +109,6 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.refreshBeforeSnapshot = options.refreshBeforeSnapshot
         self.rttBounds = bounds
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
-        if options.attributeProcesses { attribution = ProcessAttribution(ownNetns: namespaces.own) }
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
         if info.hooks.contains(where: { $0.name == "iter_tcp" && $0.attached }) {
@@ -150,36 +143,24 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
 
     public func snapshot() throws -> FlowSnapshot {
         try lock.withLock {
-            var snapshot = try snapshotLocked()
-            if attribution != nil {
-                let pass = attribution!.fill(&snapshot.flows)
-                if pass.walkedProcFDs {
-                    logger.debug("process attribution: \(pass.flowsAttributed) of \(pass.flowsLookedUp) new flows")
-                }
+            guard let agent else {
+                throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
+            guard refreshBeforeSnapshot else { return try read(agent) }
+
+            refresh(agent, namespaces: activeNamespaces.union([namespaces.own]))
+            var snapshot = try read(agent)
+            var seen = Set(snapshot.flows.lazy.map(\.key.netns))
+            // A namespace whose flows appeared since the last snapshot was not refreshed yet.
+            let fresh = seen.subtracting(activeNamespaces).subtracting([namespaces.own])
+            if !fresh.isEmpty {
+                refresh(agent, namespaces: fresh)
+                snapshot = try read(agent)
+                seen = Set(snapshot.flows.lazy.map(\.key.netns))
+            }
+            activeNamespaces = seen
             return snapshot
         }
-    }
-
-    /// The flow map's contents, refreshed first if so configured; called with `lock` held.
-    private func snapshotLocked() throws -> FlowSnapshot {
-        guard let agent else {
-            throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
-        }
-        guard refreshBeforeSnapshot else { return try read(agent) }
-
-        refresh(agent, namespaces: activeNamespaces.union([namespaces.own]))
-        var snapshot = try read(agent)
-        var seen = Set(snapshot.flows.lazy.map(\.key.netns))
-        // A namespace whose flows appeared since the last snapshot was not refreshed yet.
-        let fresh = seen.subtracting(activeNamespaces).subtracting([namespaces.own])
-        if !fresh.isEmpty {
-            refresh(agent, namespaces: fresh)
-            snapshot = try read(agent)
-            seen = Set(snapshot.flows.lazy.map(\.key.netns))
-        }
-        activeNamespaces = seen
-        return snapshot
     }
 
     /// Copies the flow map (batched) and converts it; called with `lock` held.

@@ -19,6 +19,8 @@ public final class Scraper: Sendable {
     public let build: BuildInfo
     /// The config's flow selection; nil exports every flow.
     public let filter: FlowFilter?
+    /// Fills in the owning process of exported flows that lack one; nil when nothing needs it.
+    public let attributor: ProcessAttributor?
 
     private struct Work: Sendable {
         var encoder: MetricsEncoder
@@ -35,16 +37,20 @@ public final class Scraper: Sendable {
     private let work: NIOLockedValueBox<Work>
     private let status = NIOLockedValueBox(Status())
 
-    /// - Parameter filter: drops the flows the selection does not select before encoding, so
-    ///   `tcp_flows` and the per-flow families count only selected flows (the map and kernel
-    ///   counters stay host-wide).
+    /// - Parameters:
+    ///   - filter: drops the flows the selection does not select before encoding, so
+    ///     `tcp_flows` and the per-flow families count only selected flows (the map and kernel
+    ///     counters stay host-wide).
+    ///   - attributor: looks up the owning process (pid, comm) of the exported flows the
+    ///     source has none for; needed by selection by process and by process labels.
     public init(
         source: any FlowSource, options: MetricsEncoder.Options = .init(), build: BuildInfo = .current,
-        filter: FlowFilter? = nil
+        filter: FlowFilter? = nil, attributor: ProcessAttributor? = nil
     ) {
         self.source = source
         self.build = build
         self.filter = filter
+        self.attributor = attributor
         self.work = NIOLockedValueBox(
             Work(encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024)))
     }
@@ -63,7 +69,11 @@ public final class Scraper: Sendable {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
-            if let filter, !filter.selectsEverything { snapshot.flows = filter.apply(to: snapshot.flows) }
+            if let filter, !filter.selectsEverything {
+                snapshot.flows = filter.apply(to: snapshot.flows, attributor: attributor)
+            } else {
+                attributor?.fill(&snapshot.flows)
+            }
             let context = ExpositionContext(
                 build: build, source: source.info,
                 previousScrapeDuration: status.withLockedValue { $0.previousDuration })

@@ -1,3 +1,6 @@
+import Logging
+import NIOConcurrencyHelpers
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,9 +14,9 @@ import Glibc
 /// `/proc/PID/fd/*` (socket inode to pid) and `/proc/PID/comm`. Walking every process's file
 /// descriptors is the expensive part, so an owner once found is cached per flow, and a walk
 /// only happens when a flow has no cached answer. A flow found without an owner (an orphaned
-/// socket, or one not yet accepted) is retried after `retryInterval`. Not thread-safe: its
-/// owner serializes calls. Use it only when something needs processes (selection by process,
-/// pid/comm labels): the walk costs about as much as the flows' sockets are many.
+/// socket, or one not yet accepted) is retried after `retryInterval`. Not thread-safe:
+/// `ProcessAttributor` wraps it with a lock. Use it only when something needs processes
+/// (selection by process, pid/comm labels): a walk costs in proportion to the host's sockets.
 struct ProcessAttribution {
     struct Owner: Equatable {
         var pid: UInt32
@@ -290,4 +293,35 @@ func readSmallFile(_ path: String) -> [UInt8]? {
         bytes.append(contentsOf: chunk[0..<count])
     }
     return bytes
+}
+
+/// Thread-safe owner of a `ProcessAttribution`: fills pid and comm of the flows a scrape
+/// exports, for sources whose flows lack them (the BPF map has no owner).
+///
+/// The scrape runs it after the cheap selection groups (ports, peers), so only flows that
+/// can still be exported cost a lookup. Measured on a 2-core VM with 10,000 flows: the
+/// first pass about 100 ms, later passes (when any new flow appears) about 75 ms, nearly
+/// all of it in the kernel generating `/proc/net/tcp` and resolving every `/proc/PID/fd`
+/// link; passes with no new flow cost a dictionary lookup per flow.
+public final class ProcessAttributor: Sendable {
+    private let state: NIOLockedValueBox<ProcessAttribution>
+    private let logger: Logger
+
+    public init(logger: Logger = Logger(label: "flowstat.process")) {
+        var status = stat()
+        let own = stat("/proc/self/ns/net", &status) == 0 ? UInt32(truncatingIfNeeded: status.st_ino) : 0
+        state = NIOLockedValueBox(ProcessAttribution(ownNetns: own))
+        self.logger = logger
+    }
+
+    /// Sets `pid` and `comm` of the flows with pid 0 whose owner /proc shows.
+    public func fill(_ flows: inout [FlowSample]) {
+        let started = monotonicNanoseconds()
+        let pass = state.withLockedValue { $0.fill(&flows, now: started) }
+        if pass.walkedProcFDs {
+            let milliseconds = Double(monotonicNanoseconds() - started) / 1e6
+            logger.debug(
+                "process attribution from /proc: \(pass.flowsAttributed) of \(pass.flowsLookedUp) new flows in \(milliseconds) ms")
+        }
+    }
 }

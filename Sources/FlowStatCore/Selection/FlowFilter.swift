@@ -36,11 +36,19 @@ public final class FlowFilter: Sendable {
     }
 
     /// The selected flows of `flows`, in their order.
-    public func apply(to flows: [FlowSample]) -> [FlowSample] {
-        if selectsEverything { return flows }
+    ///
+    /// With an `attributor`, flows that pass the port and peer groups get their owning
+    /// process filled in before the process group is checked, so the costly /proc lookup is
+    /// spent only on flows that can still be selected; the returned flows carry their pid and
+    /// comm (for labels).
+    public func apply(to flows: [FlowSample], attributor: ProcessAttributor? = nil) -> [FlowSample] {
         let matcher = matcher()
-        let selected = flows.filter(matcher.selects)
-        if matcher.checksExecutables { pruneExecutables(keeping: flows) }
+        var selected = selectsEverything ? flows : flows.filter(matcher.selectsIgnoringProcess)
+        attributor?.fill(&selected)
+        if selection.needsProcess {
+            selected.removeAll { !matcher.matchesProcess($0) }
+            if matcher.checksExecutables { pruneExecutables(keeping: selected) }
+        }
         return selected
     }
 
@@ -52,7 +60,8 @@ public final class FlowFilter: Sendable {
         return name
     }
 
-    /// Forgets processes that own none of the flows, so a reused pid is looked up afresh.
+    /// Forgets processes that own none of the selected flows, so a reused pid is looked up
+    /// afresh (a pid whose flows are rejected is looked up again each scrape: one readlink).
     private func pruneExecutables(keeping flows: [FlowSample]) {
         let live = Set(flows.lazy.map(\.pid))
         executables.withLockedValue { cache in cache = cache.filter { live.contains($0.key) } }
@@ -107,10 +116,14 @@ public struct FlowMatcher {
     /// Whether `sample` is selected: it matches some entry of every group that has entries.
     /// A flow whose process is unknown (pid 0, empty comm) matches no process entry.
     public func selects(_ sample: FlowSample) -> Bool {
+        selectsIgnoringProcess(sample) && matchesProcess(sample)
+    }
+
+    /// Whether `sample` passes the port and peering groups (the ones that need no process).
+    public func selectsIgnoringProcess(_ sample: FlowSample) -> Bool {
         if let remotePorts, !remotePorts.contains(sample.key.remotePort) { return false }
         if let localPorts, !localPorts.contains(sample.key.localPort) { return false }
         if peeringGroup && !matchesPeer(sample.key.remote) { return false }
-        if processGroup && !matchesProcess(sample) { return false }
         return true
     }
 
@@ -120,7 +133,9 @@ public struct FlowMatcher {
         return false
     }
 
-    private func matchesProcess(_ sample: FlowSample) -> Bool {
+    /// Whether `sample` passes the process group (true when it has no entries).
+    public func matchesProcess(_ sample: FlowSample) -> Bool {
+        guard processGroup else { return true }
         if sample.pid != 0 && pids.contains(sample.pid) { return true }
         if !sample.comm.isEmpty && comms.contains(sample.comm) { return true }
         if !commands.isEmpty, sample.pid != 0, let name = executable(sample.pid), commands.contains(name) {
