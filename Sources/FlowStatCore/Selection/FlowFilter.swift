@@ -46,8 +46,8 @@ public final class FlowFilter: Sendable {
         var selected = selectsEverything ? flows : flows.filter(matcher.selectsIgnoringProcess)
         attributor?.fill(&selected)
         if selection.needsProcess {
-            selected.removeAll { !matcher.matchesProcess($0) }
             if matcher.checksExecutables { pruneExecutables(keeping: selected) }
+            selected.removeAll { !matcher.matchesProcess($0) }
         }
         return selected
     }
@@ -60,8 +60,8 @@ public final class FlowFilter: Sendable {
         return name
     }
 
-    /// Forgets processes that own none of the selected flows, so a reused pid is looked up
-    /// afresh (a pid whose flows are rejected is looked up again each scrape: one readlink).
+    /// Forgets processes that own none of the flows still in the running, so a reused pid is
+    /// looked up afresh.
     private func pruneExecutables(keeping flows: [FlowSample]) {
         let live = Set(flows.lazy.map(\.pid))
         executables.withLockedValue { cache in cache = cache.filter { live.contains($0.key) } }
