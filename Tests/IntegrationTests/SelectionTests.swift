@@ -9,7 +9,7 @@ import Testing
 /// checks the /proc attribution that `cmds` needs. Root only, serialized (it loads BPF).
 @Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates network namespaces"))
 struct SelectionTests {
-    @Test("only the flows of the selected command to the selected remote port are exported")
+    @Test("only the flows of the selected command to the selected remote port are exported; metric switches and RTT buckets from the config apply")
     func selectByCommandAndPort() throws {
         let network = try TestNetwork(tag: "cfg")
         defer { network.remove() }
@@ -29,6 +29,9 @@ struct SelectionTests {
         try """
             # comm of the client is its first 15 bytes: fscfg-client-lo
             logic:
+              metrics:
+                histograms: {rtt: {bucketBounds: [0.5, 5, 50]}}
+                gauges: {cwnd: {active: false}}
               selection:
                 process:
                   cmds: ["\(selectedName)-\(getpid())"]
@@ -87,6 +90,9 @@ struct SelectionTests {
         #expect(metrics.samples("tcp_flows").first?.value == 2)
         // Every per-flow family follows the selection, not only RTT.
         #expect(metrics.samples("tcp_flow_bytes_acked_total").count == 2)
+        // The config's other settings reach the kernel and the encoder.
+        #expect(!metrics.text.contains("tcp_flow_cwnd_segments"))
+        #expect(metrics.samples("tcp_rtt_seconds_bucket").map { $0.labels["le"]! } == ["0.0005", "0.005", "0.05", "+Inf"])
         #expect(agent.stop() == 0)
     }
 }
