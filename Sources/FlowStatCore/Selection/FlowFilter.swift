@@ -43,11 +43,17 @@ public final class FlowFilter: Sendable {
     /// comm (for labels).
     public func apply(to flows: [FlowSample], attributor: ProcessAttributor? = nil) -> [FlowSample] {
         let matcher = matcher()
+        guard let attributor else {
+            // One pass: no process lookup to interleave.
+            let selected = selectsEverything ? flows : flows.filter(matcher.selects)
+            if matcher.checksExecutables { pruneExecutables(keeping: matcher.executablesLookedUp) }
+            return selected
+        }
         var selected = selectsEverything ? flows : flows.filter(matcher.selectsIgnoringProcess)
-        attributor?.fill(&selected)
+        attributor.fill(&selected)
         if selection.needsProcess {
-            if matcher.checksExecutables { pruneExecutables(keeping: selected) }
             selected.removeAll { !matcher.matchesProcess($0) }
+            if matcher.checksExecutables { pruneExecutables(keeping: matcher.executablesLookedUp) }
         }
         return selected
     }
@@ -60,11 +66,10 @@ public final class FlowFilter: Sendable {
         return name
     }
 
-    /// Forgets processes that own none of the flows still in the running, so a reused pid is
-    /// looked up afresh.
-    private func pruneExecutables(keeping flows: [FlowSample]) {
-        let live = Set(flows.lazy.map(\.pid))
-        executables.withLockedValue { cache in cache = cache.filter { live.contains($0.key) } }
+    /// Forgets the processes this scrape did not ask about (their flows are gone or matched
+    /// by comm), so the cache stays small and a reused pid is looked up afresh.
+    private func pruneExecutables(keeping pids: Set<UInt32>) {
+        executables.withLockedValue { cache in cache = cache.filter { pids.contains($0.key) } }
     }
 
     /// The basename of `/proc/PID/exe`, nil if unreadable (gone, or a kernel thread).
@@ -82,35 +87,40 @@ public final class FlowFilter: Sendable {
 /// The selection as fast tests: sets and a port bitmap, built once per scrape.
 public struct FlowMatcher {
     private let processGroup: Bool
-    private let pids: Set<UInt32>
+    private let pids: SmallSet<UInt32>
     /// `cmds` cut to the kernel's 15-byte comm.
-    private let comms: Set<String>
+    private let comms: SmallSet<String>
     /// `cmds` as written, for the executable basename.
     private let commands: Set<String>
     private let peeringGroup: Bool
-    private let addresses: Set<IPAddress>
+    private let addresses: SmallSet<IPAddress>
     private let networks: [IPNetwork]
     private let remotePorts: PortSet?
     private let localPorts: PortSet?
-    private let executable: (UInt32) -> String?
+    /// Per pid: whether its executable is one of `commands`; looked up once per matcher
+    /// (per scrape), not once per flow.
+    private let executableMatches: ExecutableMemo
 
     /// Whether `selects` may read executables (the process group has cmds).
     public var checksExecutables: Bool { !commands.isEmpty }
+
+    /// The pids whose executable this matcher has looked up so far.
+    public var executablesLookedUp: Set<UInt32> { executableMatches.pids }
 
     /// The kernel keeps 15 bytes of a command name (TASK_COMM_LEN 16 with the NUL).
     public static let commLength = 15
 
     public init(selection: FlowSelection, hostAddresses: Set<IPAddress>, executable: @escaping (UInt32) -> String?) {
         processGroup = selection.needsProcess
-        pids = Set(selection.pids)
+        pids = SmallSet(selection.pids)
         commands = Set(selection.cmds)
-        comms = Set(selection.cmds.map { Self.truncatedComm($0) })
+        comms = SmallSet(selection.cmds.map { Self.truncatedComm($0) })
         peeringGroup = selection.hasPeering
-        addresses = Set(selection.addresses).union(hostAddresses)
+        addresses = SmallSet(Array(Set(selection.addresses).union(hostAddresses)))
         networks = selection.networks
         remotePorts = selection.remotePorts.isEmpty ? nil : PortSet(selection.remotePorts)
         localPorts = selection.localPorts.isEmpty ? nil : PortSet(selection.localPorts)
-        self.executable = executable
+        executableMatches = ExecutableMemo(commands: commands, executable: executable)
     }
 
     /// Whether `sample` is selected: it matches some entry of every group that has entries.
@@ -138,10 +148,7 @@ public struct FlowMatcher {
         guard processGroup else { return true }
         if sample.pid != 0 && pids.contains(sample.pid) { return true }
         if !sample.comm.isEmpty && comms.contains(sample.comm) { return true }
-        if !commands.isEmpty, sample.pid != 0, let name = executable(sample.pid), commands.contains(name) {
-            return true
-        }
-        return false
+        return !commands.isEmpty && sample.pid != 0 && executableMatches.matches(sample.pid)
     }
 
     /// `name` as the kernel's comm would hold it: its first 15 bytes (not splitting a
@@ -152,6 +159,48 @@ public struct FlowMatcher {
         var end = commLength
         while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }  // continuation byte: back off
         return String(decoding: bytes[0..<end], as: UTF8.self)
+    }
+}
+
+/// Remembers, per pid, whether its executable's basename is a configured cmd. A class so
+/// that the non-mutating `selects` can fill it; a matcher is used by one thread at a time.
+private final class ExecutableMemo {
+    private let commands: Set<String>
+    private let executable: (UInt32) -> String?
+    private var known: [UInt32: Bool] = [:]
+
+    init(commands: Set<String>, executable: @escaping (UInt32) -> String?) {
+        self.commands = commands
+        self.executable = executable
+    }
+
+    var pids: Set<UInt32> { Set(known.keys) }
+
+    func matches(_ pid: UInt32) -> Bool {
+        if let answer = known[pid] { return answer }
+        let answer = executable(pid).map(commands.contains) ?? false
+        known[pid] = answer
+        return answer
+    }
+}
+
+/// Membership for the selection's lists: a linear scan while they are short (a few
+/// comparisons beat hashing every flow's value), a hash set once they are long.
+struct SmallSet<Element: Hashable> {
+    private let small: [Element]
+    private let large: Set<Element>?
+
+    init(_ elements: [Element]) {
+        let unique = Array(Set(elements))
+        small = unique.count <= 8 ? unique : []
+        large = unique.count <= 8 ? nil : Set(unique)
+    }
+
+    @inline(__always)
+    func contains(_ element: Element) -> Bool {
+        if let large { return large.contains(element) }
+        for candidate in small where candidate == element { return true }
+        return false
     }
 }
 
