@@ -9,7 +9,7 @@ import Testing
 /// checks the /proc attribution that `cmds` needs. Root only, serialized (it loads BPF).
 @Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates network namespaces"))
 struct SelectionTests {
-    @Test("only the flows of the selected command to the selected remote port are exported; metric switches and RTT buckets from the config apply")
+    @Test("only the flows of the selected command to the selected remote port are exported; the config's other settings apply and flags win over them")
     func selectByCommandAndPort() throws {
         let network = try TestNetwork(tag: "cfg")
         defer { network.remove() }
@@ -37,6 +37,9 @@ struct SelectionTests {
                   cmds: ["\(selectedName)-\(getpid())"]
                 portRanges:
                   - {lower: 5101, upper: 5101}
+            flowstat:
+              web: {listenAddress: "127.0.0.1:1"}   # the test's --web.listen-address wins
+              bpf: {mapEntries: 4096}
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
         defer { unlink(configPath) }
 
@@ -92,6 +95,7 @@ struct SelectionTests {
         #expect(metrics.samples("tcp_flow_bytes_acked_total").count == 2)
         // The config's other settings reach the kernel and the encoder.
         #expect(!metrics.text.contains("tcp_flow_cwnd_segments"))
+        #expect(metrics.samples("flowstat_map_capacity").first?.value == 4096)
         #expect(metrics.samples("tcp_rtt_seconds_bucket").map { $0.labels["le"]! } == ["0.0005", "0.005", "0.05", "+Inf"])
         #expect(agent.stop() == 0)
     }
