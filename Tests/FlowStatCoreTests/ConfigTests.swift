@@ -170,6 +170,31 @@ struct ConfigTests {
         ) { try FlowStatConfig(contentsOf: "/nonexistent/flowstat.yml") }
     }
 
+    @Test("any key may be written in snake_case")
+    func snakeCase() throws {
+        let config = try FlowStatConfig(yaml: """
+            logic:
+              metrics:
+                gauges: {rtt_variance: false, min_rtt: {active: false}}
+                counters: {bytes_acked: false}
+              selection:
+                local_portranges: [22]
+            flowstat:
+              web: {listen_address: ":9000"}
+              bpf: {map_entries: 1024}
+              sampling: {min_update_interval: 0.5, rtt_sample_every: 2}
+              cardinality: {max_flows: 10, rank_by: rtt, max_aggregates: 1}
+            """)
+        #expect(!config.metrics.contains(.rttVariance) && !config.metrics.contains(.minRTT))
+        #expect(!config.metrics.contains(.bytesAcked) && config.metrics.contains(.bytesReceived))
+        #expect(config.selection.localPorts == [PortRange(lower: 22, upper: 22)])
+        #expect(config.listenAddress == ListenAddress(host: nil, port: 9000))
+        #expect(config.bpf.mapEntries == 1024)
+        #expect(config.sampling.minUpdateInterval == 0.5 && config.sampling.rttSampleEvery == 2)
+        #expect(config.cardinality.maxFlows == 10 && config.cardinality.rankBy == .rtt)
+        #expect(config.cardinality.maxAggregates == 1)
+    }
+
     @Test("bucket bounds in ms become exactly the seconds written")
     func boundsConversion() throws {
         let config = try FlowStatConfig(

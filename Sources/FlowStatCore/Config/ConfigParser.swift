@@ -357,7 +357,7 @@ private struct ConfigReader {
     private func readSelection(_ node: ConfigNode) throws(ConfigError) -> FlowSelection {
         let groups = try node.entries(
             ["process", "peering", "portRanges", "localPortRanges"],
-            aliases: ["portranges": "portRanges", "localportranges": "localPortRanges"])
+            aliases: ["portranges": "portRanges", "localportranges": "localPortRanges", "localPortranges": "localPortRanges"])
         var selection = FlowSelection()
         if let process = groups["process"] {
             let fields = try process.entries(["pids", "cmds"])
