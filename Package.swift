@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // The only code that calls libbpf. Its BPF object is embedded through the skeleton
@@ -29,6 +30,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
@@ -45,7 +47,8 @@ let package = Package(
                 "FlowStatCore",
                 "CFlowStat",
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            exclude: ["Fixtures"]  // YAML configs the tests read by path
         ),
         // Privileged end-to-end tests: they run the flowstat binary (built beside them by
         // `swift build --build-tests`, or $FLOWSTAT_BIN) against real flows.

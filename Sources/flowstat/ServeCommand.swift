@@ -14,9 +14,23 @@ struct ServeCommand: AsyncParsableCommand {
     )
 
     @Option(
+        name: [.short, .customLong("config")],
+        help: ArgumentHelp(
+            "YAML config file (the seed exporter's 3.x or 2.x schema, plus flowstat's section).",
+            discussion: "Default: config.yml in the working directory if it exists, else built-in defaults."),
+        completion: .file())
+    var configPath: String?
+
+    @Option(name: .customLong("create-config"), help: "Write a commented sample config to FILE and exit.", completion: .file())
+    var createConfig: String?
+
+    @Flag(help: "With --create-config: overwrite FILE if it exists.")
+    var force = false
+
+    @Option(
         name: .customLong("web.listen-address"),
-        help: "Address to listen on: :PORT (all interfaces), HOST:PORT or [IPV6]:PORT.")
-    var listenAddress = ListenAddress.default.description
+        help: "Address to listen on: :PORT (all interfaces), HOST:PORT or [IPV6]:PORT (default: config, else :8020).")
+    var listenAddress: String?
 
     @Option(name: [.short, .long], help: "Port to listen on; overrides the port of --web.listen-address.")
     var port: Int?
@@ -29,8 +43,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data).")
     var source = SourceChoice.auto
 
-    @Option(help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it.")
-    var mapEntries = 65_536
+    @Option(help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it (default: config, else 65536).")
+    var mapEntries: Int?
 
     @Option(
         name: .customLong("bpf.tcp-rcv-hooks"),
@@ -39,46 +53,52 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("bpf.min-update-interval"),
-        help: "Per flow, least seconds between updates from per-packet and RTT events (0: every event).")
-    var minUpdateInterval = 0.0
+        help: "Per flow, least seconds between updates from per-packet and RTT events (0: every event; default: config, else 0).")
+    var minUpdateInterval: Double?
 
     @Option(name: .customLong("bpf.cgroup-path"), help: "cgroup v2 directory to attach sockops to (default: from /proc/mounts).")
     var cgroupPath: String?
 
     @Flag(
         name: .customLong("bpf.refresh"), inversion: .prefixedNo,
-        help: "Refresh every flow from its socket just before each scrape, so idle flows read as ss shows them.")
-    var refresh = true
+        help: "Refresh every flow from its socket just before each scrape, so idle flows read as ss shows them (default: config, else on).")
+    var refresh: Bool?
 
     @Flag(help: "Add a netns label to every flow, not only to 4-tuples seen in several network namespaces.")
     var netnsLabel = false
 
-    @Option(help: "Metric names and units: flowstat, or ss-exporter (prometheus_ss_exporter's, for its dashboards).")
-    var compat = ExpositionFormat.flowstat
+    @Option(
+        help: "Metric names and units: flowstat, or ss-exporter (prometheus_ss_exporter's, for its dashboards) (default: config, else flowstat).")
+    var compat: OutputMode?
 
     @Option(
         name: .customLong("label-folding"),
-        help: "Per-flow labels: raw_endpoint (one series per flow) or pid_condensed (per process and peer).")
-    var labelFolding = LabelFolding.rawEndpoint
+        help: "Per-flow labels: none or raw_endpoint (one series per flow), pid_condensed (per process and peer) (default: config, else none).")
+    var labelFolding: LabelFolding?
 
     @Option(
         name: .customLong("cardinality.max-flows"),
-        help: "Most flows exported with their own series (0: all); the rest fold into tcp_peer_* aggregates.")
-    var maxFlows = CardinalityLimits().maxFlows
+        help: "Most flows exported with their own series (0: all); the rest fold into tcp_peer_* aggregates (default: config, else 2000).")
+    var maxFlows: Int?
 
     @Option(
         name: .customLong("cardinality.rank-by"),
-        help: "Which flows keep their own series under the cap: bytes, retransmits or rtt (the top ones).")
-    var rankBy = CardinalityLimits().rankBy
+        help: "Which flows keep their own series under the cap: bytes, retransmits or rtt (default: config, else bytes).")
+    var rankBy: FlowRank?
 
     @Option(
         name: .customLong("cardinality.max-aggregates"),
-        help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports.")
-    var maxAggregates = CardinalityLimits().maxAggregates
+        help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports (default: config, else 500).")
+    var maxAggregates: Int?
 
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel.level)
         do {
+            if let createConfig {
+                try writeSampleConfig(to: createConfig, force: force)
+                print("wrote a sample config to \(createConfig)")
+                return
+            }
             try await serve(logger: logger)
         } catch let error as StartupError {
             // One line, problem and fix, instead of ArgumentParser's "Error:" and usage text.
@@ -91,8 +111,9 @@ struct ServeCommand: AsyncParsableCommand {
         // First, so that a signal during start-up (while BPF programs are being attached)
         // also takes the graceful path: it is handled as soon as the server runs.
         let signals = SignalNotifier(signals: [SIGINT, SIGTERM])
-        let address = try resolvedListenAddress()
-        guard (1...(1 << 24)).contains(mapEntries) else {
+        let config = try loadConfig(explicitPath: configPath, logger: logger)
+        let address = try resolvedListenAddress(config: config)
+        if let mapEntries, !(1...(1 << 24)).contains(mapEntries) {
             throw StartupError(
                 problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
         }
@@ -100,7 +121,7 @@ struct ServeCommand: AsyncParsableCommand {
         let flowSource: any FlowSource
         do {
             flowSource = try makeSource(
-                SourceOptions(choice: source, bpf: try bpfOptions(), logger: Logger(label: "flowstat.source")))
+                SourceOptions(choice: source, bpf: try bpfOptions(config: config), logger: Logger(label: "flowstat.source")))
         } catch let error as StartupError {
             throw error
         } catch {
@@ -108,10 +129,22 @@ struct ServeCommand: AsyncParsableCommand {
                 problem: "cannot open the \(source.rawValue) flow source: \(error)",
                 fix: "see the log lines above; --source fake serves demo data without kernel access")
         }
+        var filter: FlowFilter?
+        if !config.selection.selectsEverything {
+            let selected = FlowFilter(selection: config.selection)
+            selected.resolver?.start()  // first resolution now, then every 60 s in the background
+            filter = selected
+            logger.info("exporting only selected flows", metadata: ["selection": "\(config.selection.summary)"])
+        }
+        defer { filter?.resolver?.stop() }
         let scraper = Scraper(
             source: flowSource,
-            options: MetricsEncoder.Options(netnsLabel: netnsLabel, format: compat, labelFolding: labelFolding),
-            limits: try cardinalityLimits())
+            options: MetricsEncoder.Options(
+                netnsLabel: netnsLabel || config.labels.netns, format: compat ?? config.output,
+                labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics),
+            limits: try cardinalityLimits(config: config),
+            filter: filter,
+            attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)
 
         let server: MetricsServer
         do {
@@ -135,9 +168,10 @@ struct ServeCommand: AsyncParsableCommand {
         if case .serverClosed = stop { throw ExitCode.failure }
     }
 
-    private func bpfOptions() throws -> BPFOptions {
+    /// The config's kernel settings, with the command line's overrides.
+    private func bpfOptions(config: FlowStatConfig) throws -> BPFOptions {
         var options = BPFOptions()
-        options.mapEntries = UInt32(mapEntries)
+        options.mapEntries = mapEntries.map { UInt32($0) } ?? config.bpf.mapEntries
         let variants = receiveHooks.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
         let known: Set<String> = ["fentry", "tp_btf", "tracepoint"]
         guard !variants.isEmpty, variants.allSatisfy(known.contains) else {
@@ -146,18 +180,23 @@ struct ServeCommand: AsyncParsableCommand {
                 fix: "list one or more of fentry, tp_btf, tracepoint, comma-separated")
         }
         options.receiveVariants = Set(variants)
-        guard minUpdateInterval.isFinite, (0...60).contains(minUpdateInterval) else {
+        let interval = minUpdateInterval ?? config.sampling.minUpdateInterval
+        guard interval.isFinite, (0...60).contains(interval) else {
             throw StartupError(
-                problem: "--bpf.min-update-interval \(minUpdateInterval) is out of range",
+                problem: "--bpf.min-update-interval \(interval) is out of range",
                 fix: "use seconds from 0 to 60, e.g. 0.01")
         }
-        options.minUpdateInterval = UInt64(minUpdateInterval * 1e9)
+        options.minUpdateInterval = UInt64(interval * 1e9)
         options.cgroupPath = cgroupPath
-        options.refreshBeforeSnapshot = refresh
+        options.refreshBeforeSnapshot = refresh ?? config.bpf.refresh
+        options.rttBucketBounds = config.rttHistogram ? config.rttBucketBounds : []
+        options.rttSampleEvery = config.sampling.rttSampleEvery
         return options
     }
 
-    private func cardinalityLimits() throws -> CardinalityLimits {
+    private func cardinalityLimits(config: FlowStatConfig) throws -> CardinalityLimits {
+        let maxFlows = maxFlows ?? config.cardinality.maxFlows
+        let maxAggregates = maxAggregates ?? config.cardinality.maxAggregates
         guard maxFlows >= 0 else {
             throw StartupError(
                 problem: "--cardinality.max-flows \(maxFlows) is negative", fix: "use 0 (no cap) or a positive number")
@@ -167,16 +206,19 @@ struct ServeCommand: AsyncParsableCommand {
                 problem: "--cardinality.max-aggregates \(maxAggregates) is below 1",
                 fix: "use a positive number; 1 folds every aggregate into peer=\"other\",port=\"other\"")
         }
-        return CardinalityLimits(maxFlows: maxFlows, rankBy: rankBy, maxAggregates: maxAggregates)
+        return CardinalityLimits(
+            maxFlows: maxFlows, rankBy: rankBy ?? config.cardinality.rankBy, maxAggregates: maxAggregates)
     }
 
-    private func resolvedListenAddress() throws -> ListenAddress {
-        var address: ListenAddress
-        do {
-            address = try ListenAddress(parsing: listenAddress)
-        } catch {
-            throw StartupError(
-                problem: error.description, fix: "write --web.listen-address as :8020, 127.0.0.1:8020 or [::1]:8020")
+    private func resolvedListenAddress(config: FlowStatConfig) throws -> ListenAddress {
+        var address = config.listenAddress
+        if let listenAddress {
+            do {
+                address = try ListenAddress(parsing: listenAddress)
+            } catch {
+                throw StartupError(
+                    problem: error.description, fix: "write --web.listen-address as :8020, 127.0.0.1:8020 or [::1]:8020")
+            }
         }
         if let port {
             guard (0...65_535).contains(port) else {
@@ -249,5 +291,5 @@ extension MetricsServerError {
 }
 
 extension FlowRank: ExpressibleByArgument {}
-extension ExpositionFormat: ExpressibleByArgument {}
+extension OutputMode: ExpressibleByArgument {}
 extension LabelFolding: ExpressibleByArgument {}

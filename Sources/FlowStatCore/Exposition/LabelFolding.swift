@@ -1,20 +1,4 @@
-/// Which metric names and units the exposition uses.
-public enum ExpositionFormat: String, Sendable, Hashable, CaseIterable {
-    /// flowstat's own names, in base units (`tcp_flow_rtt_seconds`, …).
-    case flowstat
-    /// The names, units and `flow` label of prometheus_ss_exporter (`tcp_rtt` in
-    /// milliseconds, `tcp_cwnd`, `tcp_rtt_hist_ms`, …), so its dashboards keep working.
-    case ssExporter = "ss-exporter"
-}
-
-/// How per-flow label sets are built, as the seed's `compression.labelFolding` chose.
-public enum LabelFolding: String, Sendable, Hashable, CaseIterable {
-    /// One series per flow, labelled with both endpoints (the default).
-    case rawEndpoint = "raw_endpoint"
-    /// One series per process and remote endpoint: the flows of a process to the same peer
-    /// address and port are summed, and the local endpoint is left out.
-    case pidCondensed = "pid_condensed"
-
+extension LabelFolding {
     /// Sums flows that share process, remote endpoint and network namespace into one sample
     /// each: counters, cwnd and delivery rate add up; RTT and its variance are averaged; the
     /// minimum RTT is the least; ssthresh the least.

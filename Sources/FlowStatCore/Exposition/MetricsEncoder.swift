@@ -16,21 +16,28 @@ public struct MetricsEncoder: Sendable {
         /// more than one network namespace.
         public var netnsLabel: Bool
         /// flowstat's names, or the seed exporter's.
-        public var format: ExpositionFormat
+        public var format: OutputMode
         /// One series per flow, or per process and remote endpoint.
         public var labelFolding: LabelFolding
+        /// Per-flow families to write (the config's `logic.metrics`); the others are left out,
+        /// HELP and TYPE included.
+        public var enabledFlowMetrics: Set<FlowMetric>
 
-        public init(netnsLabel: Bool = false, format: ExpositionFormat = .flowstat, labelFolding: LabelFolding = .rawEndpoint) {
+        public init(
+            netnsLabel: Bool = false, format: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
+            enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases)
+        ) {
             self.netnsLabel = netnsLabel
             self.format = format
             self.labelFolding = labelFolding
+            self.enabledFlowMetrics = enabledFlowMetrics
         }
 
         var labelStyle: FlowTable.LabelStyle {
             switch (format, labelFolding) {
-            case (.flowstat, .rawEndpoint): .endpoints
+            case (.flowstat, .none), (.flowstat, .rawEndpoint): .endpoints
             case (.flowstat, .pidCondensed): .process
-            case (.ssExporter, .rawEndpoint): .seedEndpoints
+            case (.ssExporter, .none), (.ssExporter, .rawEndpoint): .seedEndpoints
             case (.ssExporter, .pidCondensed): .seedProcess
             }
         }
@@ -203,6 +210,7 @@ public struct MetricsEncoder: Sendable {
         _ values: [Value],
         into buffer: inout ByteBuffer
     ) {
+        if let metric = FlowMetric(familyName: name), !options.enabledFlowMetrics.contains(metric) { return }
         writeHeader(name, help, type, into: &buffer)
         let rows = table.rows
         guard !rows.isEmpty else { return }
@@ -443,4 +451,30 @@ extension Double: SampleValue {
 
 extension UInt64: SampleValue {
     fileprivate func write(to writer: inout ByteWriter) { writer.write(self) }
+}
+
+extension FlowMetric {
+    /// The metric a per-flow family name (flowstat's or the seed's) exports.
+    init?(familyName name: StaticString) {
+        switch name.description {
+        case "tcp_flow_rtt_seconds": self = .rtt
+        case "tcp_flow_rtt_variance_seconds": self = .rttVariance
+        case "tcp_flow_min_rtt_seconds": self = .minRTT
+        case "tcp_flow_cwnd_segments": self = .cwnd
+        case "tcp_flow_ssthresh_segments": self = .ssthresh
+        case "tcp_flow_delivery_rate_bytes_per_second": self = .deliveryRate
+        case "tcp_flow_data_segments_in_total": self = .dataSegmentsIn
+        case "tcp_flow_data_segments_out_total": self = .dataSegmentsOut
+        case "tcp_flow_bytes_acked_total": self = .bytesAcked
+        case "tcp_flow_bytes_received_total": self = .bytesReceived
+        case "tcp_flow_retransmits_total": self = .retransmits
+        // The seed's names (--compat ss-exporter).
+        case "tcp_rtt": self = .rtt
+        case "tcp_cwnd": self = .cwnd
+        case "tcp_delivery_rate": self = .deliveryRate
+        case "tcp_data_segs_in": self = .dataSegmentsIn
+        case "tcp_data_segs_out": self = .dataSegmentsOut
+        default: return nil
+        }
+    }
 }

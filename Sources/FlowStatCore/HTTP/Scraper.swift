@@ -17,6 +17,10 @@ public final class Scraper: Sendable {
     public let source: any FlowSource
     /// The build information shown in `flowstat_build_info`.
     public let build: BuildInfo
+    /// The config's flow selection; nil exports every flow.
+    public let filter: FlowFilter?
+    /// Fills in the owning process of exported flows that lack one; nil when nothing needs it.
+    public let attributor: ProcessAttributor?
 
     private struct Work: Sendable {
         var encoder: MetricsEncoder
@@ -34,12 +38,22 @@ public final class Scraper: Sendable {
     private let work: NIOLockedValueBox<Work>
     private let status = NIOLockedValueBox(Status())
 
+    /// - Parameters:
+    ///   - limits: the cardinality cap applied after selection.
+    ///   - filter: drops the flows the selection does not select before encoding, so
+    ///     `tcp_flows` and the per-flow families count only selected flows (the map and kernel
+    ///     counters stay host-wide).
+    ///   - attributor: looks up the owning process (pid, comm) of the exported flows the
+    ///     source has none for; needed by selection by process and by process labels.
     public init(
         source: any FlowSource, options: MetricsEncoder.Options = .init(), limits: CardinalityLimits = .init(),
-        servicePorts: ServicePorts = .system(), build: BuildInfo = .current
+        servicePorts: ServicePorts = .system(), build: BuildInfo = .current,
+        filter: FlowFilter? = nil, attributor: ProcessAttributor? = nil
     ) {
         self.source = source
         self.build = build
+        self.filter = filter
+        self.attributor = attributor
         self.work = NIOLockedValueBox(
             Work(
                 encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
@@ -60,6 +74,11 @@ public final class Scraper: Sendable {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
+            if let filter, !filter.selectsEverything {
+                snapshot.flows = filter.apply(to: snapshot.flows, attributor: attributor)
+            } else {
+                attributor?.fill(&snapshot.flows)
+            }
             var context = ExpositionContext(
                 build: build, source: source.info,
                 previousScrapeDuration: status.withLockedValue { $0.previousDuration })
@@ -67,7 +86,7 @@ public final class Scraper: Sendable {
             if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
                 let limited = work.limiter.apply(
                     to: snapshot.flows, closed: snapshot.closedSinceLastSnapshot,
-                    perFlowFamilies: MetricsEncoder.perFlowFamilyCount,
+                    perFlowFamilies: work.encoder.options.enabledFlowMetrics.count,
                     now: Double(started) / 1e9)
                 context.totalFlows = snapshot.flows.count
                 context.aggregates = limited.aggregates

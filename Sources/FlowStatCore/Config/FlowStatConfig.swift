@@ -1,0 +1,120 @@
+/// Everything flowstat's YAML configuration file sets, with every value defaulted.
+///
+/// Read with `FlowStatConfig(yaml:file:)` or `FlowStatConfig(contentsOf:)`. The file may be
+/// written in the seed exporter's 3.x schema (camelCase, under `logic:`), its 2.x schema
+/// (snake_case, `portranges`, a `latency` histogram) or a mix; flowstat's own settings live
+/// under a top-level `flowstat:` section. `FlowStatConfig()` is what an empty file gives.
+/// Command-line flags override the values here (see `flowstat serve --help`).
+public struct FlowStatConfig: Sendable, Equatable {
+    /// Per-flow metric families that are exported. Default: all of them.
+    public var metrics: Set<FlowMetric> = Set(FlowMetric.allCases)
+    /// Whether the RTT histogram (`tcp_rtt_seconds`) is counted and exported:
+    /// `logic.metrics.histograms.active` and `…histograms.rtt.active`. Default: on.
+    public var rttHistogram = true
+    /// Upper bounds of the RTT histogram's buckets, in seconds (the file gives milliseconds,
+    /// as the seed did). Default: 1 µs to 1 s in 1-2.5-5 steps.
+    public var rttBucketBounds: [Double] = BPFOptions.defaultRTTBucketBounds
+    /// How per-flow label sets are written (`logic.compression.labelFolding`). Default: none.
+    public var labelFolding: LabelFolding = .none
+    /// Which flows are exported (`logic.selection`). Default: every flow.
+    public var selection = FlowSelection()
+    /// Metric names and labels: flowstat's own, or the seed's (`flowstat.output`).
+    public var output: OutputMode = .flowstat
+    /// The per-flow series cap (`flowstat.cardinality`).
+    public var cardinality = Cardinality()
+    /// Bounds on the BPF programs' cost (`flowstat.sampling`).
+    public var sampling = Sampling()
+    /// Where the HTTP server listens (`flowstat.web.listenAddress`). Default: `:8020`.
+    public var listenAddress = ListenAddress.default
+    /// The kernel side (`flowstat.bpf`).
+    public var bpf = BPF()
+    /// Optional per-flow labels (`flowstat.labels`).
+    public var labels = Labels()
+
+    public init() {}
+
+    /// `flowstat.cardinality`: at most `maxFlows` flows get their own series, ranked by
+    /// `rankBy`; the rest fold into at most `maxAggregates` per-peer/per-port aggregates.
+    public struct Cardinality: Sendable, Equatable {
+        /// Flows with their own series; 0 turns the cap off. Default 2000.
+        public var maxFlows = 2000
+        /// Which flows keep their own series when there are more than `maxFlows`. Default bytes.
+        public var rankBy: FlowRank = .bytes
+        /// Aggregate series the folded flows may use before they fold into `other`. Default 500.
+        public var maxAggregates = 500
+        public init() {}
+    }
+
+    /// `flowstat.sampling`.
+    public struct Sampling: Sendable, Equatable {
+        /// Per flow, least seconds between updates from per-packet and RTT events; 0: every
+        /// event. Default 0. (`--bpf.min-update-interval` overrides it.)
+        public var minUpdateInterval = 0.0
+        /// Count 1 in N RTT samples in the histogram. Default 1 (all).
+        public var rttSampleEvery: UInt32 = 1
+        public init() {}
+    }
+
+    /// `flowstat.bpf`.
+    public struct BPF: Sendable, Equatable {
+        /// Capacity of the kernel flow map. Default 65536. (`--map-entries` overrides it.)
+        public var mapEntries: UInt32 = 65_536
+        /// Refresh every flow from its socket before each scrape. Default true.
+        public var refresh = true
+        public init() {}
+    }
+
+    /// `flowstat.labels`: labels added to every flow's series.
+    public struct Labels: Sendable, Equatable {
+        /// `netns` on every flow (it is always added where a 4-tuple is in several). Default false.
+        public var netns = false
+        /// `pid` of the owning process. Default false.
+        public var pid = false
+        /// `comm` (command name) of the owning process. Default false.
+        public var comm = false
+        public init() {}
+    }
+
+    /// Whether flows need their owning process (pid, comm) looked up: selection by process
+    /// or process labels.
+    public var needsProcessAttribution: Bool {
+        selection.needsProcess || labels.pid || labels.comm || labelFolding == .pidCondensed
+    }
+}
+
+/// One per-flow metric family; each can be switched off in the config.
+public enum FlowMetric: String, Sendable, Hashable, CaseIterable, Comparable {
+    case rtt
+    case rttVariance
+    case minRTT
+    case cwnd
+    case ssthresh
+    case deliveryRate
+    case dataSegmentsIn
+    case dataSegmentsOut
+    case bytesAcked
+    case bytesReceived
+    case retransmits
+
+    public static func < (lhs: FlowMetric, rhs: FlowMetric) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// The seed's `labelFolding`: how a flow's endpoints become labels.
+public enum LabelFolding: String, Sendable, Hashable, CaseIterable {
+    /// flowstat's separate `src`, `sport`, `dst`, `dport` labels.
+    case none
+    /// One label `flow="(SRC#<ip>|<port>)(DST#<ip>|<port>)"`.
+    case rawEndpoint = "raw_endpoint"
+    /// One label `flow="(<pid>)(DST#<ip>|<port>)"`.
+    case pidCondensed = "pid_condensed"
+}
+
+/// Which metric names and labels the exposition uses.
+public enum OutputMode: String, Sendable, Hashable, CaseIterable {
+    /// flowstat's names in base units (`tcp_flow_rtt_seconds` …).
+    case flowstat
+    /// The seed's names (`tcp_rtt` in ms, `tcp_cwnd`, … `tcp_rtt_hist_ms`, `tcp_flows_total`).
+    case ssExporter = "ss-exporter"
+}
