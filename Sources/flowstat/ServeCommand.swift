@@ -141,7 +141,8 @@ struct ServeCommand: AsyncParsableCommand {
             source: flowSource,
             options: MetricsEncoder.Options(
                 netnsLabel: netnsLabel || config.labels.netns, format: compat ?? config.output,
-                labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics),
+                labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics,
+                pidLabel: config.labels.pid, commLabel: config.labels.comm),
             limits: try cardinalityLimits(config: config),
             filter: filter,
             attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)

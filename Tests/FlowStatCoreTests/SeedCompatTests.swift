@@ -107,4 +107,17 @@ struct SeedCompatTests {
             """)
         #expect(own.contains(#"tcp_flow_min_rtt_seconds{pid="7",dst="10.0.0.9",dport="5432"} 0.0005"#))
     }
+
+    @Test("pid and comm labels: after the endpoints, comm escaped, empty when unknown")
+    func ownerLabels() {
+        let snapshot = FlowSnapshot(
+            flows: [
+                FlowSample(key: Fixtures.key(.ipv4, "10.0.0.1", 443, "10.0.0.2", 50_000), rtt: 0.001, pid: 42, comm: #"ng"in\x"#),
+                FlowSample(key: Fixtures.key(.ipv4, "10.0.0.1", 443, "10.0.0.3", 50_000), rtt: 0.002),
+            ],
+            mapEntries: 2, mapCapacity: 8)
+        let output = encode(snapshot, MetricsEncoder.Options(pidLabel: true, commLabel: true))
+        #expect(output.contains(#"tcp_flow_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="50000",pid="42",comm="ng\"in\\x"} 0.001"#))
+        #expect(output.contains(#"tcp_flow_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.3",dport="50000",pid="",comm=""} 0.002"#))
+    }
 }

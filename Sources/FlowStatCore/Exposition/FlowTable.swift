@@ -21,6 +21,13 @@ struct FlowTable {
         case seedProcess
     }
 
+    /// Which owner labels to add.
+    struct OwnerLabels: OptionSet {
+        let rawValue: UInt8
+        static let pid = OwnerLabels(rawValue: 1)
+        static let comm = OwnerLabels(rawValue: 2)
+    }
+
     /// Label set bytes (`{src="…",…}`) of all flows, back to back.
     private(set) var arena: [UInt8] = []
     /// For each output position: index into the snapshot's flows, and the label set's
@@ -130,7 +137,11 @@ struct FlowTable {
     ///
     /// - Parameter alwaysNetns: Add the `netns` label to every flow, not only to flows
     ///   whose 4-tuple appears in more than one namespace.
-    mutating func rebuild(from flows: [FlowSample], alwaysNetns: Bool, style: LabelStyle = .endpoints) {
+    /// - Parameter owner: Add `pid` and/or `comm` labels (the owning process; empty when
+    ///   unknown) after the endpoint labels.
+    mutating func rebuild(
+        from flows: [FlowSample], alwaysNetns: Bool, style: LabelStyle = .endpoints, owner: OwnerLabels = []
+    ) {
         keys.removeAll(keepingCapacity: true)
         rows.removeAll(keepingCapacity: true)
         arena.removeAll(keepingCapacity: true)
@@ -173,7 +184,7 @@ struct FlowTable {
                     }
                     let flowIndex = keys[position].index
                     let length = FlowTable.render(
-                        flows[flowIndex], style: style, netns: withNetns, into: scratch.baseAddress!)
+                        flows[flowIndex], style: style, netns: withNetns, owner: owner, into: scratch.baseAddress!)
                     rows.append(Row(labelsStart: arena.count, labelsCount: length))
                     arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
                     columns.append(flows[flowIndex])
@@ -190,7 +201,8 @@ struct FlowTable {
     /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
     /// and numbers never contain characters that need escaping.
     private static func render(
-        _ flow: borrowing FlowSample, style: LabelStyle, netns: Bool, into destination: UnsafeMutablePointer<UInt8>
+        _ flow: borrowing FlowSample, style: LabelStyle, netns: Bool, owner: OwnerLabels,
+        into destination: UnsafeMutablePointer<UInt8>
     ) -> Int {
         let key = flow.key
         var writer = ByteWriter(destination)
@@ -233,6 +245,15 @@ struct FlowTable {
         if netns {
             writer.write("\",netns=\"")
             writer.write(UInt64(key.netns))
+        }
+        if owner.contains(.pid), style == .endpoints || style == .seedEndpoints {
+            writer.write("\",pid=\"")
+            if flow.pid != 0 { writer.write(UInt64(flow.pid)) }
+        }
+        if owner.contains(.comm) {
+            writer.write("\",comm=\"")
+            // The kernel's comm is at most 15 bytes; anything longer is not from it.
+            writer.writeEscapedLabelValue(String(flow.comm.utf8.prefix(15)) ?? "")
         }
         writer.write("\"}")
         return writer.count

@@ -22,15 +22,30 @@ public struct MetricsEncoder: Sendable {
         /// Per-flow families to write (the config's `logic.metrics`); the others are left out,
         /// HELP and TYPE included.
         public var enabledFlowMetrics: Set<FlowMetric>
+        /// Add the owning process's `pid` to every flow (empty when unknown; already a label
+        /// with `pid_condensed`).
+        public var pidLabel: Bool
+        /// Add the owning process's command name as `comm` to every flow (empty when unknown).
+        public var commLabel: Bool
 
         public init(
             netnsLabel: Bool = false, format: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
-            enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases)
+            enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases), pidLabel: Bool = false,
+            commLabel: Bool = false
         ) {
             self.netnsLabel = netnsLabel
             self.format = format
             self.labelFolding = labelFolding
             self.enabledFlowMetrics = enabledFlowMetrics
+            self.pidLabel = pidLabel
+            self.commLabel = commLabel
+        }
+
+        var ownerLabels: FlowTable.OwnerLabels {
+            var labels: FlowTable.OwnerLabels = []
+            if pidLabel { labels.insert(.pid) }
+            if commLabel { labels.insert(.comm) }
+            return labels
         }
 
         var labelStyle: FlowTable.LabelStyle {
@@ -68,7 +83,8 @@ public struct MetricsEncoder: Sendable {
         let startIndex = buffer.writerIndex
         let flows = options.labelFolding == .pidCondensed
             ? LabelFolding.condenseByProcess(snapshot.flows) : snapshot.flows
-        table.rebuild(from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle)
+        table.rebuild(
+            from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle, owner: options.ownerLabels)
         let flowCount = Double(context.totalFlows ?? snapshot.flows.count)
         switch options.format {
         case .flowstat:
