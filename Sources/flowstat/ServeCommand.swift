@@ -111,6 +111,8 @@ struct ServeCommand: AsyncParsableCommand {
         // First, so that a signal during start-up (while BPF programs are being attached)
         // also takes the graceful path: it is handled as soon as the server runs.
         let signals = SignalNotifier(signals: [SIGINT, SIGTERM])
+        // Caught from the start: SIGHUP's default action would end the agent.
+        let reloads = SignalNotifier(signals: [SIGHUP], exitOnRepeat: false)
         let config = try loadConfig(explicitPath: configPath, logger: logger)
         let address = try resolvedListenAddress(config: config)
         if let mapEntries, !(1...(1 << 24)).contains(mapEntries) {
@@ -129,23 +131,25 @@ struct ServeCommand: AsyncParsableCommand {
                 problem: "cannot open the \(source.rawValue) flow source: \(error)",
                 fix: "see the log lines above; --source fake serves demo data without kernel access")
         }
-        var filter: FlowFilter?
-        if !config.selection.selectsEverything {
-            let selected = FlowFilter(selection: config.selection)
-            selected.resolver?.start()  // first resolution now, then every 60 s in the background
-            filter = selected
-            logger.info("exporting only selected flows", metadata: ["selection": "\(config.selection.summary)"])
+        let scraper = Scraper(source: flowSource)
+        let overrides = try exportOverrides()
+        let reloader: ConfigReloader
+        do {
+            reloader = try ConfigReloader(
+                scraper: scraper, config: config, configPath: configPath,
+                settings: { try overrides.settings(for: $0) }, logger: logger)
+        } catch {
+            flowSource.shutdown()
+            throw error
         }
-        defer { filter?.resolver?.stop() }
-        let scraper = Scraper(
-            source: flowSource,
-            options: MetricsEncoder.Options(
-                netnsLabel: netnsLabel || config.labels.netns, format: compat ?? config.output,
-                labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics,
-                pidLabel: config.labels.pid, commLabel: config.labels.comm),
-            limits: try cardinalityLimits(config: config),
-            filter: filter,
-            attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)
+        defer { reloader.stop() }
+        let reloadTask = Task {
+            for await _ in reloads.stream {
+                logger.info("received SIGHUP, reloading the config")
+                reloader.reload()
+            }
+        }
+        defer { reloadTask.cancel() }
 
         let server: MetricsServer
         do {
@@ -195,20 +199,20 @@ struct ServeCommand: AsyncParsableCommand {
         return options
     }
 
-    private func cardinalityLimits(config: FlowStatConfig) throws -> CardinalityLimits {
-        let maxFlows = maxFlows ?? config.cardinality.maxFlows
-        let maxAggregates = maxAggregates ?? config.cardinality.maxAggregates
-        guard maxFlows >= 0 else {
+    /// The command line's overrides of export settings, checked once at start-up.
+    private func exportOverrides() throws -> ExportOverrides {
+        if let maxFlows, maxFlows < 0 {
             throw StartupError(
                 problem: "--cardinality.max-flows \(maxFlows) is negative", fix: "use 0 (no cap) or a positive number")
         }
-        guard maxAggregates >= 1 else {
+        if let maxAggregates, maxAggregates < 1 {
             throw StartupError(
                 problem: "--cardinality.max-aggregates \(maxAggregates) is below 1",
                 fix: "use a positive number; 1 folds every aggregate into peer=\"other\",port=\"other\"")
         }
-        return CardinalityLimits(
-            maxFlows: maxFlows, rankBy: rankBy ?? config.cardinality.rankBy, maxAggregates: maxAggregates)
+        return ExportOverrides(
+            netnsLabel: netnsLabel, format: compat, labelFolding: labelFolding, maxFlows: maxFlows, rankBy: rankBy,
+            maxAggregates: maxAggregates)
     }
 
     private func resolvedListenAddress(config: FlowStatConfig) throws -> ListenAddress {
@@ -294,3 +298,37 @@ extension MetricsServerError {
 extension FlowRank: ExpressibleByArgument {}
 extension OutputMode: ExpressibleByArgument {}
 extension LabelFolding: ExpressibleByArgument {}
+
+/// Export settings given on the command line; they win over the config file, at start-up
+/// and at every reload.
+struct ExportOverrides: Sendable {
+    var netnsLabel: Bool
+    var format: OutputMode?
+    var labelFolding: LabelFolding?
+    var maxFlows: Int?
+    var rankBy: FlowRank?
+    var maxAggregates: Int?
+
+    func settings(for config: FlowStatConfig) throws -> ExportSettings {
+        let maxFlows = maxFlows ?? config.cardinality.maxFlows
+        let maxAggregates = maxAggregates ?? config.cardinality.maxAggregates
+        guard maxFlows >= 0, maxAggregates >= 1 else {
+            throw StartupError(
+                problem: "flowstat.cardinality: maxFlows \(maxFlows) or maxAggregates \(maxAggregates) out of range",
+                fix: "use maxFlows >= 0 (0: no cap) and maxAggregates >= 1")
+        }
+        var filter: FlowFilter?
+        if !config.selection.selectsEverything {
+            filter = FlowFilter(selection: config.selection)
+        }
+        return ExportSettings(
+            options: MetricsEncoder.Options(
+                netnsLabel: netnsLabel || config.labels.netns, format: format ?? config.output,
+                labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics,
+                pidLabel: config.labels.pid, commLabel: config.labels.comm),
+            limits: CardinalityLimits(
+                maxFlows: maxFlows, rankBy: rankBy ?? config.cardinality.rankBy, maxAggregates: maxAggregates),
+            filter: filter,
+            attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)
+    }
+}

@@ -15,7 +15,9 @@ final class SignalNotifier {
     let stream: AsyncStream<Int32>
     private let sources: [any DispatchSourceSignal]
 
-    init(signals: [Int32]) {
+    /// - Parameter exitOnRepeat: exit at once on a second signal (for stop signals, not for
+    ///   SIGHUP, which may come any number of times).
+    init(signals: [Int32], exitOnRepeat: Bool = true) {
         let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
         let received = Received()
         self.stream = stream
@@ -24,7 +26,7 @@ final class SignalNotifier {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                if received.count.add(1, ordering: .relaxed).newValue > 1 { _exit(128 + number) }
+                if exitOnRepeat, received.count.add(1, ordering: .relaxed).newValue > 1 { _exit(128 + number) }
                 continuation.yield(number)
             }
             source.resume()

@@ -14,6 +14,8 @@ public struct ExpositionContext: Sendable {
     public var aggregates: [Aggregate]?
     /// Series folded away by the cardinality cap so far; nil: no cap is applied.
     public var seriesDropped: UInt64?
+    /// How the last config reload went; nil: not shown.
+    public var configReload: ConfigReloadStatus?
 
     public init(
         build: BuildInfo = .current, source: SourceInfo, previousScrapeDuration: Double? = nil, totalFlows: Int? = nil,
@@ -36,4 +38,17 @@ public struct EncodeSummary: Sendable, Hashable {
     public var duplicatesDropped: Int
     /// Bytes appended to the buffer.
     public var bytes: Int
+}
+
+/// The outcome of the last config (re)load, as Prometheus itself reports it.
+public struct ConfigReloadStatus: Sendable, Hashable {
+    /// Whether the last reload was applied (a failed one leaves the previous config in force).
+    public var successful: Bool
+    /// When a config was last loaded successfully (start-up counts), Unix seconds.
+    public var timestamp: Double
+
+    public init(successful: Bool, timestamp: Double) {
+        self.successful = successful
+        self.timestamp = timestamp
+    }
 }

@@ -366,6 +366,16 @@ public struct MetricsEncoder: Sendable {
                 "Closed-flow records the ring buffer had no room for (counts and histograms stay exact).", .counter,
                 Double(events.eventsLost), into: &buffer)
         }
+        if let reload = context.configReload {
+            writeFamily(
+                "flowstat_config_last_reload_successful",
+                "Whether the last config reload was applied (0: it was rejected; the previous config is in force).",
+                .gauge, reload.successful ? 1 : 0, into: &buffer)
+            writeFamily(
+                "flowstat_config_last_reload_success_timestamp_seconds",
+                "When a config was last loaded successfully, start-up included.", .gauge, reload.timestamp,
+                into: &buffer)
+        }
         if let dropped = context.seriesDropped {
             writeFamily(
                 "flowstat_series_dropped_total", "Per-flow series folded into aggregates by the cardinality cap.",

@@ -17,21 +17,23 @@ public final class Scraper: Sendable {
     public let source: any FlowSource
     /// The build information shown in `flowstat_build_info`.
     public let build: BuildInfo
-    /// The config's flow selection; nil exports every flow.
-    public let filter: FlowFilter?
-    /// Fills in the owning process of exported flows that lack one; nil when nothing needs it.
-    public let attributor: ProcessAttributor?
 
     private struct Work: Sendable {
         var encoder: MetricsEncoder
         var buffer: ByteBuffer
         var limiter: CardinalityLimiter
+        /// The config's flow selection; nil exports every flow.
+        var filter: FlowFilter?
+        /// Fills in the owning process of exported flows that lack one; nil when nothing needs it.
+        var attributor: ProcessAttributor?
     }
 
     private struct Status: Sendable {
         var previousDuration: Double?
         var lastError: String?
         var stopping = false
+        /// nil until `recordReload` is first called: then the reload metrics are exported.
+        var reload: ConfigReloadStatus?
     }
 
     // Two locks: `/health` must not wait for a scrape in progress.
@@ -52,12 +54,11 @@ public final class Scraper: Sendable {
     ) {
         self.source = source
         self.build = build
-        self.filter = filter
-        self.attributor = attributor
         self.work = NIOLockedValueBox(
             Work(
                 encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
-                limiter: CardinalityLimiter(limits: limits, servicePorts: servicePorts)))
+                limiter: CardinalityLimiter(limits: limits, servicePorts: servicePorts), filter: filter,
+                attributor: attributor))
     }
 
     /// Takes a snapshot and returns its exposition.
@@ -74,14 +75,15 @@ public final class Scraper: Sendable {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
-            if let filter, !filter.selectsEverything {
-                snapshot.flows = filter.apply(to: snapshot.flows, attributor: attributor)
+            if let filter = work.filter, !filter.selectsEverything {
+                snapshot.flows = filter.apply(to: snapshot.flows, attributor: work.attributor)
             } else {
-                attributor?.fill(&snapshot.flows)
+                work.attributor?.fill(&snapshot.flows)
             }
+            let (previousDuration, reload) = status.withLockedValue { ($0.previousDuration, $0.reload) }
             var context = ExpositionContext(
-                build: build, source: source.info,
-                previousScrapeDuration: status.withLockedValue { $0.previousDuration })
+                build: build, source: source.info, previousScrapeDuration: previousDuration)
+            context.configReload = reload
             // Aggregates exist where they carry something: a cap, or closed flows to keep.
             if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
                 let limited = work.limiter.apply(
@@ -102,6 +104,35 @@ public final class Scraper: Sendable {
             }
             return work.buffer
         }
+    }
+
+    /// Applies a reloaded config's export settings from the next scrape on (a scrape in
+    /// progress finishes with the old ones). The cap's aggregates are kept.
+    public func reconfigure(
+        options: MetricsEncoder.Options, limits: CardinalityLimits, filter: FlowFilter?, attributor: ProcessAttributor?
+    ) {
+        work.withLockedValue { work in
+            work.encoder.options = options
+            work.limiter.limits = limits
+            work.filter = filter
+            work.attributor = attributor
+        }
+    }
+
+    /// Records the outcome of a config (re)load for `flowstat_config_last_reload_*`; call it
+    /// for the load at start-up too, which turns those metrics on.
+    public func recordReload(successful: Bool) {
+        status.withLockedValue { status in
+            let lastSuccess = status.reload?.timestamp ?? 0
+            status.reload = ConfigReloadStatus(
+                successful: successful, timestamp: successful ? Scraper.wallClockSeconds() : lastSuccess)
+        }
+    }
+
+    private static func wallClockSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     /// Whether `/health` should report success.
