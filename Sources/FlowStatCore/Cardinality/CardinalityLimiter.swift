@@ -114,12 +114,24 @@ public struct CardinalityLimiter: Sendable {
             admitted[admittedKey]?.lastActive = now
         }
 
-        let (kept, foldedFlows) = split(flows)
+        let keep = chooseKept(flows)
+        var kept: [FlowSample] = []
         var live: [AggregateKey: FlowTotals] = [:]
-        for flow in foldedFlows {
-            let key = admit(servicePorts.key(of: flow))
-            live[key, default: FlowTotals()].add(flow)
-            admitted[key]?.lastActive = now
+        var foldedCount = 0
+        if let keep {
+            kept.reserveCapacity(limits.maxFlows)
+            for index in flows.indices {
+                if keep[index] {
+                    kept.append(flows[index])
+                    continue
+                }
+                let key = admit(servicePorts.key(of: flows[index]))
+                live[key, default: FlowTotals()].add(flows[index])
+                foldedCount += 1
+            }
+            for key in live.keys { admitted[key]?.lastActive = now }
+        } else {
+            kept = flows
         }
 
         var aggregates: [Aggregate] = []
@@ -128,32 +140,79 @@ public struct CardinalityLimiter: Sendable {
             aggregates.append(Aggregate(key: key, live: live[key] ?? FlowTotals(), closed: state.closed))
         }
         aggregates.sort { $0.key < $1.key }
-        seriesDropped &+= UInt64(foldedFlows.count) &* UInt64(perFlowFamilies)
-        return LimitedFlows(kept: kept, aggregates: aggregates, folded: foldedFlows.count)
+        seriesDropped &+= UInt64(foldedCount) &* UInt64(perFlowFamilies)
+        return LimitedFlows(kept: kept, aggregates: aggregates, folded: foldedCount)
     }
 
-    /// The top `maxFlows` flows by rank, and the rest. Ties go to the lower 4-tuple, so the
-    /// choice does not flicker between equal flows from scrape to scrape.
-    private func split(_ flows: [FlowSample]) -> (kept: [FlowSample], folded: ArraySlice<FlowSample>) {
+    /// Which flows keep their own series: the top `maxFlows` by rank; nil when all do.
+    ///
+    /// Finds the rank value of the last kept flow by selection (linear time) rather than
+    /// sorting every flow: at 40,000 flows and a cap of 2,000 only the flows tied at that
+    /// value need ordering. Ties go to the lower 4-tuple, so the choice does not flicker
+    /// between equal flows from scrape to scrape.
+    private func chooseKept(_ flows: [FlowSample]) -> [Bool]? {
         let cap = limits.maxFlows
-        guard cap > 0, flows.count > cap else { return (flows, []) }
+        guard cap > 0, flows.count > cap else { return nil }
         let rank = limits.rankBy
-        var order = flows.indices.map { (value: rank.value(of: flows[$0]), index: $0) }
-        order.sort { lhs, rhs in
-            if lhs.value != rhs.value { return lhs.value > rhs.value }
-            let left = flows[lhs.index].key
-            let right = flows[rhs.index].key
+        let values = flows.map { rank.value(of: $0) }
+        var scratch = values
+        let threshold = Self.select(&scratch, largest: cap)
+
+        var keep = [Bool](repeating: false, count: flows.count)
+        var tied: [Int] = []
+        var keptCount = 0
+        for index in values.indices {
+            if values[index] > threshold {
+                keep[index] = true
+                keptCount += 1
+            } else if values[index] == threshold {
+                tied.append(index)
+            }
+        }
+        tied.sort { lhs, rhs in
+            let left = flows[lhs].key
+            let right = flows[rhs].key
             return (left.remote, left.remotePort, left.local, left.localPort, left.netns)
                 < (right.remote, right.remotePort, right.local, right.localPort, right.netns)
         }
-        var kept: [FlowSample] = []
-        kept.reserveCapacity(cap)
-        var folded: [FlowSample] = []
-        folded.reserveCapacity(flows.count - cap)
-        for (position, entry) in order.enumerated() {
-            if position < cap { kept.append(flows[entry.index]) } else { folded.append(flows[entry.index]) }
+        for index in tied.prefix(cap - keptCount) { keep[index] = true }
+        return keep
+    }
+
+    /// The `k`-th largest value (1-based), by quickselect with a three-way partition (many
+    /// flows share a value, e.g. 0 retransmits); reorders `values`.
+    static func select(_ values: inout [Double], largest k: Int) -> Double {
+        var low = 0
+        var high = values.count - 1
+        let target = values.count - k  // its index in ascending order
+        var generator = SystemRandomNumberGenerator()
+        while low < high {
+            let pivot = values[Int.random(in: low...high, using: &generator)]
+            // [low, less) < pivot, [less, index) == pivot, (greater, high] > pivot
+            var less = low
+            var index = low
+            var greater = high
+            while index <= greater {
+                if values[index] < pivot {
+                    values.swapAt(index, less)
+                    less += 1
+                    index += 1
+                } else if values[index] > pivot {
+                    values.swapAt(index, greater)
+                    greater -= 1
+                } else {
+                    index += 1
+                }
+            }
+            if target < less {
+                high = less - 1
+            } else if target > greater {
+                low = greater + 1
+            } else {
+                return pivot
+            }
         }
-        return (kept, folded[...])
+        return values[target]
     }
 
     /// The key an aggregate for `key` is kept under: itself while there is room; then, with
