@@ -65,7 +65,8 @@ struct MetricsServerTests {
             let value = durationLines.first.flatMap { Double($0.split(separator: " ")[1]) }
             #expect(value.map { $0 > 0 && $0 < 10 } == true)
             // Everything else is unchanged.
-            #expect(second.replacingLine(startingWith: "flowstat_scrape_duration_seconds ") == expectedFirstScrape)
+            #expect(second.replacingLine(startingWith: "flowstat_scrape_duration_seconds ")
+                .replacingLine(startingWith: "flowstat_snapshot_duration_seconds ") == expectedFirstScrape)
         }
     }
 

@@ -14,6 +14,9 @@ public struct ExpositionContext: Sendable {
     public var aggregates: [Aggregate]?
     /// Series folded away by the cardinality cap so far; nil: no cap is applied.
     public var seriesDropped: UInt64?
+    /// How long the previous scrape's snapshot took (reading the kernel, refresh included),
+    /// seconds; nil before the first scrape has finished (the gauge then has no sample).
+    public var previousSnapshotDuration: Double?
     /// How the last config reload went; nil: not shown.
     public var configReload: ConfigReloadStatus?
 

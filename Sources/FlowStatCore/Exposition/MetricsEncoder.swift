@@ -388,6 +388,13 @@ public struct MetricsEncoder: Sendable {
         if let duration = context.previousScrapeDuration {
             writeSample("flowstat_scrape_duration_seconds", value: duration, into: &buffer)
         }
+        writeHeader(
+            "flowstat_snapshot_duration_seconds",
+            "Part of the previous scrape spent reading the flows from the source (kernel refresh and map read).",
+            .gauge, into: &buffer)
+        if let duration = context.previousSnapshotDuration {
+            writeSample("flowstat_snapshot_duration_seconds", value: duration, into: &buffer)
+        }
     }
 
     // MARK: - Lines

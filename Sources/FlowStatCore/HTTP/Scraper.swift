@@ -30,6 +30,7 @@ public final class Scraper: Sendable {
 
     private struct Status: Sendable {
         var previousDuration: Double?
+        var previousSnapshotDuration: Double?
         var lastError: String?
         var stopping = false
         /// nil until `recordReload` is first called: then the reload metrics are exported.
@@ -75,15 +76,19 @@ public final class Scraper: Sendable {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
+            let snapshotDuration = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
             if let filter = work.filter, !filter.selectsEverything {
                 snapshot.flows = filter.apply(to: snapshot.flows, attributor: work.attributor)
             } else {
                 work.attributor?.fill(&snapshot.flows)
             }
-            let (previousDuration, reload) = status.withLockedValue { ($0.previousDuration, $0.reload) }
+            let (previousDuration, previousSnapshotDuration, reload) = status.withLockedValue {
+                ($0.previousDuration, $0.previousSnapshotDuration, $0.reload)
+            }
             var context = ExpositionContext(
                 build: build, source: source.info, previousScrapeDuration: previousDuration)
             context.configReload = reload
+            context.previousSnapshotDuration = previousSnapshotDuration
             // Aggregates exist where they carry something: a cap, or closed flows to keep.
             if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
                 let limited = work.limiter.apply(
@@ -100,6 +105,7 @@ public final class Scraper: Sendable {
             let elapsed = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed
+                $0.previousSnapshotDuration = snapshotDuration
                 $0.lastError = nil
             }
             return work.buffer
