@@ -53,6 +53,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Add a netns label to every flow, not only to 4-tuples seen in several network namespaces.")
     var netnsLabel = false
 
+    @Option(
+        name: .customLong("web.config.file"),
+        help: "YAML file with TLS and basic auth settings, in the exporter-toolkit format (see README).")
+    var webConfigFile: String?
+
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel.level)
         do {
@@ -69,6 +74,14 @@ struct ServeCommand: AsyncParsableCommand {
         // also takes the graceful path: it is handled as soon as the server runs.
         let signals = SignalNotifier(signals: [SIGINT, SIGTERM])
         let address = try resolvedListenAddress()
+        var webConfig: WebConfig?
+        if let webConfigFile {
+            do {
+                webConfig = try WebConfig.load(path: webConfigFile)
+            } catch {
+                throw StartupError(problem: error.description, fix: error.fix)
+            }
+        }
         guard (1...(1 << 24)).contains(mapEntries) else {
             throw StartupError(
                 problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
@@ -90,7 +103,7 @@ struct ServeCommand: AsyncParsableCommand {
         let server: MetricsServer
         do {
             server = try await MetricsServer.start(
-                configuration: MetricsServer.Configuration(listenAddress: address),
+                configuration: MetricsServer.Configuration(listenAddress: address, webConfig: webConfig),
                 scraper: scraper,
                 logger: Logger(label: "flowstat.http"))
         } catch {
@@ -100,7 +113,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let hooks = flowSource.info.attachedHooks.map { "\($0.name)/\($0.variant)" }
         logger.info(
-            "serving on \(server.listenAddress)",
+            "serving \(server.usesTLS ? "HTTPS" : "HTTP") on \(server.listenAddress)",
             metadata: ["source": "\(flowSource.info.kind)", "hooks": "\(hooks.joined(separator: ","))"])
 
         let stop = await waitForStop(signals: signals.stream, server: server, logger: logger)
