@@ -51,6 +51,9 @@ let package = Package(
                 "FlowStatCore",
                 "CFlowStat",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Privileged end-to-end tests: they run the flowstat binary (built beside them by
