@@ -15,8 +15,15 @@ final class Agent {
         var data = Data()
     }
 
+    /// `https` when the agent serves TLS (a `--web.config.file` with tls_server_config).
+    let scheme: String
+    /// Extra curl options for `get` (CA file, credentials).
+    let curlOptions: [String]
+
     /// Starts `flowstat serve` with extra arguments and waits until /health answers 200.
-    init(_ arguments: [String] = []) throws {
+    init(_ arguments: [String] = [], scheme: String = "http", curlOptions: [String] = []) throws {
+        self.scheme = scheme
+        self.curlOptions = curlOptions
         port = try Agent.freePort()
         process.executableURL = URL(fileURLWithPath: flowstatBinary)
         process.arguments = ["serve", "--web.listen-address", "127.0.0.1:\(port)"] + arguments
@@ -46,8 +53,8 @@ final class Agent {
 
     /// Status line code and body of one GET (through curl: a real, independent client).
     func get(_ path: String) throws -> (status: Int, body: String) {
-        let result = try run(["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}",
-                              "http://127.0.0.1:\(port)\(path)"], check: false)
+        let result = try run(["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"] + curlOptions
+                             + ["\(scheme)://127.0.0.1:\(port)\(path)"], check: false)
         guard result.status == 0, let newline = result.stdout.lastIndex(of: "\n"),
               let code = Int(result.stdout[result.stdout.index(after: newline)...]) else {
             throw CommandError(command: ["curl", path], result: result)
@@ -82,7 +89,7 @@ final class Agent {
 
     deinit { stop() }
 
-    private static func freePort() throws -> Int {
+    static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
