@@ -113,6 +113,41 @@ struct HTTPSecurityTests {
         #expect(head.headers.lowercased().contains("content-length: "))
     }
 
+    @Test("client certificates: RequireAndVerifyClientCert lets in only certificates the client CA signed")
+    func clientCertificates() throws {
+        let credentials = try Credentials()
+        let directory = credentials.directory.path
+        for name in ["client", "stranger"] {
+            try run([
+                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).crt", "-days", "2",
+                "-subj", "/CN=\(name)",
+            ])
+        }
+        // The client's self-signed certificate is its own CA.
+        let config = "\(directory)/mtls.yml"
+        try """
+            tls_server_config:
+              cert_file: server.crt
+              key_file: server.key
+              client_auth_type: RequireAndVerifyClientCert
+              client_ca_file: client.crt
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let client = ["--cacert", credentials.cert, "--cert", "\(directory)/client.crt", "--key", "\(directory)/client.key"]
+        let agent = try Agent(["--source", "fake", "--web.config.file", config], scheme: "https", curlOptions: client)
+        defer { agent.stop() }
+
+        #expect(try Self.curl(agent, "/metrics", client).status == 200)
+        let without = try Self.curl(agent, "/metrics", ["--cacert", credentials.cert])
+        #expect(without.exit != 0 && without.status == 0)
+        let stranger = try Self.curl(
+            agent, "/metrics",
+            ["--cacert", credentials.cert, "--cert", "\(directory)/stranger.crt", "--key", "\(directory)/stranger.key"])
+        #expect(stranger.exit != 0 && stranger.status == 0)
+        #expect(try Self.curl(agent, "/health", client).status == 200)
+    }
+
     @Test("a bad web config file stops start-up with the file, the key and a fix")
     func badWebConfig() throws {
         let credentials = try Credentials()
