@@ -148,6 +148,61 @@ struct HTTPSecurityTests {
         #expect(try Self.curl(agent, "/health", client).status == 200)
     }
 
+    @Test("a real Prometheus negotiates OpenMetrics and gzip, and reads units and counters right")
+    func prometheusReadsOpenMetrics() throws {
+        let agent = try Agent(["--source", "fake", "--log.level", "debug"])
+        defer { agent.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flowstat-http-prom-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("prometheus.yml").path
+        try """
+            global: {scrape_interval: 1s}
+            scrape_configs:
+              - job_name: flowstat
+                static_configs: [{targets: ['127.0.0.1:\(agent.port)']}]
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let webPort = try Agent.freePort()
+        let prometheus = try Child(
+            ["prometheus", "--config.file", config, "--web.listen-address", "127.0.0.1:\(webPort)",
+             "--storage.tsdb.path", directory.appendingPathComponent("data").path], stderr: FileHandle.nullDevice)
+        defer { prometheus.stop() }
+
+        func api(_ path: String) throws -> [String: Any] {
+            let result = try run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:\(webPort)\(path)"], check: false)
+            let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return json?["data"] as? [String: Any] ?? [:]
+        }
+        var unit: String?
+        var acked: [[String: Any]] = []
+        for _ in 0..<60 where unit == nil || acked.isEmpty {
+            usleep(500_000)
+            let metadata = try api("/api/v1/metadata?metric=tcp_flow_rtt_seconds")
+            unit = ((metadata["tcp_flow_rtt_seconds"] as? [[String: Any]])?.first?["unit"] as? String).flatMap {
+                $0.isEmpty ? nil : $0
+            }
+            acked = try api("/api/v1/query?query=tcp_flow_bytes_acked_total")["result"] as? [[String: Any]] ?? []
+        }
+        // Units exist only in OpenMetrics: Prometheus took that format.
+        #expect(unit == "seconds")
+        #expect(acked.count == 3)
+        let counterType = try api("/api/v1/metadata?metric=tcp_flow_bytes_acked")["tcp_flow_bytes_acked"] as? [[String: Any]]
+        #expect(counterType?.first?["type"] as? String == "counter")
+
+        // gzip: the agent logs each response's size on the wire; Prometheus' ones are a
+        // fraction of the plain text (curl here asks for neither gzip nor OpenMetrics).
+        let plainSize = try agent.get("/metrics").body.utf8.count
+        prometheus.stop()
+        agent.stop()
+        let sizes = agent.stderrText.split(separator: "\n").filter { $0.contains("GET /metrics -> 200") }.compactMap {
+            line -> Int? in
+            guard let range = line.range(of: "bytes=") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(sizes.contains { $0 < plainSize / 2 }, "sizes \(sizes), plain \(plainSize)")
+    }
+
     @Test("a bad web config file stops start-up with the file, the key and a fix")
     func badWebConfig() throws {
         let credentials = try Credentials()
