@@ -121,6 +121,24 @@ struct HTTPHardeningTests {
         }
     }
 
+    @Test("TLS: a client that never finishes its handshake is closed at the request deadline")
+    func stalledHandshake() async throws {
+        let directory = try TemporaryDirectory()
+        _ = try makeCertificate(in: directory)
+        let path = try directory.write("web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+        let config = try WebConfig.load(path: path)
+        try await withServer(configure: {
+            $0.webConfig = config
+            $0.requestTimeout = .milliseconds(300)
+        }) { server in
+            let silent = try TestHTTPConnection(port: server.port)
+            #expect(try silent.isClosedByServer())
+            let partial = try TestHTTPConnection(port: server.port)
+            try partial.send("\u{16}\u{3}\u{1}")  // the start of a TLS record, and no more
+            #expect(try partial.isClosedByServer())
+        }
+    }
+
     @Test("a client that stops reading a big response is cut off; others are served meanwhile")
     func slowReader() async throws {
         let source = FakeFlowSource(snapshot: Self.bigSnapshot(20_000), info: Fixtures.sourceInfo)

@@ -40,7 +40,13 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case idle
         /// At least one request is being answered.
         case responding
+        /// A 408 went out; the connection closes when it is written or after a grace period.
+        case closing
     }
+
+    /// How long a 408 may take to go out. A TLS client that stalled in its handshake
+    /// never lets it through, so the close cannot wait for the write alone.
+    private static let closingGrace = TimeAmount.seconds(1)
 
     private let timeouts: Timeouts
     private let logger: Logger
@@ -76,6 +82,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .closing = phase { return }  // answered already; what follows is not read
         if case .idle = phase {
             phase = .readingRequest
             arm(timeouts.request, context: context)
@@ -86,6 +93,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
         guard let event = event as? Event else {
             context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        if case .closing = phase {
+            promise?.succeed(())
             return
         }
         switch event {
@@ -124,11 +135,13 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             let timeout = ByteBuffer(
                 string: "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             let channel = context.channel
+            phase = .closing
+            arm(ConnectionGuard.closingGrace, context: context)
             context.writeAndFlush(wrapOutboundOut(timeout)).whenComplete { _ in channel.close(promise: nil) }
         case .responding:
             logger.debug("closing HTTP connection: response not written within \(timeouts.response)")
             context.close(promise: nil)
-        case .idle:
+        case .idle, .closing:
             context.close(promise: nil)
         }
     }
