@@ -21,7 +21,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private enum State {
         /// Between requests.
         case idle
-        /// The head arrived; answering waits for the end of the (ignored) body.
+        /// The head arrived; answering waits for the end of the request.
         case receiving(HTTPRequestHead)
         /// A response is being produced or written.
         case responding
