@@ -21,7 +21,8 @@ let package = Package(
         .target(
             name: "CFlowStat",
             linkerSettings: [
-                .linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z"), .linkedLibrary("crypt"),
+                .linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z"), .linkedLibrary("deflate"),
+                .linkedLibrary("crypt"),
             ]
         ),
         .target(

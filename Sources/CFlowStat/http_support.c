@@ -5,67 +5,43 @@
  *
  * gzip is here rather than in NIOExtras' HTTPResponseCompressor because that
  * handler compresses on the event loop at zlib's default level 6 and switches
- * to chunked encoding: a 40 MB exposition took about 1.1 s there against 0.36 s
- * at level 1, stalling every other connection meanwhile. This one runs on the
- * scrape thread pool and keeps Content-Length (so HEAD can answer it too).
+ * to chunked encoding: a 43 MB exposition (40,000 flows) takes 0.57 s there,
+ * stalling every other connection meanwhile. This runs on the scrape thread
+ * pool, keeps Content-Length (so HEAD can answer it too) and uses libdeflate,
+ * whose whole-buffer compressor fits a response we hold entirely: at level 1 it
+ * took 0.10 s and made 6.8 MB of that exposition, where zlib's level 1 took
+ * 0.18 s for 7.2 MB (same machine, idle).
  */
 #define _GNU_SOURCE
 #include <crypt.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "cflowstat_http.h"
 
-/* windowBits 15 plus 16: zlib writes a gzip header and trailer instead of zlib's. */
-#define FS_GZIP_WINDOW_BITS (15 + 16)
-
 size_t fs_gzip_bound(size_t length)
 {
-	/* deflateBound for a gzip stream, plus slack for the 18-byte gzip framing. */
-	return length + (length >> 12) + (length >> 14) + (length >> 25) + 13 + 18 + 64;
+	/* NULL: the bound over every compressor this build of libdeflate can make. */
+	return libdeflate_gzip_compress_bound(NULL, length);
 }
 
 int fs_gzip(const uint8_t *input, size_t length, uint8_t *out, size_t capacity, size_t *written, int level)
 {
-	z_stream stream;
-	int rc;
+	struct libdeflate_compressor *compressor;
+	size_t size;
 
-	memset(&stream, 0, sizeof(stream));
-	if (level < 1 || level > 9)
+	if (level < 1 || level > 12)
 		return -EINVAL;
-	rc = deflateInit2(&stream, level, Z_DEFLATED, FS_GZIP_WINDOW_BITS, 8, Z_DEFAULT_STRATEGY);
-	if (rc == Z_MEM_ERROR)
+	compressor = libdeflate_alloc_compressor(level);
+	if (compressor == NULL)
 		return -ENOMEM;
-	if (rc != Z_OK)
-		return -EINVAL;
-
-	/* avail_in/avail_out are 32-bit: feed bodies over 4 GiB in slices. */
-	stream.next_in = (Bytef *)input;
-	stream.next_out = out;
-	size_t in_left = length, out_left = capacity;
-	for (;;) {
-		uInt in_slice = in_left > 0x40000000 ? 0x40000000 : (uInt)in_left;
-		uInt out_slice = out_left > 0x40000000 ? 0x40000000 : (uInt)out_left;
-		stream.avail_in = in_slice;
-		stream.avail_out = out_slice;
-		rc = deflate(&stream, in_left == in_slice ? Z_FINISH : Z_NO_FLUSH);
-		in_left -= in_slice - stream.avail_in;
-		out_left -= out_slice - stream.avail_out;
-		if (rc == Z_STREAM_END)
-			break;
-		if (rc != Z_OK && rc != Z_BUF_ERROR) {
-			deflateEnd(&stream);
-			return -EINVAL;
-		}
-		if (out_left == 0) {
-			deflateEnd(&stream);
-			return -ENOBUFS;
-		}
-	}
-	*written = capacity - out_left;
-	deflateEnd(&stream);
+	size = libdeflate_gzip_compress(compressor, input, length, out, capacity);
+	libdeflate_free_compressor(compressor);
+	if (size == 0)
+		return -ENOBUFS;
+	*written = size;
 	return 0;
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * cflowstat_http.h: the C calls of flowstat's HTTP side: gzip (zlib) and
+ * cflowstat_http.h: the C calls of flowstat's HTTP side: gzip (libdeflate) and
  * password hash checks (libxcrypt). Same rules as cflowstat.h: prefixed
  * symbols, negative errno on failure, no pointer kept past a return.
  */
@@ -18,7 +18,7 @@ extern "C" {
 size_t fs_gzip_bound(size_t length);
 
 /*
- * Compresses input into out as one gzip member (RFC 1952) at level (1 fast ... 9
+ * Compresses input into out as one gzip member (RFC 1952) at level (1 fast ... 12
  * small) and stores the compressed length in *written. Returns 0, -ENOBUFS when
  * capacity is too small (retry with fs_gzip_bound), or -ENOMEM/-EINVAL.
  */

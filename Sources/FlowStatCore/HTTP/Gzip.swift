@@ -5,12 +5,12 @@ import NIOCore
 import Glibc
 #endif
 
-/// gzip for response bodies, through zlib in the C seam (see `http_support.c` for why
-/// not NIOExtras' compressor). Blocks for tens to hundreds of milliseconds on big
-/// bodies: call it from the thread pool, never from an event loop.
+/// gzip for response bodies, through libdeflate in the C seam (see `http_support.c` for
+/// why not NIOExtras' compressor or zlib). Blocks for up to a hundred milliseconds or so
+/// on big bodies: call it from the thread pool, never from an event loop.
 enum Gzip {
-    /// zlib level 1: about three times faster than the default level 6 on an exposition,
-    /// for output about a third larger (7.2 MB against 5.4 MB for 43 MB of text).
+    /// Level 1: four times faster than level 6 on an exposition (0.10 s against 0.40 s for
+    /// 43 MB of text), for output a third larger (6.8 MB against 5.0 MB).
     static let level: Int32 = 1
 
     /// The body as one gzip member.
