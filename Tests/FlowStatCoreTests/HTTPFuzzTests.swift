@@ -10,8 +10,8 @@ import Testing
 
 /// Bounded randomized testing of the request path: random and mutated byte strings go
 /// through the server's own pipeline (deadlines, NIO's HTTP/1 codec, the request handler,
-/// a real thread pool and scraper), and every output must be well-formed responses, with
-/// the connection closed once every deadline has passed.
+/// a real thread pool and scraper; basic auth on every other input), and every output must
+/// be well-formed responses, with the connection closed once every deadline has passed.
 ///
 /// `make test` runs 2,000 inputs from a fixed seed. For a longer run:
 /// `FLOWSTAT_HTTP_FUZZ_ITERATIONS=200000 FLOWSTAT_HTTP_FUZZ_SEED=$RANDOM swift test --filter HTTPFuzzTests`.
@@ -32,6 +32,8 @@ struct HTTPFuzzTests {
         "GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
         "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\n\r\n",
         "DELETE /metrics?x=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Zm9vOmJhcg==\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Zm9vOmJhcg==\r\n\r\n",  // foo:bar
+        "GET /metrics HTTP/1.1\r\nAuthorization: Basic Zm9vOmJheg==\r\n\r\nGET / HTTP/1.1\r\n\r\n",  // foo:baz
     ]
 
     static let tokens: [String] = [
@@ -81,6 +83,9 @@ struct HTTPFuzzTests {
     func fuzz() async throws {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
+        let authPool = NIOThreadPool(numberOfThreads: 1)
+        authPool.start()
+        let auth = BasicAuth(users: ["foo": bcrypt("bar", cost: 4)])
         let scraper = Scraper(source: FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), build: Fixtures.build)
         var rng = SeededGenerator(seed: Self.seed)
         var statuses: [Int: Int] = [:]
@@ -90,10 +95,12 @@ struct HTTPFuzzTests {
             let context = "seed \(Self.seed) iteration \(iteration) input \(String(reflecting: String(decoding: input, as: UTF8.self)))"
             let outcome: Outcome
             do {
-                outcome = try await Self.run(input, chunks: chunks, pool: pool, scraper: scraper)
+                outcome = try await Self.run(
+                    input, chunks: chunks, pool: pool, auth: iteration % 2 == 1 ? (auth, authPool) : nil, scraper: scraper)
             } catch {
                 Issue.record("\(error); \(context)")
                 try await pool.shutdownGracefully()
+                try await authPool.shutdownGracefully()
                 return
             }
             switch Self.parseResponses(outcome.output) {
@@ -102,13 +109,15 @@ struct HTTPFuzzTests {
             case .failure(let problem):
                 Issue.record("malformed output (\(problem)): \(String(decoding: outcome.output, as: UTF8.self).prefix(400)); \(context)")
                 try await pool.shutdownGracefully()
+                try await authPool.shutdownGracefully()
                 return
             }
             #expect(outcome.closed, "connection still open after every deadline; \(context)")
         }
         try await pool.shutdownGracefully()
+        try await authPool.shutdownGracefully()
         // The generator reaches the interesting answers, or the test proves little.
-        for code in [200, 400, 404, 405, 408, 413] {
+        for code in [200, 400, 401, 404, 405, 408, 413] {
             #expect(statuses[code, default: 0] > 0, "no \(code) in \(statuses)")
         }
     }
@@ -118,7 +127,10 @@ struct HTTPFuzzTests {
         var closed: Bool
     }
 
-    private static func run(_ input: [UInt8], chunks: Int, pool: NIOThreadPool, scraper: Scraper) async throws -> Outcome {
+    private static func run(
+        _ input: [UInt8], chunks: Int, pool: NIOThreadPool, auth: (check: BasicAuth, pool: NIOThreadPool)?,
+        scraper: Scraper
+    ) async throws -> Outcome {
         let channel = NIOAsyncTestingChannel()
         let loop = channel.testingEventLoop
         let timeouts = ConnectionGuard.Timeouts(request: .seconds(10), response: .seconds(120), idle: .seconds(120))
@@ -130,7 +142,8 @@ struct HTTPFuzzTests {
             try pipeline.addHandler(ConnectionGuard(timeouts: timeouts, logger: quietLogger))
             try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
             try pipeline.addHandler(
-                HTTPRequestHandler(scraper: scraper, threadPool: pool, maxRequestHeadBytes: 1_024, logger: quietLogger))
+                HTTPRequestHandler(
+                    scraper: scraper, threadPool: pool, maxRequestHeadBytes: 1_024, auth: auth, logger: quietLogger))
         }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9))
 
@@ -141,12 +154,12 @@ struct HTTPFuzzTests {
             let end = min(input.count, offset + size)
             try? await channel.writeInbound(ByteBuffer(bytes: input[offset..<end]))
             offset = end
-            try await settle(channel, pool: pool, into: &output)
+            try await settle(channel, pools: [pool, auth?.pool].compactMap { $0 }, into: &output)
         }
         // Past every deadline, whatever state the connection is in, it must close.
         for _ in 0..<3 where channel.isActive {
             await loop.advanceTime(by: .seconds(121))
-            try await settle(channel, pool: pool, into: &output)
+            try await settle(channel, pools: [pool, auth?.pool].compactMap { $0 }, into: &output)
         }
         let closed = !channel.isActive
         _ = try? await channel.close()
@@ -155,11 +168,13 @@ struct HTTPFuzzTests {
 
     /// Waits until the pool and the loop are quiet (pipelined requests make more pool work
     /// as earlier ones finish), collecting what was written.
-    private static func settle(_ channel: NIOAsyncTestingChannel, pool: NIOThreadPool, into output: inout [UInt8]) async throws {
+    private static func settle(_ channel: NIOAsyncTestingChannel, pools: [NIOThreadPool], into output: inout [UInt8])
+        async throws
+    {
         var quietRounds = 0
         while quietRounds < 2 {
-            // The pool has one thread and runs in order: when this returns, earlier work is done.
-            _ = try await pool.runIfActive {}
+            // Each pool has one thread and runs in order: when this returns, earlier work is done.
+            for pool in pools { _ = try await pool.runIfActive {} }
             try await channel.testingEventLoop.executeInContext {}
             await channel.testingEventLoop.run()
             var received = false
