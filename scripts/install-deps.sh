@@ -4,8 +4,10 @@
 # is missing. Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 
-build_packages=(libbpf-dev libelf-dev zlib1g-dev bpftool make)
-test_packages=(iproute2 prometheus curl python3 procps util-linux systemd)
+build_packages=(libbpf-dev libelf-dev zlib1g-dev libdeflate-dev libcrypt-dev bpftool make)
+# openssl makes the TLS tests' certificates; python3-prometheus-client's OpenMetrics
+# parser checks the exposition (Debian's python3, /usr/bin/python3).
+test_packages=(iproute2 prometheus curl python3 python3-prometheus-client openssl gzip procps util-linux systemd)
 
 want=("${build_packages[@]}")
 [[ ${1:-build} == test ]] && want+=("${test_packages[@]}")

@@ -91,6 +91,11 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports (default: config, else 500).")
     var maxAggregates: Int?
 
+    @Option(
+        name: .customLong("web.config.file"),
+        help: "YAML file with TLS and basic auth settings, in the exporter-toolkit format (see README).")
+    var webConfigFile: String?
+
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel.level)
         do {
@@ -115,6 +120,14 @@ struct ServeCommand: AsyncParsableCommand {
         let reloads = SignalNotifier(signals: [SIGHUP], exitOnRepeat: false)
         let config = try loadConfig(explicitPath: configPath, logger: logger)
         let address = try resolvedListenAddress(config: config)
+        var webConfig: WebConfig?
+        if let webConfigFile {
+            do {
+                webConfig = try WebConfig.load(path: webConfigFile)
+            } catch {
+                throw StartupError(problem: error.description, fix: error.fix)
+            }
+        }
         if let mapEntries, !(1...(1 << 24)).contains(mapEntries) {
             throw StartupError(
                 problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
@@ -154,7 +167,7 @@ struct ServeCommand: AsyncParsableCommand {
         let server: MetricsServer
         do {
             server = try await MetricsServer.start(
-                configuration: MetricsServer.Configuration(listenAddress: address),
+                configuration: MetricsServer.Configuration(listenAddress: address, webConfig: webConfig),
                 scraper: scraper,
                 logger: Logger(label: "flowstat.http"))
         } catch {
@@ -164,7 +177,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let hooks = flowSource.info.attachedHooks.map { "\($0.name)/\($0.variant)" }
         logger.info(
-            "serving on \(server.listenAddress)",
+            "serving \(server.usesTLS ? "HTTPS" : "HTTP") on \(server.listenAddress)",
             metadata: ["source": "\(flowSource.info.kind)", "hooks": "\(hooks.joined(separator: ","))"])
 
         let stop = await waitForStop(signals: signals.stream, server: server, logger: logger)
@@ -323,7 +336,7 @@ struct ExportOverrides: Sendable {
         }
         return ExportSettings(
             options: MetricsEncoder.Options(
-                netnsLabel: netnsLabel || config.labels.netns, format: format ?? config.output,
+                netnsLabel: netnsLabel || config.labels.netns, output: format ?? config.output,
                 labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics,
                 pidLabel: config.labels.pid, commLabel: config.labels.comm),
             limits: CardinalityLimits(

@@ -24,7 +24,7 @@ struct SeedCompatTests {
     func rawEndpoint() {
         var snapshot = Fixtures.snapshot
         snapshot.rttHistogram = Self.histogram
-        let output = encode(snapshot, MetricsEncoder.Options(format: .ssExporter))
+        let output = encode(snapshot, MetricsEncoder.Options(output: .ssExporter))
         #expect(section(output, from: "# HELP tcp_rtt ", to: "# HELP tcp_cwnd") == """
             # HELP tcp_rtt Smoothed round-trip time of the TCP flow, milliseconds.
             # TYPE tcp_rtt gauge
@@ -79,7 +79,7 @@ struct SeedCompatTests {
                 flow(pid: 7, localPort: 40_004, remotePort: 6379, rtt: 0.002, segments: 1000),
             ],
             mapEntries: 4, mapCapacity: 8)
-        let seed = encode(snapshot, MetricsEncoder.Options(format: .ssExporter, labelFolding: .pidCondensed))
+        let seed = encode(snapshot, MetricsEncoder.Options(output: .ssExporter, labelFolding: .pidCondensed))
         #expect(section(seed, from: "# HELP tcp_rtt ", to: "# HELP tcp_cwnd") == """
             # HELP tcp_rtt Smoothed round-trip time of the TCP flow, milliseconds.
             # TYPE tcp_rtt gauge

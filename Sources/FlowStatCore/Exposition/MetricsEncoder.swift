@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Renders a flow snapshot and the agent's self metrics as Prometheus text exposition
-/// format 0.0.4.
+/// format 0.0.4 or OpenMetrics 1.0 text (`Format`).
 ///
 /// Written by hand rather than with a metrics library because the per-flow families are
 /// rebuilt from scratch on every scrape at up to hundreds of thousands of series: label
@@ -16,7 +16,7 @@ public struct MetricsEncoder: Sendable {
         /// more than one network namespace.
         public var netnsLabel: Bool
         /// flowstat's names, or the seed exporter's.
-        public var format: OutputMode
+        public var output: OutputMode
         /// One series per flow, or per process and remote endpoint.
         public var labelFolding: LabelFolding
         /// Per-flow families to write (the config's `logic.metrics`); the others are left out,
@@ -29,12 +29,12 @@ public struct MetricsEncoder: Sendable {
         public var commLabel: Bool
 
         public init(
-            netnsLabel: Bool = false, format: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
+            netnsLabel: Bool = false, output: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
             enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases), pidLabel: Bool = false,
             commLabel: Bool = false
         ) {
             self.netnsLabel = netnsLabel
-            self.format = format
+            self.output = output
             self.labelFolding = labelFolding
             self.enabledFlowMetrics = enabledFlowMetrics
             self.pidLabel = pidLabel
@@ -49,7 +49,7 @@ public struct MetricsEncoder: Sendable {
         }
 
         var labelStyle: FlowTable.LabelStyle {
-            switch (format, labelFolding) {
+            switch (output, labelFolding) {
             case (.flowstat, .none), (.flowstat, .rawEndpoint): .endpoints
             case (.flowstat, .pidCondensed): .process
             case (.ssExporter, .none), (.ssExporter, .rawEndpoint): .seedEndpoints
@@ -58,14 +58,30 @@ public struct MetricsEncoder: Sendable {
         }
     }
 
-    /// Series each exported flow has (one per per-flow family).
-    public static let perFlowFamilyCount = 11
+    /// The exposition format of one `encode` call, chosen per request from `Accept`.
+    public enum Format: Sendable, Hashable {
+        /// Prometheus text format 0.0.4: what Prometheus and most tools read.
+        case prometheusText
+        /// OpenMetrics 1.0 text: counter families named without `_total`, `# UNIT` lines,
+        /// `*_info` gauges as info families, and `# EOF` at the end.
+        case openMetrics
 
-    /// The `Content-Type` of the output.
+        /// The `Content-Type` of output in this format.
+        public var contentType: String {
+            switch self {
+            case .prometheusText: MetricsEncoder.contentType
+            case .openMetrics: "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            }
+        }
+    }
+
+    /// The `Content-Type` of Prometheus text output.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     public var options: Options
     private var table = FlowTable()
+    /// The format of the `encode` call in progress; read by the line writers.
+    private var format = Format.prometheusText
 
     public init(options: Options = Options()) {
         self.options = options
@@ -73,20 +89,23 @@ public struct MetricsEncoder: Sendable {
 
     /// Appends the exposition of `snapshot` and `context` to `buffer`.
     ///
-    /// Flows are sorted by label tuple, so equal inputs give byte-identical output.
+    /// Flows are sorted by label tuple, so equal inputs give byte-identical output. Both
+    /// formats carry the same samples; only headers and the end marker differ.
     @discardableResult
     public mutating func encode(
         _ snapshot: FlowSnapshot,
         context: ExpositionContext,
+        format: Format = .prometheusText,
         into buffer: inout ByteBuffer
     ) -> EncodeSummary {
         let startIndex = buffer.writerIndex
+        self.format = format
         let flows = options.labelFolding == .pidCondensed
             ? LabelFolding.condenseByProcess(snapshot.flows) : snapshot.flows
         table.rebuild(
             from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle, owner: options.ownerLabels)
         let flowCount = Double(context.totalFlows ?? snapshot.flows.count)
-        switch options.format {
+        switch options.output {
         case .flowstat:
             writePerFlowFamilies(into: &buffer)
             writeFamily(
@@ -132,6 +151,9 @@ public struct MetricsEncoder: Sendable {
 
         writeSelfMetrics(snapshot, context: context, into: &buffer)
 
+        if format == .openMetrics {
+            buffer.writeStaticString("# EOF\n")
+        }
         return EncodeSummary(
             flowSeries: table.rows.count,
             duplicatesDropped: table.duplicatesDropped,
@@ -318,14 +340,14 @@ public struct MetricsEncoder: Sendable {
     // MARK: - Self metrics
 
     private func writeSelfMetrics(_ snapshot: FlowSnapshot, context: ExpositionContext, into buffer: inout ByteBuffer) {
-        writeHeader("flowstat_build_info", "flowstat version and the Swift version it was built with.", .gauge, into: &buffer)
+        writeHeader("flowstat_build_info", "flowstat version and the Swift version it was built with.", .info, into: &buffer)
         writeSample(
             "flowstat_build_info",
             labels: [("version", context.build.version), ("swift", context.build.swiftVersion)],
             value: 1, into: &buffer)
 
         writeHeader(
-            "flowstat_source_info", "Flow source in use, one series per attached kernel hook.", .gauge, into: &buffer)
+            "flowstat_source_info", "Flow source in use, one series per attached kernel hook.", .info, into: &buffer)
         let attached = context.source.attachedHooks
         if attached.isEmpty {
             // Sources without hooks (inet_diag, fake) still say what they are, and why they run.
@@ -403,16 +425,12 @@ public struct MetricsEncoder: Sendable {
         case gauge
         case counter
         case histogram
+        /// Prometheus' `untyped` (OpenMetrics' `unknown`): for the seed's names that break
+        /// the naming rules of the types they would have.
         case untyped
-
-        var text: StaticString {
-            switch self {
-            case .gauge: "gauge"
-            case .counter: "counter"
-            case .histogram: "histogram"
-            case .untyped: "untyped"
-            }
-        }
+        /// A gauge of constant 1 whose labels describe something (`*_info`): an OpenMetrics
+        /// info family; a gauge in the Prometheus text format.
+        case info
     }
 
     /// Writes a family of one unlabelled sample: header and value.
@@ -423,18 +441,92 @@ public struct MetricsEncoder: Sendable {
         writeSample(name, value: value, into: &buffer)
     }
 
-    /// Writes `# HELP` and `# TYPE`. Help texts are constants without backslashes or line
-    /// feeds, so they need no escaping.
+    /// Writes a family's metadata lines in the format being encoded. `name` is the sample
+    /// name (with `_total` for counters, `_info` for info families); every family goes
+    /// through here, so a new family is right in both formats.
+    ///
+    /// - Prometheus text: `# HELP` and `# TYPE` with the sample name; info is a gauge.
+    /// - OpenMetrics: `# TYPE`, `# UNIT` (when the family name ends in `_seconds` or
+    ///   `_bytes`) and `# HELP`, with the family name: the sample name without `_total`
+    ///   (counters) or `_info` (info).
+    ///
+    /// Help texts are constants without backslashes, quotes or line feeds, so they need no
+    /// escaping in either format.
     private func writeHeader(_ name: StaticString, _ help: StaticString, _ type: MetricType, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString("# HELP ")
-        buffer.writeStaticString(name)
-        buffer.writeStaticString(" ")
-        buffer.writeStaticString(help)
-        buffer.writeStaticString("\n# TYPE ")
-        buffer.writeStaticString(name)
-        buffer.writeStaticString(" ")
-        buffer.writeStaticString(type.text)
-        buffer.writeStaticString("\n")
+        let sampleName = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        switch format {
+        case .prometheusText:
+            let typeText: StaticString
+            switch type {
+            case .gauge, .info: typeText = "gauge"
+            case .counter: typeText = "counter"
+            case .histogram: typeText = "histogram"
+            case .untyped: typeText = "untyped"
+            }
+            buffer.writeStaticString("# HELP ")
+            buffer.writeBytes(sampleName)
+            buffer.writeStaticString(" ")
+            buffer.writeStaticString(help)
+            buffer.writeStaticString("\n# TYPE ")
+            buffer.writeBytes(sampleName)
+            buffer.writeStaticString(" ")
+            buffer.writeStaticString(typeText)
+            buffer.writeStaticString("\n")
+        case .openMetrics:
+            let typeText: StaticString
+            var family = sampleName
+            switch type {
+            case .gauge: typeText = "gauge"
+            case .histogram: typeText = "histogram"
+            case .untyped: typeText = "unknown"
+            case .counter:
+                typeText = "counter"
+                family = MetricsEncoder.dropping("_total", from: family)
+            case .info:
+                typeText = "info"
+                family = MetricsEncoder.dropping("_info", from: family)
+            }
+            buffer.writeStaticString("# TYPE ")
+            buffer.writeBytes(family)
+            buffer.writeStaticString(" ")
+            buffer.writeStaticString(typeText)
+            buffer.writeStaticString("\n")
+            if let unit = MetricsEncoder.unit(ofFamily: family) {
+                buffer.writeStaticString("# UNIT ")
+                buffer.writeBytes(family)
+                buffer.writeStaticString(" ")
+                buffer.writeStaticString(unit)
+                buffer.writeStaticString("\n")
+            }
+            buffer.writeStaticString("# HELP ")
+            buffer.writeBytes(family)
+            buffer.writeStaticString(" ")
+            buffer.writeStaticString(help)
+            buffer.writeStaticString("\n")
+        }
+    }
+
+    /// `name` without `suffix` if it ends with it.
+    private static func dropping(_ suffix: StaticString, from name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let suffixBytes = UnsafeRawBufferPointer(start: suffix.utf8Start, count: suffix.utf8CodeUnitCount)
+        guard name.count > suffixBytes.count, name.suffix(suffixBytes.count).elementsEqual(suffixBytes) else {
+            return name
+        }
+        return UnsafeRawBufferPointer(rebasing: name.prefix(name.count - suffixBytes.count))
+    }
+
+    /// The OpenMetrics unit a family name declares by its suffix, if any. OpenMetrics
+    /// requires a family with a unit to end in `_<unit>`, so only such names get one.
+    private static func unit(ofFamily family: UnsafeRawBufferPointer) -> StaticString? {
+        for unit: StaticString in ["seconds", "bytes"] {
+            let unitBytes = UnsafeRawBufferPointer(start: unit.utf8Start, count: unit.utf8CodeUnitCount)
+            if family.count > unitBytes.count + 1, family.suffix(unitBytes.count).elementsEqual(unitBytes),
+                family[family.count - unitBytes.count - 1] == UInt8(ascii: "_")
+            {
+                return unit
+            }
+        }
+        return nil
     }
 
     /// Writes one sample line of a self metric; label values are escaped.

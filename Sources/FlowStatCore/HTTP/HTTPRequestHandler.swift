@@ -7,8 +7,13 @@ import NIOPosix
 ///
 /// It sits behind NIO's HTTP/1 codec and pipelining handler, which hand it one request at
 /// a time and hold back the next until this one's response has ended, so a connection never
-/// has two requests in flight. Work that calls into the flow source runs on the thread pool;
-/// the event loop only routes and writes.
+/// has two requests in flight. Work that calls into the flow source, compresses or runs
+/// bcrypt runs on a thread pool; the event loop only routes and writes.
+///
+/// Order of checks: oversized head (431) and request bodies (413) first, as they need
+/// nothing; then basic auth when configured (401), for every path; then the route (404,
+/// 405, or the endpoint). `ConnectionGuard` is told when a request has been received and
+/// when its response has been written, for its deadlines.
 final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -16,7 +21,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private enum State {
         /// Between requests.
         case idle
-        /// The head arrived; answering waits for the end of the (ignored) body.
+        /// The head arrived; answering waits for the end of the request.
         case receiving(HTTPRequestHead)
         /// A response is being produced or written.
         case responding
@@ -31,12 +36,21 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let scraper: Scraper
     private let threadPool: NIOThreadPool
     private let maxRequestHeadBytes: Int
+    private let auth: (check: BasicAuth, pool: NIOThreadPool)?
     private let logger: Logger
 
-    init(scraper: Scraper, threadPool: NIOThreadPool, maxRequestHeadBytes: Int, logger: Logger) {
+    /// - Parameters:
+    ///   - threadPool: runs scrapes and compression.
+    ///   - auth: the credentials check and the pool its bcrypt runs on (a pool of its own,
+    ///     so that a flood of wrong passwords cannot delay scrapes); `nil` for no auth.
+    init(
+        scraper: Scraper, threadPool: NIOThreadPool, maxRequestHeadBytes: Int,
+        auth: (check: BasicAuth, pool: NIOThreadPool)? = nil, logger: Logger
+    ) {
         self.scraper = scraper
         self.threadPool = threadPool
         self.maxRequestHeadBytes = maxRequestHeadBytes
+        self.auth = auth
         self.logger = logger
     }
 
@@ -47,29 +61,30 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             if head.approximateSize > maxRequestHeadBytes {
                 // The decoder already bounds a head at 80 KiB; this tighter limit answers
                 // with the proper status instead of a bare 400.
-                state = .closing
-                respond(
-                    context, to: head, with: .text(.requestHeaderFieldsTooLarge, "request head too large\n"),
-                    forceClose: true)
+                refuse(head, .text(.requestHeaderFieldsTooLarge, "request head too large\n"), context: context)
+                return
+            }
+            if head.hasBody {
+                // No endpoint takes a body. Answering now and closing means never reading it.
+                refuse(head, .text(.payloadTooLarge, "request bodies are not accepted\n"), context: context)
                 return
             }
             state = .receiving(head)
         case .body:
-            break  // No endpoint takes a body; discarding it keeps memory bounded.
+            break  // Only after a refusal (the connection is closing): discarded.
         case .end:
             guard case .receiving(let head) = state else { return }
             state = .responding
-            route(head, context: context)
+            context.triggerUserOutboundEvent(ConnectionGuard.Event.requestReceived, promise: nil)
+            authorize(head, context: context)
         }
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // Idle keep-alive connections are closed; a slow response in progress is not cut.
-        if event is IdleStateHandler.IdleStateEvent, case .idle = state {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
+    /// Answers before the request has ended, then closes.
+    private func refuse(_ head: HTTPRequestHead, _ response: Response, context: ChannelHandlerContext) {
+        state = .closing
+        context.triggerUserOutboundEvent(ConnectionGuard.Event.requestReceived, promise: nil)
+        respond(context, to: head, with: response, forceClose: true)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -84,6 +99,43 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("closing HTTP connection after error: \(error)")
         context.close(promise: nil)
+    }
+
+    // MARK: - Authentication
+
+    private static let unauthorized = Response.text(
+        .unauthorized, "unauthorized\n", headers: [("WWW-Authenticate", #"Basic realm="flowstat", charset="UTF-8""#)])
+
+    /// Routes the request if auth is off or the credentials are right, else answers 401.
+    private func authorize(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard let auth else {
+            route(head, context: context)
+            return
+        }
+        switch auth.check.check(authorization: head.headers.first(name: "Authorization")) {
+        case .allowed:
+            route(head, context: context)
+        case .denied:
+            logger.debug("\(head.method) \(head.uri): missing or wrong credentials")
+            respond(context, to: head, with: HTTPRequestHandler.unauthorized)
+        case .verify(let credentials):
+            let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            auth.pool.runIfActive(eventLoop: context.eventLoop) { [check = auth.check] in
+                check.verify(credentials)
+            }.whenComplete { result in
+                let (handler, context) = loopBound.value
+                guard handler.isActive else { return }
+                switch result {
+                case .success(true):
+                    handler.route(head, context: context)
+                case .success(false):
+                    handler.logger.debug("\(head.method) \(head.uri): wrong credentials for user \(credentials.user)")
+                    handler.respond(context, to: head, with: HTTPRequestHandler.unauthorized)
+                case .failure:
+                    handler.respond(context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
+                }
+            }
+        }
     }
 
     // MARK: - Routing
@@ -112,10 +164,14 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
 
+        let negotiation = ContentNegotiation(
+            accept: head.headers[canonicalForm: "Accept"].map(String.init),
+            acceptEncoding: head.headers[canonicalForm: "Accept-Encoding"].map(String.init))
         switch endpoint {
         case .landing:
             let page = LandingPage.render(build: scraper.build, source: scraper.source.info)
-            respond(context, to: head, with: Response(status: .ok, contentType: "text/html; charset=utf-8", body: page))
+            let response = Response(status: .ok, contentType: "text/html; charset=utf-8", body: page)
+            respond(context, to: head, with: response.encoded(gzip: negotiation.gzip))
         case .health:
             respondFromThreadPool(context, to: head) { [scraper] in
                 switch scraper.health {
@@ -126,8 +182,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .metrics:
             respondFromThreadPool(context, to: head) { [scraper, logger] in
                 do {
-                    let body = try scraper.scrape()
-                    return Response(status: .ok, contentType: MetricsEncoder.contentType, body: body)
+                    let body = try scraper.scrape(format: negotiation.format)
+                    let response = Response(status: .ok, contentType: negotiation.format.contentType, body: body)
+                    return response.encoded(gzip: negotiation.gzip)
                 } catch {
                     logger.error("scrape failed: \(error)")
                     return .text(.internalServerError, "snapshot failed: \(error)\n")
@@ -181,6 +238,19 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         static func text(_ status: HTTPResponseStatus, _ body: String, headers: [(String, String)] = []) -> Response {
             Response(status: status, contentType: "text/plain; charset=utf-8", body: body, headers: headers)
         }
+
+        /// The response gzipped if `gzip`, with `Vary: Accept-Encoding` either way, since
+        /// the body depends on that header. Compresses in place: off the event loop for
+        /// big bodies.
+        func encoded(gzip: Bool) -> Response {
+            var response = self
+            response.headers.append(("Vary", "Accept-Encoding"))
+            if gzip {
+                response.body = Gzip.compress(body)
+                response.headers.append(("Content-Encoding", "gzip"))
+            }
+            return response
+        }
     }
 
     private func respond(
@@ -223,11 +293,22 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            written.whenSuccess {
+                loopBound.value.triggerUserOutboundEvent(ConnectionGuard.Event.responseSent, promise: nil)
+            }
         }
     }
 }
 
 extension HTTPRequestHead {
+    /// Whether a body follows the head: a non-zero Content-Length or any Transfer-Encoding.
+    fileprivate var hasBody: Bool {
+        if headers.contains(name: "Transfer-Encoding") { return true }
+        return headers[canonicalForm: "Content-Length"].contains { $0 != "0" }
+    }
+
     /// Bytes the head took on the wire, near enough for a size limit.
     fileprivate var approximateSize: Int {
         var size = method.rawValue.utf8.count + uri.utf8.count + 12  // spaces, version, CRLF

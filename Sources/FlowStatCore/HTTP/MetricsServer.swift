@@ -3,17 +3,20 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The agent's HTTP endpoint: `/metrics`, `/health` and a landing page on one listening
-/// socket, on SwiftNIO.
+/// socket, on SwiftNIO, with optional TLS and basic auth (`WebConfig`).
 ///
-/// It owns one event loop thread for the connections and one pool thread for scrapes, so a
-/// slow snapshot never stalls accepting or answering other connections. Start it with
-/// `start(configuration:scraper:logger:)`; call `shutdown()` before the process exits.
+/// It owns one event loop thread for the connections, one pool thread for scrapes and
+/// compression, and one for bcrypt when basic auth is on, so neither a slow snapshot nor
+/// password checks stall accepting or answering other connections; writes to slow readers
+/// are asynchronous. Start it with `start(configuration:scraper:logger:)`; call
+/// `shutdown()` before the process exits.
 public final class MetricsServer: Sendable {
     /// Settings of the listener and its connections.
     public struct Configuration: Sendable {
@@ -24,15 +27,33 @@ public final class MetricsServer: Sendable {
         public var maxRequestHeadBytes: Int
         /// Keep-alive connections idle for this long are closed.
         public var idleTimeout: TimeAmount
+        /// A request head must arrive whole within this time of its first byte (or of the
+        /// connection's start); slower clients get 408 and are closed.
+        public var requestTimeout: TimeAmount
+        /// A response must be written out within this time of its request, or the
+        /// connection is closed (a client that stopped reading).
+        public var responseTimeout: TimeAmount
+        /// Connections served at once; more wait in the listen backlog.
+        public var maxConnections: Int
+        /// TLS and basic auth; `nil` for plain HTTP without auth.
+        public var webConfig: WebConfig?
 
         public init(
             listenAddress: ListenAddress = .default,
             maxRequestHeadBytes: Int = 8 * 1024,
-            idleTimeout: TimeAmount = .minutes(5)
+            idleTimeout: TimeAmount = .minutes(2),
+            requestTimeout: TimeAmount = .seconds(10),
+            responseTimeout: TimeAmount = .minutes(2),
+            maxConnections: Int = 64,
+            webConfig: WebConfig? = nil
         ) {
             self.listenAddress = listenAddress
             self.maxRequestHeadBytes = maxRequestHeadBytes
             self.idleTimeout = idleTimeout
+            self.requestTimeout = requestTimeout
+            self.responseTimeout = responseTimeout
+            self.maxConnections = maxConnections
+            self.webConfig = webConfig
         }
     }
 
@@ -54,13 +75,20 @@ public final class MetricsServer: Sendable {
     private let serverChannel: any Channel
     private let group: MultiThreadedEventLoopGroup
     private let threadPool: NIOThreadPool
+    private let authPool: NIOThreadPool?
     private let logger: Logger
     private let isShutDown = NIOLockedValueBox(false)
 
+    /// Whether connections are TLS.
+    public let usesTLS: Bool
+
     private init(
         scraper: Scraper, configuredHost: String?, serverChannel: any Channel,
-        group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, logger: Logger
+        group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, authPool: NIOThreadPool?, usesTLS: Bool,
+        logger: Logger
     ) {
+        self.authPool = authPool
+        self.usesTLS = usesTLS
         self.scraper = scraper
         self.configuredHost = configuredHost
         self.serverChannel = serverChannel
@@ -85,34 +113,42 @@ public final class MetricsServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
+        var auth: (check: BasicAuth, pool: NIOThreadPool)?
+        if let users = configuration.webConfig?.basicAuthUsers, !users.isEmpty {
+            let pool = NIOThreadPool(numberOfThreads: 1)
+            pool.start()
+            auth = (BasicAuth(users: users), pool)
+        }
 
         let address = configuration.listenAddress
         do {
             let channel: any Channel
             if let host = address.host {
                 channel = try await makeBootstrap(
-                    group: group, threadPool: threadPool, scraper: scraper, configuration: configuration,
+                    group: group, threadPool: threadPool, auth: auth, scraper: scraper, configuration: configuration,
                     logger: logger, dualStack: false
                 ).bind(host: host, port: address.port).get()
             } else {
                 do {
                     channel = try await makeBootstrap(
-                        group: group, threadPool: threadPool, scraper: scraper, configuration: configuration,
+                        group: group, threadPool: threadPool, auth: auth, scraper: scraper, configuration: configuration,
                         logger: logger, dualStack: true
                     ).bind(to: SocketAddress(ipAddress: "::", port: address.port)).get()
                 } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
                     logger.debug("IPv6 unavailable (\(error)), listening on IPv4 only")
                     channel = try await makeBootstrap(
-                        group: group, threadPool: threadPool, scraper: scraper, configuration: configuration,
+                        group: group, threadPool: threadPool, auth: auth, scraper: scraper, configuration: configuration,
                         logger: logger, dualStack: false
                     ).bind(host: "0.0.0.0", port: address.port).get()
                 }
             }
             return MetricsServer(
                 scraper: scraper, configuredHost: address.host, serverChannel: channel, group: group,
-                threadPool: threadPool, logger: logger)
+                threadPool: threadPool, authPool: auth?.pool, usesTLS: configuration.webConfig?.tls != nil,
+                logger: logger)
         } catch {
             try? await threadPool.shutdownGracefully()
+            try? await auth?.pool.shutdownGracefully()
             try? await group.shutdownGracefully()
             throw MetricsServerError(address: address, error: error)
         }
@@ -121,6 +157,7 @@ public final class MetricsServer: Sendable {
     private static func makeBootstrap(
         group: MultiThreadedEventLoopGroup,
         threadPool: NIOThreadPool,
+        auth: (check: BasicAuth, pool: NIOThreadPool)?,
         scraper: Scraper,
         configuration: Configuration,
         logger: Logger,
@@ -137,18 +174,33 @@ public final class MetricsServer: Sendable {
                 ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 0)
         }
         let maxHeadBytes = configuration.maxRequestHeadBytes
-        let idleTimeout = configuration.idleTimeout
+        let maxConnections = configuration.maxConnections
+        let timeouts = ConnectionGuard.Timeouts(
+            request: configuration.requestTimeout, response: configuration.responseTimeout,
+            idle: configuration.idleTimeout)
+        let tlsContext = configuration.webConfig?.tls?.context
         return
             bootstrap
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionLimiter(maxConnections: maxConnections, logger: logger))
+                }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    if let tlsContext {
+                        // A failed handshake (plain HTTP on this port, a bad client
+                        // certificate) reaches errorCaught and closes the connection.
+                        try pipeline.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    }
+                    try pipeline.addHandler(ConnectionGuard(timeouts: timeouts, logger: logger))
                     try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
                     try pipeline.addHandler(
                         HTTPRequestHandler(
                             scraper: scraper, threadPool: threadPool, maxRequestHeadBytes: maxHeadBytes,
-                            logger: logger))
+                            auth: auth, logger: logger))
                 }
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -166,6 +218,7 @@ public final class MetricsServer: Sendable {
         try? await serverChannel.close().get()
         // The pool before the loop: a running scrape still needs the loop to answer.
         try? await threadPool.shutdownGracefully()
+        try? await authPool?.shutdownGracefully()
         try? await group.shutdownGracefully()
         logger.debug("HTTP server stopped")
     }

@@ -62,11 +62,11 @@ public final class Scraper: Sendable {
                 attributor: attributor))
     }
 
-    /// Takes a snapshot and returns its exposition.
+    /// Takes a snapshot and returns its exposition in `format`.
     ///
     /// The returned buffer shares storage with the scraper's; the next scrape reuses that
     /// storage if the response has been sent by then and allocates fresh storage otherwise.
-    public func scrape() throws -> ByteBuffer {
+    public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = Scraper.monotonicNanoseconds()
             var snapshot: FlowSnapshot
@@ -101,7 +101,7 @@ public final class Scraper: Sendable {
                 snapshot.flows = limited.kept
             }
             work.buffer.clear()
-            work.encoder.encode(snapshot, context: context, into: &work.buffer)
+            work.encoder.encode(snapshot, context: context, format: format, into: &work.buffer)
             let elapsed = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed

@@ -18,11 +18,15 @@ final class TestHTTPConnection {
         var description: String
     }
 
-    init(port: Int, host: String = "127.0.0.1") throws {
+    /// - Parameter receiveBuffer: a small kernel receive buffer, for a client that reads slowly.
+    init(port: Int, host: String = "127.0.0.1", receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
 
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -88,6 +92,32 @@ final class TestHTTPConnection {
             pending.removeFirst(length)
         }
         return response
+    }
+
+    /// Reads a response head only, leaving the body unread.
+    func readHead() throws -> TestHTTPResponse {
+        try readResponse(hasBody: false)
+    }
+
+    /// Reads until the server closes (or resets) the connection; returns the bytes read.
+    func drain() throws -> Int {
+        var total = pending.count
+        pending.removeAll()
+        while true {
+            let received = try? receive()
+            guard let received, received > 0 else { return total }
+            total += received
+            pending.removeAll()
+        }
+    }
+
+    /// Whether bytes (or the end of stream) arrive within `milliseconds`.
+    func hasData(within milliseconds: Int32) throws -> Bool {
+        if !pending.isEmpty { return true }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, milliseconds)
+        guard ready >= 0 else { throw Failure(description: "poll: errno \(errno)") }
+        return ready > 0
     }
 
     /// Whether the server has closed the connection (reads end of stream, with nothing

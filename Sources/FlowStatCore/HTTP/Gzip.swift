@@ -1,0 +1,48 @@
+import CFlowStat
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// gzip for response bodies, through libdeflate in the C seam (see `http_support.c` for
+/// why not NIOExtras' compressor or zlib). Blocks for up to a hundred milliseconds or so
+/// on big bodies: call it from the thread pool, never from an event loop.
+enum Gzip {
+    /// Level 1: four times faster than level 6 on an exposition (0.10 s against 0.40 s for
+    /// 43 MB of text), for output a third larger (6.8 MB against 5.0 MB).
+    static let level: Int32 = 1
+
+    /// The body as one gzip member.
+    static func compress(_ body: ByteBuffer) -> ByteBuffer {
+        let length = body.readableBytes
+        // Expositions shrink five- to sevenfold; a quarter of the input rarely overflows, and
+        // when it does the second pass has room for anything.
+        let first = length < 1 << 20 ? fs_gzip_bound(length) : length / 4
+        if let compressed = compress(body, capacity: first) { return compressed }
+        guard let compressed = compress(body, capacity: fs_gzip_bound(length)) else {
+            preconditionFailure("zlib failed with room for the worst case")
+        }
+        return compressed
+    }
+
+    private static func compress(_ body: ByteBuffer, capacity: Int) -> ByteBuffer? {
+        var output = ByteBufferAllocator().buffer(capacity: capacity)
+        var failed = false
+        body.withUnsafeReadableBytes { input in
+            output.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
+                var written = 0
+                let rc = fs_gzip(
+                    input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count,
+                    destination.baseAddress!.assumingMemoryBound(to: UInt8.self), destination.count, &written, level)
+                if rc == -ENOBUFS {
+                    failed = true
+                    return 0
+                }
+                precondition(rc == 0, "fs_gzip failed: \(rc)")
+                return written
+            }
+        }
+        return failed ? nil : output
+    }
+}
