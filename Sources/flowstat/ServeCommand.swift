@@ -68,6 +68,11 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports.")
     var maxAggregates = CardinalityLimits().maxAggregates
 
+    @Option(
+        name: .customLong("run-as"),
+        help: "Once the flow source is open and the port bound, switch to this USER[:GROUP] and drop every capability (start as root).")
+    var runAs: String?
+
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel.level)
         do {
@@ -88,6 +93,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw StartupError(
                 problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
         }
+
+        let runAsUser = try runAs.map(RunAsUser.init(parsing:))
+        try runAsUser?.checkCanSwitch()
 
         let flowSource: any FlowSource
         do {
@@ -112,6 +120,15 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             flowSource.shutdown()
             throw StartupError(problem: error.description, fix: error.suggestedFix)
+        }
+
+        do {
+            // Last step of start-up: everything privileged (BPF, a low port) is open by now.
+            try runAsUser?.switchTo(source: flowSource, logger: logger)
+        } catch {
+            await server.shutdown()
+            flowSource.shutdown()
+            throw error
         }
 
         let hooks = flowSource.info.attachedHooks.map { "\($0.name)/\($0.variant)" }
