@@ -73,12 +73,10 @@ struct RunAsUser {
                         + "kernel.unprivileged_bpf_disabled set): run without --run-as, with capabilities")
             }
         }
-        var metadata: Logger.Metadata = ["capabilities_dropped": "\(before)", "capabilities_kept": "none"]
-        if source.info.kind != .fake {
-            metadata["refresh"] = "own network namespace only (entering others needs CAP_SYS_ADMIN)"
-        }
+        // What the lost capabilities cost is said by whoever meets it, once (the refresh of
+        // other namespaces where it must enter them, /proc lookups of other users' processes).
         logger.info("now running as \(userName):\(groupName) (uid \(uid), gid \(gid)) on every thread",
-                    metadata: metadata)
+                    metadata: ["capabilities_dropped": "\(before)", "capabilities_kept": "none"])
     }
 
     private static func lookUpUser(_ name: String) -> (name: String, uid: UInt32, gid: UInt32)? {

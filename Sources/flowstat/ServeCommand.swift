@@ -70,7 +70,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("run-as"),
-        help: "Once the flow source is open and the port bound, switch to this USER[:GROUP] and drop every capability (start as root).")
+        help: ArgumentHelp(
+            "Once the flow source is open and the port bound, switch to this user and drop every capability (start as root).",
+            valueName: "user[:group]"))
     var runAs: String?
 
     func run() async throws {
