@@ -164,7 +164,7 @@ struct RunAsTests {
                               check: false)
         #expect(notRoot.status == 1)
         #expect(notRoot.stderr.contains("needs the agent to start as root"), "stderr: \(notRoot.stderr)")
-        #expect(notRoot.stderr.split(separator: "\n").count == 1, "stderr: \(notRoot.stderr)")
+        #expect(notRoot.stderr.components(separatedBy: "flowstat: error:").count == 2, "stderr: \(notRoot.stderr)")
         #expect(try EndToEndTests.programsLeft(since: programsBefore).isEmpty)
     }
 
