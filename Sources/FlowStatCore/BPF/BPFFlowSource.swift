@@ -54,9 +54,9 @@ public struct BPFOptions: Sendable {
 /// TCP event, and a snapshot is a batched copy of that map.
 ///
 /// Creating one loads and attaches the programs (root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN
-/// needed; CAP_SYS_ADMIN to refresh other network namespaces); `shutdown()` or deinit
-/// detaches them. Only one should exist per
-/// process: each attaches its own copy of every hook.
+/// needed; CAP_SYS_ADMIN to seed and refresh other network namespaces); `shutdown()` or
+/// deinit detaches them. Only one should exist per process: each attaches its own copy of
+/// every hook. Once open it needs no privilege to be read (see `serve --run-as`).
 public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     // @unchecked: every mutable member is only touched with `lock` held.
     private let lock = NIOLock()
