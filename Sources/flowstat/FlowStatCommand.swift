@@ -1,9 +1,9 @@
 import ArgumentParser
+import Dispatch
 import FlowStatCore
 
 /// The `flowstat` command line: `serve` (the default) runs the agent; `check-config`
 /// validates a config file.
-@main
 struct FlowStatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowstat",
@@ -12,4 +12,21 @@ struct FlowStatCommand: AsyncParsableCommand {
         subcommands: [ServeCommand.self, CheckConfigCommand.self],
         defaultSubcommand: ServeCommand.self
     )
+}
+
+/// The entry point. Not an async `@main` command: that parks the main thread in
+/// dispatch_main(), which half-exits it (pthread_exit into a destructor that sleeps), and
+/// glibc's setuid() skips exiting threads, so `serve --run-as` would leave the thread group
+/// leader (whose ids ps and /proc/PID/status show) root. Here the main thread stays a live
+/// thread, waiting for the command, and every set*id call reaches it.
+@main
+enum Entry {
+    static func main() {
+        let finished = DispatchSemaphore(value: 0)
+        Task.detached {
+            await FlowStatCommand.main()
+            finished.signal()
+        }
+        finished.wait()
+    }
 }

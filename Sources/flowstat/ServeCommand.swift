@@ -96,6 +96,13 @@ struct ServeCommand: AsyncParsableCommand {
         help: "YAML file with TLS and basic auth settings, in the exporter-toolkit format (see README).")
     var webConfigFile: String?
 
+    @Option(
+        name: .customLong("run-as"),
+        help: ArgumentHelp(
+            "Once the flow source is open and the port bound, switch to this user and drop every capability (start as root).",
+            valueName: "user[:group]"))
+    var runAs: String?
+
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel.level)
         do {
@@ -132,6 +139,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw StartupError(
                 problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
         }
+
+        let runAsUser = try runAs.map(RunAsUser.init(parsing:))
+        try runAsUser?.checkCanSwitch()
 
         let flowSource: any FlowSource
         do {
@@ -173,6 +183,15 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             flowSource.shutdown()
             throw StartupError(problem: error.description, fix: error.suggestedFix)
+        }
+
+        do {
+            // Last step of start-up: everything privileged (BPF, a low port) is open by now.
+            try runAsUser?.switchTo(source: flowSource, logger: logger)
+        } catch {
+            await server.shutdown()
+            flowSource.shutdown()
+            throw error
         }
 
         let hooks = flowSource.info.attachedHooks.map { "\($0.name)/\($0.variant)" }

@@ -145,6 +145,22 @@ int fs_diag_parse(const void *data, size_t length, uint32_t seq, uint32_t netns_
 /* Finds the cgroup v2 mount point in /proc/mounts. Returns 0, or -ENOENT. */
 int fs_find_cgroup2_mount(char *buffer, size_t length);
 
+/* ---- privileges: `serve --run-as` (privileges.c) ---- */
+
+/* The calling thread's effective and permitted capability sets (bit n: capability n). */
+int fs_capabilities(uint64_t *effective, uint64_t *permitted);
+
+/*
+ * Switches the whole process (every thread) from root to uid/gid: supplementary
+ * groups become just gid, real/effective/saved ids all change, so the kernel
+ * clears every thread's capabilities; then clears this thread's inheritable set,
+ * sets no_new_privs on every thread (PR_SET_NO_NEW_PRIVS, spread by an allow-all
+ * seccomp filter with TSYNC) and checks that uid 0 cannot be regained. Open file
+ * descriptors (BPF programs, links, maps, sockets) stay usable. Returns 0, or a
+ * negative errno with error->step naming the call that failed.
+ */
+int fs_drop_privileges(uint32_t uid, uint32_t gid, fs_error *error);
+
 #ifdef __cplusplus
 }
 #endif

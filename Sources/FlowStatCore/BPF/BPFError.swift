@@ -24,7 +24,7 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
     public var hint: String? {
         switch errno {
         case EPERM, EACCES:
-            return "run flowstat as root, or grant it CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN "
+            return "run flowstat as root, or grant it CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN "
                 + "(systemd: AmbientCapabilities=); --source=inet_diag works without them"
         case ENOENT where step.contains("cgroup"):
             return "mount cgroup v2 (mount -t cgroup2 none /sys/fs/cgroup) or pass --bpf.cgroup-path"

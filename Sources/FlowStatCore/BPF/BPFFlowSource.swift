@@ -53,9 +53,10 @@ public struct BPFOptions: Sendable {
 /// Flows from flowstat's BPF programs: the kernel keeps the flow map up to date on every
 /// TCP event, and a snapshot is a batched copy of that map.
 ///
-/// Creating one loads and attaches the programs (root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN+
-/// CAP_SYS_ADMIN needed); `shutdown()` or deinit detaches them. Only one should exist per
-/// process: each attaches its own copy of every hook.
+/// Creating one loads and attaches the programs (root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN
+/// needed; CAP_SYS_ADMIN to seed and refresh other network namespaces); `shutdown()` or
+/// deinit detaches them. Only one should exist per process: each attaches its own copy of
+/// every hook. Once open it needs no privilege to be read (see `serve --run-as`).
 public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     // @unchecked: every mutable member is only touched with `lock` held.
     private let lock = NIOLock()
@@ -66,6 +67,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private var namespaces = NetworkNamespaces()
     /// Namespaces seen in the last snapshot: the ones to refresh before the next.
     private var activeNamespaces: Set<UInt32> = []
+    /// False once the refresh has found it cannot enter other namespaces (see `canEnterNamespaces`).
+    private var entersNamespaces = true
     private let refreshBeforeSnapshot: Bool
     private let logger: Logger
     /// RTT histogram bounds in seconds, as configured in the kernel.
@@ -295,13 +298,52 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         for inode in inodes {
             var fd: Int32 = -1
             if inode != namespaces.own {
-                guard let opened = namespaces.open(inode) else { continue }
+                guard canEnterNamespaces(), let opened = namespaces.open(inode) else { continue }
                 fd = opened
             }
             if fs_agent_refresh(agent, fd, &error) != 0 {
-                logger.debug("refresh of netns \(inode) failed: \(BPFError(error))")
+                if fd >= 0, error.code == -EPERM {
+                    stopEnteringNamespaces(because: "entering one failed with EPERM")
+                } else {
+                    logger.debug("refresh of netns \(inode) failed: \(BPFError(error))")
+                }
             }
             if fd >= 0 { close(fd) }
+        }
+    }
+
+    /// Whether the refresh may still visit other network namespaces: that takes CAP_SYS_ADMIN
+    /// (setns), which an agent that dropped privileges or got only the capabilities to load
+    /// lacks. Checked per snapshot (one capget) because `--run-as` drops it after start-up.
+    private func canEnterNamespaces() -> Bool {
+        guard entersNamespaces else { return false }
+        if !CapabilitySet.effective().contains(.sysAdmin) {
+            stopEnteringNamespaces(because: "the agent lacks CAP_SYS_ADMIN")
+        }
+        return entersNamespaces
+    }
+
+    /// Turns the refresh of other namespaces off for good, with one log line (not one per scrape).
+    private func stopEnteringNamespaces(because reason: String) {
+        guard entersNamespaces else { return }
+        entersNamespaces = false
+        logger.notice(
+            """
+            refreshing only this network namespace from now on: \(reason); flows of other namespaces \
+            (containers) are still recorded by the event hooks, with the values of their last event
+            """)
+    }
+
+    /// Reads the kernel's counters once, without side effects: for checking that the maps can
+    /// still be read after the process changed its privileges.
+    public func checkReadable() throws {
+        try lock.withLock {
+            guard let agent else {
+                throw BPFError(step: "read counters", errno: EBADF, message: "the BPF programs are detached")
+            }
+            var counters = [UInt64](repeating: 0, count: Int(FS_CTR_MAX.rawValue))
+            var error = fs_error()
+            guard fs_agent_read_counters(agent, &counters, &error) == 0 else { throw BPFError(error) }
         }
     }
 
