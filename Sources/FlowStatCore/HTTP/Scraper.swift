@@ -21,6 +21,8 @@ public final class Scraper: Sendable {
     private struct Work: Sendable {
         var encoder: MetricsEncoder
         var buffer: ByteBuffer
+        /// The last snapshot taken for the landing page's API, and when (monotonic ns).
+        var view: (snapshot: FlowSnapshot, taken: UInt64)?
     }
 
     private struct Status: Sendable {
@@ -57,6 +59,9 @@ public final class Scraper: Sendable {
             let context = ExpositionContext(
                 build: build, source: source.info,
                 previousScrapeDuration: status.withLockedValue { $0.previousDuration })
+            if let view = work.view, started &- view.taken > 10_000_000_000 {
+                work.view = nil  // Nobody has looked for 10 s: do not hold a stale copy of every flow.
+            }
             work.buffer.clear()
             work.encoder.encode(snapshot, context: context, into: &work.buffer)
             let elapsed = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
@@ -65,6 +70,24 @@ public final class Scraper: Sendable {
                 $0.lastError = nil
             }
             return work.buffer
+        }
+    }
+
+    /// A snapshot for the landing page and its JSON API: the previous one if it is younger
+    /// than `maxAge` seconds, else a new one.
+    ///
+    /// Taken under the same lock as scrapes, because a source must never take two snapshots
+    /// at once; and reused for `maxAge`, so however many browsers poll, the page costs at
+    /// most one snapshot per `maxAge` and a scrape waits for at most one of them.
+    public func viewSnapshot(maxAge: Double = 1) throws -> FlowSnapshot {
+        try work.withLockedValue { work in
+            let now = Scraper.monotonicNanoseconds()
+            if let view = work.view, Double(now &- view.taken) / 1e9 < maxAge {
+                return view.snapshot
+            }
+            let snapshot = try source.snapshot()
+            work.view = (snapshot, now)
+            return snapshot
         }
     }
 
