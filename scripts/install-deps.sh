@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_packages=(libbpf-dev libelf-dev zlib1g-dev bpftool make)
-test_packages=(iproute2 prometheus curl python3 procps util-linux systemd)
+test_packages=(iproute2 prometheus curl python3 python3-yaml procps util-linux systemd tmux chromium)
 
 want=("${build_packages[@]}")
 [[ ${1:-build} == test ]] && want+=("${test_packages[@]}")
