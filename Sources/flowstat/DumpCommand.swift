@@ -21,6 +21,8 @@ struct DumpCommand: ParsableCommand {
 
     @OptionGroup var sourceFlags: SourceFlags
 
+    @OptionGroup var filterFlags: FilterFlags
+
     @Option(help: "Sort by: \(FlowSortKey.spellings) (highest first).")
     var sort = FlowSortKey.rtt
 
@@ -35,8 +37,8 @@ struct DumpCommand: ParsableCommand {
         help: "Least severe messages to log on stderr: debug, info, warning or error.")
     var logLevel = LogLevelOption.warning
 
-    /// Which flows to show; nil: every flow. The configuration's selection goes here.
-    var filter: FlowFilter? { nil }
+    /// Which flows to show; nil: every flow. The configuration's selection joins here.
+    func makeFilter() throws -> FlowFilter? { try filterFlags.filter() }
 
     func validate() throws {
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more") }
@@ -45,6 +47,7 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         _ = bootstrapLogging(level: logLevel.level)
         do {
+            let filter = try makeFilter()
             let source = try sourceFlags.open(logger: Logger(label: "flowstat.source"))
             defer { source.shutdown() }
             let snapshot: FlowSnapshot

@@ -71,9 +71,42 @@ struct SourceFlags: ParsableArguments {
     }
 }
 
-/// Which flows the troubleshooting commands show. Every flow for now; the configuration
-/// file's selection plugs in here (`FlowFilter` from it), so `dump`, `top` and `serve` agree.
+/// Which flows the troubleshooting commands show. The configuration file's selection plugs
+/// in here too (a `FlowFilter` built from it, combined with `FilterFlags.filter`), so that
+/// `dump`, `top` and `serve` agree.
 typealias FlowFilter = @Sendable (borrowing FlowSample) -> Bool
+
+/// Command-line narrowing for `dump` and `top`: flows of some network namespaces only (a
+/// container's, or a test's).
+struct FilterFlags: ParsableArguments {
+    @Option(
+        name: .customLong("netns"),
+        help: ArgumentHelp(
+            "Show only flows of this network namespace: a name from ip netns list, a path (/proc/PID/ns/net) or an inode number; repeatable.",
+            valueName: "path-or-inode"))
+    var namespaces: [String] = []
+
+    /// The filter the flags ask for; nil when they ask for nothing.
+    func filter() throws -> FlowFilter? {
+        guard !namespaces.isEmpty else { return nil }
+        var inodes: Set<UInt32> = []
+        for namespace in namespaces {
+            if let inode = UInt32(namespace) {
+                inodes.insert(inode)
+                continue
+            }
+            let path = namespace.contains("/") ? namespace : "/run/netns/" + namespace
+            var status = stat()
+            guard stat(path, &status) == 0 else {
+                throw StartupError(
+                    problem: "--netns \(namespace): cannot read \(path): \(String(cString: strerror(errno)))",
+                    fix: "give a namespace file (ip netns list shows /run/netns names; /proc/PID/ns/net) or an inode number")
+            }
+            inodes.insert(UInt32(truncatingIfNeeded: status.st_ino))
+        }
+        return { [inodes] flow in inodes.contains(flow.key.netns) }
+    }
+}
 
 /// The flows of `snapshot` that `filter` keeps (all of them without a filter).
 func selectFlows(_ snapshot: FlowSnapshot, filter: FlowFilter?) -> [FlowSample] {

@@ -21,6 +21,8 @@ struct TopCommand: ParsableCommand {
 
     @OptionGroup var sourceFlags: SourceFlags
 
+    @OptionGroup var filterFlags: FilterFlags
+
     @Option(help: "Seconds between refreshes.")
     var interval = 1.0
 
@@ -38,8 +40,8 @@ struct TopCommand: ParsableCommand {
         help: "Least severe messages to log on stderr: debug, info, warning or error.")
     var logLevel = LogLevelOption.error
 
-    /// Which flows to show; nil: every flow. The configuration's selection goes here.
-    var filter: FlowFilter? { nil }
+    /// Which flows to show; nil: every flow. The configuration's selection joins here.
+    func makeFilter() throws -> FlowFilter? { try filterFlags.filter() }
 
     func validate() throws {
         guard interval.isFinite, (0.1...3600).contains(interval) else {
@@ -51,25 +53,26 @@ struct TopCommand: ParsableCommand {
     func run() throws {
         _ = bootstrapLogging(level: logLevel.level)
         do {
+            let filter = try makeFilter()
             let source = try sourceFlags.open(logger: Logger(label: "flowstat.source"))
             defer { source.shutdown() }
             var view = TopView(sort: sort)
             if once || isatty(0) == 0 || isatty(1) == 0 {
-                try refresh(&view, source)
+                try refresh(&view, source, filter)
                 sleepInterval()
-                try refresh(&view, source)
+                try refresh(&view, source, filter)
                 let lines = view.frame(width: 1000, height: limit + 4, clock: Self.clock(), interval: interval)
                 writeStandardOutput(lines.joined(separator: "\n") + "\n")
                 return
             }
-            try live(&view, source)
+            try live(&view, source, filter)
         } catch let error as StartupError {
             error.report()
             throw ExitCode.failure
         }
     }
 
-    private func live(_ view: inout TopView, _ source: any FlowSource) throws {
+    private func live(_ view: inout TopView, _ source: any FlowSource, _ filter: FlowFilter?) throws {
         let terminal = try RawTerminal()
         defer { terminal.restore() }
         var nextRefresh: UInt64 = 0
@@ -78,7 +81,7 @@ struct TopCommand: ParsableCommand {
             let now = Self.monotonicNanoseconds()
             var redraw = false
             if now >= nextRefresh {
-                try refresh(&view, source)
+                try refresh(&view, source, filter)
                 nextRefresh = now + step
                 redraw = true
             }
@@ -104,7 +107,7 @@ struct TopCommand: ParsableCommand {
         terminal.draw(view.frame(width: size.width, height: size.height, clock: Self.clock(), interval: interval))
     }
 
-    private func refresh(_ view: inout TopView, _ source: any FlowSource) throws {
+    private func refresh(_ view: inout TopView, _ source: any FlowSource, _ filter: FlowFilter?) throws {
         let snapshot: FlowSnapshot
         do {
             snapshot = try source.snapshot()

@@ -115,8 +115,14 @@ struct TroubleshootingLiveTests {
         let big: Child, small: Child
         let bigFlow: EndToEndTests.Flow, smallFlow: EndToEndTests.Flow
 
-        init(tag: String) throws {
+        /// `shaped`: a token bucket on the client's data path, so that these flows' RTTs
+        /// (milliseconds) rank above the host's other flows in views sorted by RTT.
+        init(tag: String, shaped: Bool = false) throws {
             network = try TestNetwork(tag: tag)
+            if shaped {
+                try run(["ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
+                         "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms"])
+            }
             server = try EndToEndTests.startServer(network, network.serverIPv4, 5001)
             big = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "1", "300000"])
             small = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "1", "20000"])
@@ -136,7 +142,9 @@ struct TroubleshootingLiveTests {
     func dumpOnRealFlows() throws {
         let flows = try Flows(tag: "kd")
         defer { flows.stop() }
-        let json = try run([flowstatBinary, "dump", "--source", "bpf", "--json", "--sort", "bytes"])
+        // Only the test's namespaces: the host may have any number of other flows.
+        let json = try run([flowstatBinary, "dump", "--source", "bpf", "--json", "--sort", "bytes",
+                            "--netns", flows.network.client, "--netns", flows.network.server])
         let dumped = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
         let kernel = try flows.network.socketStats(in: flows.network.client)
         for flow in [flows.bigFlow, flows.smallFlow] {
@@ -160,6 +168,7 @@ struct TroubleshootingLiveTests {
         let bigPort = Int(flows.bigFlow.localPort), smallPort = Int(flows.smallFlow.localPort)
         let firstSmall = try #require(ports.firstIndex { $0.contains(smallPort) })
         #expect(ports.prefix(firstSmall).filter { $0.contains(bigPort) }.count == 2)
+        #expect(dumped.count == 4, "--netns keeps the test's two flows, both ends: \(dumped)")
 
         let table = try run([flowstatBinary, "dump", "--source", "bpf"]).stdout
         #expect(table.hasPrefix("State  Local"))
@@ -175,7 +184,8 @@ struct TroubleshootingLiveTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let before = directory.appendingPathComponent("before").path, after = directory.appendingPathComponent("after").path
-        let command = "stty -g > \(before); \(flowstatBinary) top --source bpf --interval 0.5; "
+        // Only the client namespace: the host may have more flows than the screen shows.
+        let command = "stty -g > \(before); \(flowstatBinary) top --source bpf --interval 0.5 --netns \(flows.network.client); "
             + "echo flowstat-exited-$?; stty -g > \(after); sleep 120"
         let terminal = try TerminalSession(command: command)
         defer { terminal.kill() }
@@ -240,10 +250,12 @@ struct TroubleshootingLiveTests {
 
     @Test("the landing page in a real browser shows the real flows and the kernel's RTT histogram")
     func landingPageOnRealFlows() throws {
-        let flows = try Flows(tag: "kb")
-        defer { flows.stop() }
+        // The agent first, so that sockops sees the flows open; the page shows the top 50 by
+        // RTT of every flow on the host, so the test's flows queue behind a token bucket.
         let agent = try Agent()
         defer { agent.stop() }
+        let flows = try Flows(tag: "kb", shaped: true)
+        defer { flows.stop() }
         let dom = try renderedDOM("http://127.0.0.1:\(agent.port)/")
         for flow in [flows.bigFlow, flows.smallFlow] {
             #expect(dom.contains("<td>\(flow.local):\(flow.localPort)</td>"), "\(flow) missing: \(dom.prefix(4000))")
