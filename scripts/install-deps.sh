@@ -6,8 +6,10 @@ set -euo pipefail
 
 build_packages=(libbpf-dev libelf-dev zlib1g-dev libdeflate-dev libcrypt-dev bpftool make)
 # openssl makes the TLS tests' certificates; python3-prometheus-client's OpenMetrics
-# parser checks the exposition (Debian's python3, /usr/bin/python3).
-test_packages=(iproute2 prometheus curl python3 python3-prometheus-client openssl gzip procps util-linux systemd)
+# parser checks the exposition (Debian's python3, /usr/bin/python3); python3-yaml reads
+# the DaemonSet; tmux drives `flowstat top`; chromium renders the landing page.
+test_packages=(iproute2 prometheus curl python3 python3-prometheus-client python3-yaml openssl gzip procps util-linux
+	systemd tmux chromium)
 
 want=("${build_packages[@]}")
 [[ ${1:-build} == test ]] && want+=("${test_packages[@]}")

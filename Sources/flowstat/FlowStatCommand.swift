@@ -3,13 +3,13 @@ import Dispatch
 import FlowStatCore
 
 /// The `flowstat` command line: `serve` (the default) runs the agent; `check-config`
-/// validates a config file.
+/// validates a config file; `dump` and `top` show flows in a terminal without Prometheus.
 struct FlowStatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowstat",
         abstract: "Watch every TCP flow with eBPF and serve per-flow TCP metrics to Prometheus.",
         version: BuildInfo.current.version,
-        subcommands: [ServeCommand.self, CheckConfigCommand.self],
+        subcommands: [ServeCommand.self, CheckConfigCommand.self, DumpCommand.self, TopCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -108,11 +108,7 @@ public struct CardinalityLimiter: Sendable {
         to flows: [FlowSample], closed: [AggregateKey: FlowTotals]?, perFlowFamilies: Int, now: Double
     ) -> LimitedFlows {
         expireIdle(now: now)
-        for (key, totals) in closed ?? [:] {
-            let admittedKey = admit(key)
-            admitted[admittedKey]?.closed.add(totals)
-            admitted[admittedKey]?.lastActive = now
-        }
+        addClosed(closed ?? [:], now: now)
 
         let keep = chooseKept(flows)
         var kept: [FlowSample] = []
@@ -142,6 +138,16 @@ public struct CardinalityLimiter: Sendable {
         aggregates.sort { $0.key < $1.key }
         seriesDropped &+= UInt64(foldedCount) &* UInt64(perFlowFamilies)
         return LimitedFlows(kept: kept, aggregates: aggregates, folded: foldedCount)
+    }
+
+    /// Adds flows that closed to their aggregates (also between scrapes, when something else
+    /// took the snapshot that carried them).
+    public mutating func addClosed(_ closed: [AggregateKey: FlowTotals], now: Double) {
+        for (key, totals) in closed {
+            let admittedKey = admit(key)
+            admitted[admittedKey]?.closed.add(totals)
+            admitted[admittedKey]?.lastActive = now
+        }
     }
 
     /// Which flows keep their own series: the top `maxFlows` by rank; nil when all do.

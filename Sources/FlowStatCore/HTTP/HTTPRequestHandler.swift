@@ -144,6 +144,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case metrics
         case health
         case landing
+        case apiFlows
+        case apiHistogram
     }
 
     private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -153,6 +155,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/metrics": endpoint = .metrics
         case "/health": endpoint = .health
         case "/": endpoint = .landing
+        case "/api/flows": endpoint = .apiFlows
+        case "/api/histogram": endpoint = .apiHistogram
         default:
             respond(context, to: head, with: .text(.notFound, "not found; try /metrics\n"))
             return
@@ -168,6 +172,41 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             accept: head.headers[canonicalForm: "Accept"].map(String.init),
             acceptEncoding: head.headers[canonicalForm: "Accept-Encoding"].map(String.init))
         switch endpoint {
+        case .apiFlows:
+            let query: FlowQuery
+            do {
+                query = try FlowQuery(uri: head.uri)
+            } catch {
+                respond(context, to: head, with: .text(.badRequest, error.message + "\n"))
+                return
+            }
+            respondFromThreadPool(context, to: head) { [scraper, logger] in
+                do {
+                    let snapshot = try scraper.viewSnapshot()
+                    return .json(FlowQuery.document(query, snapshot: snapshot))
+                } catch {
+                    logger.error("snapshot for /api/flows failed: \(error)")
+                    return .text(.internalServerError, "snapshot failed: \(error)\n")
+                }
+            }
+        case .apiHistogram:
+            if head.uri.contains("?") {
+                respond(context, to: head, with: .text(.badRequest, "/api/histogram takes no parameters\n"))
+                return
+            }
+            respondFromThreadPool(context, to: head) { [scraper, logger] in
+                do {
+                    let snapshot = try scraper.viewSnapshot()
+                    var buffer = ByteBufferAllocator().buffer(capacity: 2048)
+                    buffer.writeStaticString("{\"histogram\":")
+                    FlowJSON.writeHistogram(snapshot.rttHistogram, into: &buffer)
+                    buffer.writeStaticString("}\n")
+                    return .json(buffer)
+                } catch {
+                    logger.error("snapshot for /api/histogram failed: \(error)")
+                    return .text(.internalServerError, "snapshot failed: \(error)\n")
+                }
+            }
         case .landing:
             let page = LandingPage.render(build: scraper.build, source: scraper.source.info)
             let response = Response(status: .ok, contentType: "text/html; charset=utf-8", body: page)
@@ -233,6 +272,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
         init(status: HTTPResponseStatus, contentType: String, body: String, headers: [(String, String)] = []) {
             self.init(status: status, contentType: contentType, body: ByteBuffer(string: body), headers: headers)
+        }
+
+        static func json(_ body: ByteBuffer) -> Response {
+            Response(
+                status: .ok, contentType: "application/json", body: body, headers: [("Cache-Control", "no-store")])
         }
 
         static func text(_ status: HTTPResponseStatus, _ body: String, headers: [(String, String)] = []) -> Response {

@@ -26,6 +26,8 @@ public final class Scraper: Sendable {
         var filter: FlowFilter?
         /// Fills in the owning process of exported flows that lack one; nil when nothing needs it.
         var attributor: ProcessAttributor?
+        /// The last snapshot taken for the landing page's API, and when (monotonic ns).
+        var view: (snapshot: FlowSnapshot, taken: UInt64)?
     }
 
     private struct Status: Sendable {
@@ -100,6 +102,9 @@ public final class Scraper: Sendable {
                 context.seriesDropped = work.limiter.seriesDropped
                 snapshot.flows = limited.kept
             }
+            if let view = work.view, started &- view.taken > 10_000_000_000 {
+                work.view = nil  // Nobody has looked for 10 s: do not hold a stale copy of every flow.
+            }
             work.buffer.clear()
             work.encoder.encode(snapshot, context: context, format: format, into: &work.buffer)
             let elapsed = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
@@ -139,6 +144,30 @@ public final class Scraper: Sendable {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    /// A snapshot for the landing page and its JSON API: the previous one if it is younger
+    /// than `maxAge` seconds, else a new one.
+    ///
+    /// Taken under the same lock as scrapes, because a source must never take two snapshots
+    /// at once; and reused for `maxAge`, so however many browsers poll, the page costs at
+    /// most one snapshot per `maxAge` and a scrape waits for at most one of them.
+    public func viewSnapshot(maxAge: Double = 1) throws -> FlowSnapshot {
+        try work.withLockedValue { work in
+            let now = Scraper.monotonicNanoseconds()
+            if let view = work.view, Double(now &- view.taken) / 1e9 < maxAge {
+                return view.snapshot
+            }
+            var snapshot = try source.snapshot()
+            // The flows that closed since the last snapshot belong to the aggregates, which
+            // only scrapes export: hand them over now, or they would be lost.
+            if let closed = snapshot.closedSinceLastSnapshot {
+                work.limiter.addClosed(closed, now: Double(now) / 1e9)
+                snapshot.closedSinceLastSnapshot = nil
+            }
+            work.view = (snapshot, now)
+            return snapshot
+        }
     }
 
     /// Whether `/health` should report success.

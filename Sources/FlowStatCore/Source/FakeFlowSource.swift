@@ -85,6 +85,24 @@ extension FakeFlowSource {
                 dataSegmentsIn: 1, dataSegmentsOut: 1, bytesAcked: 1_845, bytesReceived: 146,
                 retransmits: 0, lastUpdate: 3_000_000_000),
         ]
-        return FlowSnapshot(flows: flows, mapEntries: flows.count, mapCapacity: 65_536)
+        // The default RTT buckets (1 µs … 1 s), with samples around the three flows' RTTs,
+        // so that the histogram and the churn counters appear as they do with BPF.
+        let bounds: [Double] = [
+            0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+        ]
+        var counts = [UInt64](repeating: 0, count: bounds.count + 1)
+        counts[4] = 120  // (10 µs, 25 µs]: the loopback flow
+        counts[5] = 30
+        counts[9] = 2_400  // (0.5 ms, 1 ms]: the LAN flow
+        counts[10] = 310
+        counts[13] = 900  // (10 ms, 25 ms]: the remote database
+        counts[14] = 45
+        let histogram = Histogram(bounds: bounds, counts: counts, sum: 16.4)
+        let events = KernelEventCounts(
+            updates: 5_210, updatesSkipped: 0, insertFailures: 0, evictions: 0,
+            openedActive: 41, openedPassive: 118, closed: 156)
+        return FlowSnapshot(
+            flows: flows, mapEntries: flows.count, mapCapacity: 65_536, kernelEvents: events, rttHistogram: histogram)
     }()
 }

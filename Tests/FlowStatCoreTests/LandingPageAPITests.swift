@@ -1,0 +1,93 @@
+import FlowStatCore
+import Foundation
+import NIOCore
+import Testing
+
+@Suite("HTTP server: landing page API")
+struct LandingPageAPITests {
+    private func withServer(_ body: (MetricsServer, FakeFlowSource) async throws -> Void) async throws {
+        let source = FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo)
+        let server = try await MetricsServer.start(
+            configuration: .init(listenAddress: ListenAddress(host: "127.0.0.1", port: 0)),
+            scraper: Scraper(source: source, build: Fixtures.build))
+        do {
+            try await body(server, source)
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    @Test("/api/flows returns the top flows by the asked key as JSON")
+    func flows() async throws {
+        try await withServer { server, _ in
+            let response = try TestHTTPConnection.request("GET", "/api/flows?top=2&sort=bytes", port: server.port)
+            #expect(response.status == 200)
+            #expect(response.header("Content-Type") == "application/json")
+            let document = try #require(
+                try JSONSerialization.jsonObject(with: Data(response.text.utf8)) as? [String: Any])
+            #expect(document["flows_total"] as? Int == 5)
+            #expect(document["sort"] as? String == "bytes")
+            let flows = try #require(document["flows"] as? [[String: Any]])
+            // Bytes acked plus received: UInt64.max, then 1,000 + 2,000.
+            #expect(flows.map { $0["src"] as? String } == ["2001:db8::1", "10.0.0.1"])
+            #expect(flows.last?["sport"] as? Int == 443)
+        }
+    }
+
+    @Test("bad parameters get 400 with a message saying what is accepted", arguments: [
+        ("/api/flows?top=0", "top must be a number from 1 to 1000"),
+        ("/api/flows?top=1001", "top must be a number from 1 to 1000"),
+        ("/api/flows?top=abc", "top must be a number"),
+        ("/api/flows?sort=size", "sort must be one of rtt, retrans, bytes"),
+        ("/api/flows?limit=3", "unknown parameter \"limit\""),
+        ("/api/histogram?x=1", "takes no parameters"),
+    ])
+    func badParameters(path: String, message: String) async throws {
+        try await withServer { server, _ in
+            let response = try TestHTTPConnection.request("GET", path, port: server.port)
+            #expect(response.status == 400)
+            #expect(response.text.contains(message), "\(response.text)")
+        }
+    }
+
+    @Test("only GET and HEAD")
+    func methods() async throws {
+        try await withServer { server, _ in
+            let post = try TestHTTPConnection.request("POST", "/api/flows", port: server.port)
+            let head = try TestHTTPConnection.request("HEAD", "/api/histogram", port: server.port)
+            #expect(post.status == 405)
+            #expect(head.status == 200)
+        }
+    }
+
+    @Test("/api/histogram: the snapshot's RTT histogram, null without one; the page reuses a snapshot for 1 s")
+    func histogram() async throws {
+        try await withServer { server, source in
+            var text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
+            #expect(text == "{\"histogram\":null}\n")
+            var snapshot = Fixtures.snapshot
+            snapshot.rttHistogram = Histogram(bounds: [0.001], counts: [4, 1], sum: 0.01)
+            source.setSnapshot(snapshot)
+            // Within a second the page's previous snapshot is served again (no new snapshot).
+            text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
+            if text.contains("null") {
+                try await Task.sleep(for: .milliseconds(1100))
+                text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
+            }
+            #expect(text == "{\"histogram\":{\"bounds\":[0.001],\"counts\":[4,1],\"sum\":0.01,\"count\":5}}\n")
+        }
+    }
+
+    @Test("the page holds the chart and the table, and loads nothing from elsewhere")
+    func page() async throws {
+        try await withServer { server, _ in
+            let page = try TestHTTPConnection.request("GET", "/", port: server.port).text
+            #expect(page.contains(#"<svg id="rtt-chart""#))
+            #expect(page.contains(#"<table id="flows">"#))
+            #expect(page.contains("/api/flows?top=50&sort="))
+            #expect(!page.contains("src=\"http") && !page.contains("href=\"http"))
+        }
+    }
+}
