@@ -91,6 +91,11 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports (default: config, else 500).")
     var maxAggregates: Int?
 
+    @Flag(
+        name: .customLong("web.enable-lifecycle"),
+        help: "Serve POST /-/reload, which re-reads the config file as SIGHUP does.")
+    var enableLifecycle = false
+
     @Option(
         name: .customLong("web.config.file"),
         help: "YAML file with TLS and basic auth settings, in the exporter-toolkit format (see README).")
@@ -174,10 +179,15 @@ struct ServeCommand: AsyncParsableCommand {
         }
         defer { reloadTask.cancel() }
 
+        var lifecycleReload: (@Sendable () -> String?)?
+        if enableLifecycle {
+            lifecycleReload = { @Sendable [reloader] in reloader.reload() }
+        }
         let server: MetricsServer
         do {
             server = try await MetricsServer.start(
-                configuration: MetricsServer.Configuration(listenAddress: address, webConfig: webConfig),
+                configuration: MetricsServer.Configuration(
+                    listenAddress: address, webConfig: webConfig, reload: lifecycleReload),
                 scraper: scraper,
                 logger: Logger(label: "flowstat.http"))
         } catch {

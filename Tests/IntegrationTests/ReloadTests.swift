@@ -64,4 +64,45 @@ struct ReloadTests {
         #expect(log.contains("config reload rejected"))
         #expect(log.contains("config.yml:3"), "the error names the file and line: \(log)")
     }
+
+    /// POST through curl; returns status and body.
+    static func post(_ agent: Agent, _ path: String) throws -> (status: Int, body: String) {
+        let result = try run(
+            ["curl", "-sS", "--max-time", "30", "-X", "POST", "-o", "-", "-w", "\n%{http_code}",
+             "http://127.0.0.1:\(agent.port)\(path)"], check: false)
+        let newline = try #require(result.stdout.lastIndex(of: "\n"), "curl: \(result.stderr)")
+        return (Int(result.stdout[result.stdout.index(after: newline)...]) ?? 0, String(result.stdout[..<newline]))
+    }
+
+    @Test("POST /-/reload with --web.enable-lifecycle: 200 for a good config, 500 with the reason for a bad one; 403 without the flag")
+    func lifecycleReload() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flowstat-reload-http-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("config.yml")
+        try Self.config(localPort: 443).write(to: file, atomically: true, encoding: .utf8)
+
+        let disabled = try Agent(["--source", "fake", "-c", file.path])
+        defer { disabled.stop() }
+        #expect(try Self.post(disabled, "/-/reload").status == 403)
+        #expect(disabled.stop() == 0)
+
+        let agent = try Agent(["--source", "fake", "-c", file.path, "--web.enable-lifecycle"])
+        defer { agent.stop() }
+        #expect(try agent.get("/-/reload").status == 405)
+        try Self.config(localPort: 5432).write(to: file, atomically: true, encoding: .utf8)
+        let good = try Self.post(agent, "/-/reload")
+        #expect(good.status == 200)
+        // Synchronous: the next scrape already has the new selection.
+        #expect(try agent.scrape().samples("tcp_flow_rtt_seconds").compactMap { $0.labels["sport"] } == ["5432"])
+
+        try "logic:\n  metrics:\n    histograms:\n      rtt:\n        bucketBounds: [10, 1]\n".write(
+            to: file, atomically: true, encoding: .utf8)
+        let bad = try Self.post(agent, "/-/reload")
+        #expect(bad.status == 500)
+        #expect(bad.body.contains("config.yml:5"), "\(bad.body)")
+        let after = try agent.scrape()
+        #expect(after.samples("flowstat_config_last_reload_successful").first?.value == 0)
+        #expect(after.samples("tcp_flow_rtt_seconds").compactMap { $0.labels["sport"] } == ["5432"])
+    }
 }

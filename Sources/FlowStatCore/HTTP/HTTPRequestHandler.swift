@@ -38,6 +38,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let maxRequestHeadBytes: Int
     private let auth: (check: BasicAuth, pool: NIOThreadPool)?
     private let logger: Logger
+    /// `POST /-/reload`'s action; nil: the endpoint answers 403.
+    private let reload: (@Sendable () -> String?)?
 
     /// - Parameters:
     ///   - threadPool: runs scrapes and compression.
@@ -45,8 +47,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     ///     so that a flood of wrong passwords cannot delay scrapes); `nil` for no auth.
     init(
         scraper: Scraper, threadPool: NIOThreadPool, maxRequestHeadBytes: Int,
-        auth: (check: BasicAuth, pool: NIOThreadPool)? = nil, logger: Logger
+        auth: (check: BasicAuth, pool: NIOThreadPool)? = nil, reload: (@Sendable () -> String?)? = nil,
+        logger: Logger
     ) {
+        self.reload = reload
         self.scraper = scraper
         self.threadPool = threadPool
         self.maxRequestHeadBytes = maxRequestHeadBytes
@@ -157,6 +161,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/": endpoint = .landing
         case "/api/flows": endpoint = .apiFlows
         case "/api/histogram": endpoint = .apiHistogram
+        case "/-/reload":
+            lifecycleReload(head, context: context)
+            return
         default:
             respond(context, to: head, with: .text(.notFound, "not found; try /metrics\n"))
             return
@@ -229,6 +236,29 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                     return .text(.internalServerError, "snapshot failed: \(error)\n")
                 }
             }
+        }
+    }
+
+    /// `POST /-/reload` (or `PUT`, as Prometheus): re-reads the config; 200 when applied, 500
+    /// with the reason when rejected (the previous config stays), 403 unless enabled.
+    private func lifecycleReload(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard let reload else {
+            respond(
+                context, to: head,
+                with: .text(.forbidden, "lifecycle API is not enabled; start flowstat with --web.enable-lifecycle\n"))
+            return
+        }
+        guard head.method == .POST || head.method == .PUT else {
+            respond(
+                context, to: head,
+                with: .text(.methodNotAllowed, "method not allowed\n", headers: [("Allow", "POST, PUT")]))
+            return
+        }
+        respondFromThreadPool(context, to: head) {
+            if let reason = reload() {
+                return .text(.internalServerError, "config reload rejected, the previous config stays in force: \(reason)\n")
+            }
+            return .text(.ok, "config reloaded\n")
         }
     }
 

@@ -37,6 +37,10 @@ public final class MetricsServer: Sendable {
         public var maxConnections: Int
         /// TLS and basic auth; `nil` for plain HTTP without auth.
         public var webConfig: WebConfig?
+        /// Reloads the config for `POST /-/reload`, returning nil on success or why it was
+        /// rejected; `nil` leaves the lifecycle endpoint off (403), as Prometheus does
+        /// without `--web.enable-lifecycle`. Runs on a worker thread.
+        public var reload: (@Sendable () -> String?)?
 
         public init(
             listenAddress: ListenAddress = .default,
@@ -45,7 +49,8 @@ public final class MetricsServer: Sendable {
             requestTimeout: TimeAmount = .seconds(10),
             responseTimeout: TimeAmount = .minutes(2),
             maxConnections: Int = 64,
-            webConfig: WebConfig? = nil
+            webConfig: WebConfig? = nil,
+            reload: (@Sendable () -> String?)? = nil
         ) {
             self.listenAddress = listenAddress
             self.maxRequestHeadBytes = maxRequestHeadBytes
@@ -54,6 +59,7 @@ public final class MetricsServer: Sendable {
             self.responseTimeout = responseTimeout
             self.maxConnections = maxConnections
             self.webConfig = webConfig
+            self.reload = reload
         }
     }
 
@@ -179,6 +185,7 @@ public final class MetricsServer: Sendable {
             request: configuration.requestTimeout, response: configuration.responseTimeout,
             idle: configuration.idleTimeout)
         let tlsContext = configuration.webConfig?.tls?.context
+        let reload = configuration.reload
         return
             bootstrap
             .serverChannelInitializer { channel in
@@ -200,7 +207,7 @@ public final class MetricsServer: Sendable {
                     try pipeline.addHandler(
                         HTTPRequestHandler(
                             scraper: scraper, threadPool: threadPool, maxRequestHeadBytes: maxHeadBytes,
-                            auth: auth, logger: logger))
+                            auth: auth, reload: reload, logger: logger))
                 }
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
