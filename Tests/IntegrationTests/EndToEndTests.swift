@@ -238,7 +238,20 @@ struct EndToEndTests {
         #expect(churn.readLine() == "done \(connections)")
         // Both ends of every flow are on this host: each flow is one active and one passive
         // open and two closes. The server closes each flow once its thread has read the peer's
-        // FIN, which can trail the client by seconds on 2 cores: wait (up to 60 s) for them.
+        // FIN, which can trail the client by seconds on a loaded 2-core machine: first wait
+        // (up to 3 min) until the kernel itself shows no socket of port 5001 still open in
+        // either namespace (TIME_WAIT is closed for TCP's state machine), then compare.
+        func stillOpen() throws -> Int {
+            var open = 0
+            for namespace in [network.client, network.server] {
+                let sockets = try run(["ip", "netns", "exec", namespace, "ss", "-tanH"]).stdout
+                open += sockets.split(separator: "\n").filter {
+                    $0.contains(":5001 ") && !$0.hasPrefix("LISTEN") && !$0.hasPrefix("TIME-WAIT")
+                }.count
+            }
+            return open
+        }
+        for _ in 0..<1800 where try stillOpen() > 0 { usleep(100_000) }
         // The per-peer aggregates come from the ring buffer, read by a thread of the agent's
         // own: they may trail the counters by a moment, never by a flow once caught up. Both
         // ends aggregate under service port 5001 (the server's end under the client's address,
