@@ -245,8 +245,9 @@ struct EndToEndTests {
             var open = 0
             for namespace in [network.client, network.server] {
                 let sockets = try run(["ip", "netns", "exec", namespace, "ss", "-tanH"]).stdout
-                open += sockets.split(separator: "\n").filter {
-                    $0.contains(":5001 ") && !$0.hasPrefix("LISTEN") && !$0.hasPrefix("TIME-WAIT")
+                open += sockets.split(separator: "\n").filter { line in
+                    line.split(separator: " ").contains { $0.hasSuffix(":5001") }
+                        && !line.hasPrefix("LISTEN") && !line.hasPrefix("TIME-WAIT")
                 }.count
             }
             return open
