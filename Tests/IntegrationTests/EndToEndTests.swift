@@ -241,18 +241,20 @@ struct EndToEndTests {
         // FIN, which can trail the client by seconds on a loaded 2-core machine: first wait
         // (up to 3 min) until the kernel itself shows no socket of port 5001 still open in
         // either namespace (TIME_WAIT is closed for TCP's state machine), then compare.
-        func stillOpen() throws -> Int {
-            var open = 0
+        func stillOpen() throws -> [Substring] {
+            var open: [Substring] = []
             for namespace in [network.client, network.server] {
                 let sockets = try run(["ip", "netns", "exec", namespace, "ss", "-tanH"]).stdout
                 open += sockets.split(separator: "\n").filter { line in
                     line.split(separator: " ").contains { $0.hasSuffix(":5001") }
                         && !line.hasPrefix("LISTEN") && !line.hasPrefix("TIME-WAIT")
-                }.count
+                }
             }
             return open
         }
-        for _ in 0..<1800 where try stillOpen() > 0 { usleep(100_000) }
+        for _ in 0..<1800 where try !stillOpen().isEmpty { usleep(100_000) }
+        let open = try stillOpen()
+        #expect(open.isEmpty, "\(open.count) test sockets still open, e.g. \(open.prefix(3))")
         // The per-peer aggregates come from the ring buffer, read by a thread of the agent's
         // own: they may trail the counters by a moment, never by a flow once caught up. Both
         // ends aggregate under service port 5001 (the server's end under the client's address,

@@ -9,7 +9,10 @@ flow of its own between two scrapes (host-wide flow counters stay exact).
 """
 import http.client
 import json
+import os
 import sys
+import threading
+import time
 
 
 KEPT = ("tcp_flows", "tcp_flow_duration_seconds_count", "tcp_flow_bytes_count", "tcp_peer_flows",
@@ -18,12 +21,28 @@ KEPT = ("tcp_flows", "tcp_flow_duration_seconds_count", "tcp_flow_bytes_count", 
 
 def main(host, port):
     connection = http.client.HTTPConnection(host, port, timeout=60)
-    for _ in sys.stdin:
-        connection.request("GET", "/metrics", headers={"Connection": "keep-alive"})
-        response = connection.getresponse()
-        body = response.read().decode()
+    lock = threading.Lock()
+
+    def get():
+        with lock:
+            connection.request("GET", "/metrics", headers={"Connection": "keep-alive"})
+            response = connection.getresponse()
+            body = response.read().decode()
         if response.status != 200 or response.will_close:
-            sys.exit(f"scrape failed or the server closed the connection: {response.status}")
+            print(f"scrape failed or the server closed the connection: {response.status}", file=sys.stderr)
+            os._exit(1)
+        return body
+
+    # The agent closes keep-alive connections idle for 2 minutes; a long wait between two
+    # asked-for scrapes must not cost the connection (a new one would be a new flow).
+    def keep_warm():
+        while True:
+            time.sleep(30)
+            get()
+
+    threading.Thread(target=keep_warm, daemon=True).start()
+    for _ in sys.stdin:
+        body = get()
         series = {}
         for line in body.splitlines():
             if line.startswith(KEPT):
