@@ -219,21 +219,9 @@ struct ServeCommand: AsyncParsableCommand {
     private func bpfOptions(config: FlowStatConfig) throws -> BPFOptions {
         var options = BPFOptions()
         options.mapEntries = mapEntries.map { UInt32($0) } ?? config.bpf.mapEntries
-        let variants = receiveHooks.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
-        let known: Set<String> = ["fentry", "tp_btf", "tracepoint"]
-        guard !variants.isEmpty, variants.allSatisfy(known.contains) else {
-            throw StartupError(
-                problem: "--bpf.tcp-rcv-hooks \"\(receiveHooks)\" names no variant or an unknown one",
-                fix: "list one or more of fentry, tp_btf, tracepoint, comma-separated")
-        }
-        options.receiveVariants = Set(variants)
-        let interval = minUpdateInterval ?? config.sampling.minUpdateInterval
-        guard interval.isFinite, (0...60).contains(interval) else {
-            throw StartupError(
-                problem: "--bpf.min-update-interval \(interval) is out of range",
-                fix: "use seconds from 0 to 60, e.g. 0.01")
-        }
-        options.minUpdateInterval = UInt64(interval * 1e9)
+        options.receiveVariants = try BPFFlagValues.receiveVariants(receiveHooks)
+        options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(
+            minUpdateInterval ?? config.sampling.minUpdateInterval)
         options.cgroupPath = cgroupPath
         options.refreshBeforeSnapshot = refresh ?? config.bpf.refresh
         options.rttBucketBounds = config.rttHistogram ? config.rttBucketBounds : []

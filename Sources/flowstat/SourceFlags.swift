@@ -43,20 +43,8 @@ struct SourceFlags: ParsableArguments {
         }
         var options = BPFOptions()
         options.mapEntries = UInt32(mapEntries)
-        let variants = receiveHooks.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
-        let known: Set<String> = ["fentry", "tp_btf", "tracepoint"]
-        guard !variants.isEmpty, variants.allSatisfy(known.contains) else {
-            throw StartupError(
-                problem: "--bpf.tcp-rcv-hooks \"\(receiveHooks)\" names no variant or an unknown one",
-                fix: "list one or more of fentry, tp_btf, tracepoint, comma-separated")
-        }
-        options.receiveVariants = Set(variants)
-        guard minUpdateInterval.isFinite, (0...60).contains(minUpdateInterval) else {
-            throw StartupError(
-                problem: "--bpf.min-update-interval \(minUpdateInterval) is out of range",
-                fix: "use seconds from 0 to 60, e.g. 0.01")
-        }
-        options.minUpdateInterval = UInt64(minUpdateInterval * 1e9)
+        options.receiveVariants = try BPFFlagValues.receiveVariants(receiveHooks)
+        options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(minUpdateInterval)
         options.cgroupPath = cgroupPath
         options.refreshBeforeSnapshot = refresh
         do {
@@ -68,6 +56,30 @@ struct SourceFlags: ParsableArguments {
                 problem: "cannot open the \(source.rawValue) flow source: \(error)",
                 fix: "run as root (or with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN); --source fake shows demo data")
         }
+    }
+}
+
+/// Checks of the BPF flags that `serve`, `dump` and `top` share.
+enum BPFFlagValues {
+    /// `--bpf.tcp-rcv-hooks`: a comma-separated list of known variants.
+    static func receiveVariants(_ text: String) throws -> Set<String> {
+        let variants = text.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
+        let known: Set<String> = ["fentry", "tp_btf", "tracepoint"]
+        guard !variants.isEmpty, variants.allSatisfy(known.contains) else {
+            throw StartupError(
+                problem: "--bpf.tcp-rcv-hooks \"\(text)\" names no variant or an unknown one",
+                fix: "list one or more of fentry, tp_btf, tracepoint, comma-separated")
+        }
+        return Set(variants)
+    }
+
+    /// `--bpf.min-update-interval`: seconds from 0 to 60, in nanoseconds.
+    static func minUpdateInterval(_ seconds: Double) throws -> UInt64 {
+        guard seconds.isFinite, (0...60).contains(seconds) else {
+            throw StartupError(
+                problem: "--bpf.min-update-interval \(seconds) is out of range", fix: "use seconds from 0 to 60, e.g. 0.01")
+        }
+        return UInt64(seconds * 1e9)
     }
 }
 

@@ -16,7 +16,7 @@ struct PrometheusEndToEndTests {
         // A token bucket on the client's data path: bulk data queues, so these flows' RTTs
         // (a hundred milliseconds and more) stand far above other traffic on the host.
         try run(["ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
-                 "tbf", "rate", "2mbit", "burst", "16kbit", "latency", "500ms"])
+                 "tbf", "rate", "1mbit", "burst", "16kbit", "latency", "1s"])
         let agent = try Agent()
         defer { agent.stop() }
         let server = try EndToEndTests.startServer(network, network.serverIPv4, 5001)
@@ -33,7 +33,7 @@ struct PrometheusEndToEndTests {
         try #require(scraping, "Prometheus never scraped the agent: \(prometheus.logText)")
 
         let started = Date().timeIntervalSince1970
-        // Rounds of 80 kB over 4 flows: each round queues up to 320 ms behind the bucket, and
+        // Rounds of 80 kB over 4 flows: each round queues up to 640 ms behind the bucket, and
         // its ACKs give RTT samples all along that queue (GRO merges fewer ACKs than in one
         // long transfer).
         let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "4", "20000"])
