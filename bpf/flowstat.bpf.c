@@ -300,7 +300,8 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 		record->stats.last_update_ns = now;
 		record->closed_ns = now;
 		bytes = record->stats.bytes_acked + record->stats.bytes_received;
-		bpf_ringbuf_submit(record, 0);
+		/* No wakeup: the reader polls on a timer, so a busy host pays no wakeup per close. */
+		bpf_ringbuf_submit(record, BPF_RB_NO_WAKEUP);
 	} else {
 		count(FS_CTR_EVENTS_LOST);
 		bytes = FIELD(direct, (struct tcp_sock *)sk, bytes_acked) +
