@@ -86,6 +86,23 @@ struct {
 	__type(value, struct fs_owner);
 } owners SEC(".maps");
 
+/*
+ * The snapshot iterator's output, mapped into user space: an array, not the iterator's
+ * seq_file, because the storage map has as few hash buckets as CPUs and its iterator walks
+ * a bucket from the start each time the 32 KiB seq buffer fills (quadratic in flows).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 65536);	/* user space sizes it as "flows" before load */
+	__type(key, __u32);
+	__type(value, struct fs_flow_record);
+} snapshot SEC(".maps");
+
+/* Records the snapshot iterator wrote, and tracked flows it had no room for; user space zeroes both. */
+__u32 snapshot_count = 0;
+__u32 snapshot_missed = 0;
+
 /* Closed-flow records for user space; a full buffer drops records, never blocks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -542,6 +559,59 @@ int flowstat_iter_owned(struct bpf_iter__bpf_sk_storage_map *ctx)
 	if (state == TCP_LISTEN || state == TCP_CLOSE)
 		return 0;
 	record_flow((struct sock *)tp, FS_HOOK_ITER_OWNED, FS_DIR_UNKNOWN, false, 0, true);
+	return 0;
+}
+
+/*
+ * The snapshot, in one pass: visits every socket flowstat tracks (in every namespace) and
+ * writes one fs_flow_record from the socket's state now, so user space reads live, exact
+ * values without first rewriting the map and then copying it. The map entry, when the LRU
+ * still has one, adds what only the events saw: first seen, direction, hooks.
+ */
+SEC("iter/bpf_sk_storage_map")
+int flowstat_iter_snapshot(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct fs_owner *owner = ctx->value;
+	struct sock *sk = ctx->sk;
+	struct fs_flow_record *record;
+	struct fs_flow_stats *entry;
+	struct tcp_sock *tp;
+	__u32 slot;
+	__u8 state;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	state = ((struct sock *)tp)->__sk_common.skc_state;
+	if (state == TCP_LISTEN || state == TCP_CLOSE)
+		return 0;
+	/* One reader runs the iterator at a time: a plain counter is enough. */
+	slot = snapshot_count;
+	record = bpf_map_lookup_elem(&snapshot, &slot);
+	if (!record) {
+		snapshot_missed++;
+		return 0;
+	}
+	if (!flow_key_of((struct sock *)tp, &record->key, true))
+		return 0;
+	entry = bpf_map_lookup_elem(&flows, &record->key);
+	if (entry) {
+		__builtin_memcpy(&record->stats, entry, sizeof(record->stats));
+		record->flags = FS_RECORD_IN_MAP;
+	} else {
+		__builtin_memset(&record->stats, 0, sizeof(record->stats));
+		record->flags = 0;
+	}
+	read_tcp_state(tp, &record->stats, true);
+	record->stats.last_update_ns = bpf_ktime_get_ns();
+	/* The storage knows the owner even when the entry was made before it was recorded. */
+	if (owner && owner->pid) {
+		record->stats.pid = owner->pid;
+		__builtin_memcpy(record->stats.comm, owner->comm, sizeof(record->stats.comm));
+	}
+	snapshot_count = slot + 1;
 	return 0;
 }
 

@@ -28,6 +28,7 @@ enum fs_hook {
 	FS_HOOK_ITER_TCP = 1 << 5,		/* iter/tcp, run once to seed existing flows */
 	FS_HOOK_STATE_TP_BTF = 1 << 6,		/* tp_btf/inet_sock_set_state */
 	FS_HOOK_ITER_OWNED = 1 << 7,		/* iter/bpf_sk_storage_map over "owners": the refresh */
+	FS_HOOK_ITER_SNAPSHOT = 1 << 8,		/* iter/bpf_sk_storage_map over "owners": the snapshot */
 };
 
 /* Per-CPU event counters (map "counters"); user space sums the CPUs. */
@@ -114,7 +115,7 @@ struct fs_flow_stats {
 	__u32 pid;		/* 0 when unknown */
 	__u8 state;		/* TCP state number, as in include/net/tcp_states.h */
 	__u8 direction;		/* enum fs_direction */
-	__u8 seen_by;		/* enum fs_hook bits of the hooks that updated this entry */
+	__u8 seen_by;		/* enum fs_hook bits (the first eight) of the hooks that updated this entry */
 	__u8 _pad[5];
 	char comm[FS_COMM_LEN];	/* empty when unknown */
 };
@@ -131,6 +132,22 @@ struct fs_closed_flow {
 	__u64 closed_ns;	/* bpf_ktime_get_ns() at CLOSE */
 };
 
+/* fs_flow_record.flags */
+enum fs_record_flag {
+	FS_RECORD_IN_MAP = 1 << 0,	/* the flow has an entry in "flows" (else the LRU evicted it) */
+};
+
+/*
+ * One live flow as the snapshot iterator writes it: its key, its socket's state now, and
+ * first_seen_ns, direction, seen_by and owner from its map entry and socket storage.
+ */
+struct fs_flow_record {
+	struct fs_flow_key key;
+	__u32 flags;		/* enum fs_record_flag */
+	struct fs_flow_stats stats;
+};
+
+_Static_assert(sizeof(struct fs_flow_record) == 152, "fs_flow_record layout changed");
 _Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
 _Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout changed");
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -23,7 +24,7 @@
 #include "cflowstat.h"
 #include "generated/flowstat.skel.h"
 
-#define FS_HOOK_SLOTS 8
+#define FS_HOOK_SLOTS 9
 
 struct fs_agent {
 	struct flowstat_bpf *skel;
@@ -38,6 +39,8 @@ struct fs_agent {
 	struct ring_buffer *closed_ring;		/* consumer of "closed_flows" */
 	struct fs_closed_flow *read_target;		/* fs_agent_read_closed's caller buffer */
 	uint32_t read_capacity, read_count;
+	void *snapshot;					/* the filled part of "snapshot", mapped */
+	size_t snapshot_bytes;
 };
 
 /* ---- libbpf's messages: forwarded to Swift, last lines kept for error reports ---- */
@@ -135,6 +138,7 @@ static struct bpf_program *program_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_STATE_TP_BTF: return skel->progs.flowstat_state_tp_btf;
 	case FS_HOOK_ITER_TCP: return skel->progs.flowstat_iter_tcp;
 	case FS_HOOK_ITER_OWNED: return skel->progs.flowstat_iter_owned;
+	case FS_HOOK_ITER_SNAPSHOT: return skel->progs.flowstat_iter_snapshot;
 	}
 	return NULL;
 }
@@ -150,6 +154,7 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_STATE_TP_BTF: return &skel->links.flowstat_state_tp_btf;
 	case FS_HOOK_ITER_TCP: return &skel->links.flowstat_iter_tcp;
 	case FS_HOOK_ITER_OWNED: return &skel->links.flowstat_iter_owned;
+	case FS_HOOK_ITER_SNAPSHOT: return &skel->links.flowstat_iter_snapshot;
 	}
 	return NULL;
 }
@@ -267,6 +272,26 @@ static int run_iterator(struct bpf_link *link)
 	return got < 0 ? -errno : 0;
 }
 
+/* Attaches an iterator over the "owners" socket storage, if it loaded; failures are recorded. */
+static void attach_storage_iterator(fs_agent *agent, uint32_t hook)
+{
+	DECLARE_LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+	union bpf_iter_link_info info = {};
+	struct bpf_program *program = program_of(agent->skel, hook);
+	struct bpf_link **link = link_of(agent->skel, hook);
+
+	if (!bpf_program__autoload(program))
+		return;
+	info.map.map_fd = bpf_map__fd(agent->skel->maps.owners);
+	opts.link_info = &info;
+	opts.link_info_len = sizeof(info);
+	*link = bpf_program__attach_iter(program, &opts);
+	if (*link)
+		agent->attached |= hook;
+	else
+		agent->hook_errors[hook_slot(hook)] = -errno;
+}
+
 /*
  * One open → configure → load → attach pass. Returns 0 when the agent is up,
  * -EAGAIN when an optional variant failed (recorded in hook_errors) and another
@@ -315,6 +340,19 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
 	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_owned, false);
+	/*
+	 * The one-pass snapshot visits sockets with storage only, and the classic tracepoint
+	 * adds flows without (it has no typed socket): with it, snapshots read the map.
+	 */
+	if (!options->use_iterator || rcv == FS_HOOK_RCV_TRACEPOINT ||
+	    agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)])
+		bpf_program__set_autoload(skel->progs.flowstat_iter_snapshot, false);
+	/* Its output array holds as many flows as the map; one entry when unused. */
+	err = bpf_map__set_max_entries(skel->maps.snapshot,
+				       bpf_program__autoload(skel->progs.flowstat_iter_snapshot)
+				       ? bpf_map__max_entries(skel->maps.flows) : 1);
+	if (err)
+		return fail(error, err, "size the snapshot array");
 
 	err = flowstat_bpf__load(skel);
 	if (err) {
@@ -352,21 +390,9 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 			agent->attached |= hook;
 	}
 
-	/* The refresh over tracked sockets only; without it (before 5.9), iter/tcp refreshes. */
-	if (bpf_program__autoload(skel->progs.flowstat_iter_owned)) {
-		DECLARE_LIBBPF_OPTS(bpf_iter_attach_opts, opts);
-		union bpf_iter_link_info info = {};
-
-		info.map.map_fd = bpf_map__fd(skel->maps.owners);
-		opts.link_info = &info;
-		opts.link_info_len = sizeof(info);
-		hook = FS_HOOK_ITER_OWNED;
-		*link_of(skel, hook) = bpf_program__attach_iter(program_of(skel, hook), &opts);
-		if (*link_of(skel, hook))
-			agent->attached |= hook;
-		else
-			agent->hook_errors[hook_slot(hook)] = -errno;
-	}
+	/* Over tracked sockets only; without them (before 5.9), iter/tcp refreshes the map. */
+	attach_storage_iterator(agent, FS_HOOK_ITER_OWNED);
+	attach_storage_iterator(agent, FS_HOOK_ITER_SNAPSHOT);
 	return 0;
 }
 
@@ -457,6 +483,7 @@ void fs_agent_close(fs_agent *agent)
 	if (!agent)
 		return;
 	ring_buffer__free(agent->closed_ring);
+	fs_agent_release_tracked(agent);
 	flowstat_bpf__destroy(agent->skel);	/* destroys every link: detaches */
 	if (agent->cgroup_fd >= 0)
 		close(agent->cgroup_fd);
@@ -512,6 +539,53 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error)
 		close(home);
 	}
 	return err ? fail(error, err, "refresh flows (iter/tcp)") : 0;
+}
+
+int fs_agent_read_tracked(fs_agent *agent, const struct fs_flow_record **records, uint32_t *count,
+			  uint32_t *missed, fs_error *error)
+{
+	struct bpf_link *link = agent->skel->links.flowstat_iter_snapshot;
+	long page = sysconf(_SC_PAGESIZE);
+	size_t bytes;
+	void *mapped;
+	int err;
+
+	*records = NULL;
+	*count = 0;
+	*missed = 0;
+	fs_agent_release_tracked(agent);
+	if (!link)
+		return fail(error, EOPNOTSUPP, "read tracked flows: the snapshot iterator is not attached");
+	agent->skel->bss->snapshot_count = 0;
+	agent->skel->bss->snapshot_missed = 0;
+	err = run_iterator(link);
+	if (err)
+		return fail(error, err, "read tracked flows (iter/bpf_sk_storage_map)");
+	*missed = agent->skel->bss->snapshot_missed;
+	if (agent->skel->bss->snapshot_count == 0)
+		return 0;
+	/*
+	 * Map the filled part only, and only until the caller is done: the kernel maps every
+	 * page at once, and a standing mapping of the whole array would count in our RSS.
+	 */
+	bytes = (size_t)agent->skel->bss->snapshot_count * sizeof(struct fs_flow_record);
+	bytes = (bytes + page - 1) / page * page;
+	mapped = mmap(NULL, bytes, PROT_READ, MAP_SHARED, bpf_map__fd(agent->skel->maps.snapshot), 0);
+	if (mapped == MAP_FAILED)
+		return fail(error, errno, "map the snapshot array");
+	agent->snapshot = mapped;
+	agent->snapshot_bytes = bytes;
+	*records = mapped;
+	*count = agent->skel->bss->snapshot_count;
+	return 0;
+}
+
+void fs_agent_release_tracked(fs_agent *agent)
+{
+	if (agent->snapshot)
+		munmap(agent->snapshot, agent->snapshot_bytes);
+	agent->snapshot = NULL;
+	agent->snapshot_bytes = 0;
 }
 
 uint32_t fs_agent_map_capacity(const fs_agent *agent)

@@ -86,6 +86,16 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
 int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error);
 
 /*
+ * The snapshot in one pass: every flow flowstat tracks, in every network namespace, as its
+ * socket is now (FS_HOOK_ITER_SNAPSHOT, Linux 5.11+). *records points into the kernel's
+ * array, mapped until fs_agent_release_tracked(), the next call or fs_agent_close();
+ * *missed counts flows past its capacity (the flow map's).
+ */
+int fs_agent_read_tracked(fs_agent *agent, const struct fs_flow_record **records, uint32_t *count,
+			  uint32_t *missed, fs_error *error);
+void fs_agent_release_tracked(fs_agent *agent);
+
+/*
  * Sums the per-CPU RTT histogram: out[0..bound_count] non-cumulative bucket counts (the
  * last is +Inf), *sum_us the sum of the samples. out must hold bound_count + 1 values.
  */

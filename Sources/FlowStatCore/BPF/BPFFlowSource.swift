@@ -79,6 +79,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Whether the refresh iterates flowstat's socket storage (all namespaces in one pass)
     /// rather than iter/tcp per namespace.
     private let refreshesTracked: Bool
+    /// Whether a snapshot is one pass of the snapshot iterator over the tracked sockets
+    /// (live values, no map rewrite and copy); else the map is refreshed and copied.
+    private let snapshotsTracked: Bool
     /// Drains the closed-flow ring buffer on its own thread.
     private let closedFlows: ClosedFlowCollector
     /// Highest eviction count reported so far (see `readEvents`).
@@ -146,6 +149,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.bytesBounds = bytesBounds.map { $0.rounded(.down) }
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
         self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
+        self.snapshotsTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_SNAPSHOT.rawValue != 0
         self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
@@ -197,6 +201,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// `lock` held.
     private func readRefreshed(_ agent: OpaquePointer) throws -> FlowSnapshot {
         guard refreshBeforeSnapshot else { return try read(agent) }
+        if snapshotsTracked {
+            return try readTracked(agent)
+        }
         if refreshesTracked {
             // One pass over the tracked sockets of every namespace.
             var error = fs_error()
@@ -235,6 +242,36 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         let (durations, bytes) = try readClosedHistograms(agent)
         return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
                             kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
+                            rttHistogram: try readRTTHistogram(agent),
+                            flowDurationHistogram: durations, flowBytesHistogram: bytes)
+    }
+
+    /// One pass of the snapshot iterator: every tracked socket as it is now; called with
+    /// `lock` held. Flows the LRU evicted are still here (their sockets still have storage);
+    /// map entries are counted from the records that found theirs.
+    private func readTracked(_ agent: OpaquePointer) throws -> FlowSnapshot {
+        var records: UnsafePointer<fs_flow_record>?
+        var count: UInt32 = 0
+        var missed: UInt32 = 0
+        var error = fs_error()
+        guard fs_agent_read_tracked(agent, &records, &count, &missed, &error) == 0 else { throw BPFError(error) }
+        defer { fs_agent_release_tracked(agent) }
+        if missed > 0 {
+            logger.warning("the snapshot had room for \(count) flows and left out \(missed): raise --map-entries")
+        }
+        var flows: [FlowSample] = []
+        flows.reserveCapacity(Int(count))
+        var inMap = 0
+        if let records {
+            for index in 0..<Int(count) {
+                let record = records[index]
+                if record.flags & FS_RECORD_IN_MAP.rawValue != 0 { inMap += 1 }
+                if let sample = FlowSample(key: record.key, stats: record.stats) { flows.append(sample) }
+            }
+        }
+        let (durations, bytes) = try readClosedHistograms(agent)
+        return FlowSnapshot(flows: flows, mapEntries: inMap, mapCapacity: capacity,
+                            kernelEvents: try readEvents(agent, liveEntries: UInt64(inMap)),
                             rttHistogram: try readRTTHistogram(agent),
                             flowDurationHistogram: durations, flowBytesHistogram: bytes)
     }
@@ -362,6 +399,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             (FS_HOOK_RCV_TRACEPOINT, "tcp_rcv_established", "tracepoint"),
             (FS_HOOK_ITER_TCP, "iter_tcp", "iter"),
             (FS_HOOK_ITER_OWNED, "iter_sk_storage", "iter"),
+            (FS_HOOK_ITER_SNAPSHOT, "iter_snapshot", "iter"),
         ]
         let attached = fs_agent_attached_hooks(agent)
         return hooks.compactMap { hook, name, variant in
