@@ -116,14 +116,29 @@ public struct CardinalityLimiter: Sendable {
         var foldedCount = 0
         if let keep {
             kept.reserveCapacity(limits.maxFlows)
+            // Sum per unfolded key first (one hash per flow), then admit each distinct key
+            // once, in the order the flows first showed it: tens of thousands of flows
+            // usually share a few hundred keys.
+            var slotOfKey: [AggregateKey: Int] = [:]
+            var keys: [AggregateKey] = []
+            var sums: [FlowTotals] = []
             for index in flows.indices {
                 if keep[index] {
                     kept.append(flows[index])
                     continue
                 }
-                let key = admit(servicePorts.key(of: flows[index]))
-                live[key, default: FlowTotals()].add(flows[index])
+                let key = servicePorts.key(of: flows[index])
+                let slot = slotOfKey[key, default: keys.count]
+                if slot == keys.count {
+                    slotOfKey[key] = slot
+                    keys.append(key)
+                    sums.append(FlowTotals())
+                }
+                sums[slot].add(flows[index])
                 foldedCount += 1
+            }
+            for (key, totals) in zip(keys, sums) {
+                live[admit(key), default: FlowTotals()].add(totals)
             }
             for key in live.keys { admitted[key]?.lastActive = now }
         } else {
