@@ -14,10 +14,13 @@
  *   sock/inet_sock_set_state   records socket owners at connect() and listen(); counts,
  *                              reports and removes closed flows sockops does not follow;
  *                              tp_btf, else the classic tracepoint
- *   iter/tcp                   run at start-up to seed flows that already exist, and
- *                              before each snapshot to make idle flows exact: the
- *                              event hooks see a socket before the kernel finishes
- *                              processing a packet (cwnd grows after the RTT callback)
+ *   iter/tcp                   run at start-up to seed flows that already exist
+ *   iter/bpf_sk_storage_map    the snapshot: every tracked socket's state now, into the
+ *                              mapped array "snapshot"; the event hooks see a socket
+ *                              before the kernel finishes processing a packet (cwnd
+ *                              grows after the RTT callback), so idle flows need it to
+ *                              be exact. Where it cannot run, "flowstat_iter_owned" (or
+ *                              iter/tcp before 5.9) rewrites the map before a batch read
  */
 #include <linux/bpf.h>
 #include <stdbool.h>

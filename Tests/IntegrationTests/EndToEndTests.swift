@@ -69,6 +69,31 @@ struct EndToEndTests {
                 "cwnd \(cwnd.value) vs ss \(kernelCwnd) for \(src):\(sport)")
     }
 
+    @Test("with the classic tcp_probe tracepoint (flows without socket storage) the map is refreshed and read instead, and agrees with ss")
+    func refreshAndMapReadWithoutSnapshotIterator() throws {
+        let network = try TestNetwork(tag: "rf")
+        defer { network.remove() }
+        let agent = try Agent(["--bpf.tcp-rcv-hooks", "tracepoint"])
+        defer { agent.stop() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+        let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "3", "1000000"])
+        defer { client.stop() }
+        let flows = try Self.readFlows(client)
+
+        let metrics = try agent.scrape()
+        let clientKernel = try network.socketStats(in: network.client)
+        let serverKernel = try network.socketStats(in: network.server)
+        for flow in flows {
+            try Self.expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
+                                     dst: flow.remote, dport: flow.remotePort)
+            try Self.expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
+                                     dst: flow.local, dport: flow.localPort)
+        }
+        let hooks = metrics.samples("flowstat_source_info").compactMap { $0.labels["hook"] }  // attached ones
+        #expect(hooks.contains("iter_sk_storage") && !hooks.contains("iter_snapshot"), "hooks: \(hooks)")
+    }
+
     @Test("every flow appears with its 4-tuple and tcp_info values; closed flows leave; promtool accepts; nothing stays attached")
     func endToEnd() throws {
         let programsBefore = try Self.flowstatPrograms()
@@ -105,7 +130,8 @@ struct EndToEndTests {
                                      dst: flow.local, dport: flow.localPort)
         }
         let attached = Set(metrics.samples("flowstat_source_info").compactMap { $0.labels["hook"] })
-        #expect(attached.isSuperset(of: ["sockops", "tcp_rcv_established", "inet_sock_set_state"]))
+        // iter_snapshot: the values above came from the one-pass snapshot iterator.
+        #expect(attached.isSuperset(of: ["sockops", "tcp_rcv_established", "inet_sock_set_state", "iter_snapshot"]))
         #expect((metrics.samples("flowstat_map_entries").first?.value ?? 0) >= 16)
 
         // promtool lints the exposition (TYPE/HELP, names, counters end in _total, …).

@@ -84,6 +84,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let snapshotsTracked: Bool
     /// Drains the closed-flow ring buffer on its own thread.
     private let closedFlows: ClosedFlowCollector
+    /// Whether the snapshot array overflowed once already (logged once, not per scrape).
+    private var warnedSnapshotFull = false
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
@@ -256,8 +258,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var error = fs_error()
         guard fs_agent_read_tracked(agent, &records, &count, &missed, &error) == 0 else { throw BPFError(error) }
         defer { fs_agent_release_tracked(agent) }
-        if missed > 0 {
-            logger.warning("the snapshot had room for \(count) flows and left out \(missed): raise --map-entries")
+        if missed > 0, !warnedSnapshotFull {
+            warnedSnapshotFull = true
+            logger.warning(
+                "the snapshot has room for \(count) flows and left out \(missed) (logged once): raise --map-entries")
         }
         var flows: [FlowSample] = []
         flows.reserveCapacity(Int(count))
