@@ -1,26 +1,31 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * flowstat.bpf.c: keeps one entry per live TCP socket in the LRU map "flows",
- * updated from the kernel's own tcp_sock on every RTT sample and received
- * segment, removed when the socket closes.
+ * flowstat.bpf.c: follows every TCP flow of the host, in one of two modes user space
+ * picks before load (live_mode):
+ *
+ *   live mode    a flow is its socket storage ("owners": first seen, direction, owner);
+ *                the snapshot iterator reads each tracked socket's tcp_sock at the scrape
+ *                into the mapped array "snapshot". Events only count, sample RTTs and
+ *                report closes: no per-flow copy to keep up to date on every ACK.
+ *   event mode   one entry per flow in the LRU map "flows", rewritten from tcp_sock on
+ *                every RTT sample, retransmit and (flows sockops does not follow) received
+ *                segment, removed at close; "flowstat_iter_owned" (or iter/tcp before 5.9)
+ *                rewrites entries before user space copies the map, since the event hooks
+ *                see a socket before the kernel finishes a packet (cwnd grows after the
+ *                RTT callback). For kernels or settings live mode cannot serve.
  *
  * Hooks (user space picks the variants the running kernel allows):
- *   sockops (cgroup v2 root)   established -> count the open, enable RTT/STATE/RETRANS
- *                              callbacks; RTT and RETRANS callbacks -> update; STATE to
- *                              CLOSE -> count, report and remove the flow
+ *   sockops (cgroup v2 root)   established -> count the open, make the record, enable
+ *                              callbacks; RTT -> histogram (and update); RETRANS ->
+ *                              update; STATE to CLOSE -> count and report the flow
  *   tcp_rcv_established        flows sockops cannot see (opened before flowstat
  *                              attached): fentry, else tp_btf/tcp_probe, else
  *                              tracepoint/tcp/tcp_probe; all three share one handler
- *   sock/inet_sock_set_state   records socket owners at connect() and listen(); counts,
- *                              reports and removes closed flows sockops does not follow;
+ *   sock/inet_sock_set_state   records socket owners at connect() and listen(); counts
+ *                              and reports closed flows sockops does not follow;
  *                              tp_btf, else the classic tracepoint
  *   iter/tcp                   run at start-up to seed flows that already exist
- *   iter/bpf_sk_storage_map    the snapshot: every tracked socket's state now, into the
- *                              mapped array "snapshot"; the event hooks see a socket
- *                              before the kernel finishes processing a packet (cwnd
- *                              grows after the RTT callback), so idle flows need it to
- *                              be exact. Where it cannot run, "flowstat_iter_owned" (or
- *                              iter/tcp before 5.9) rewrites the map before a batch read
+ *   iter/bpf_sk_storage_map    the snapshot (live) or the rewrite (event mode)
  */
 #include <linux/bpf.h>
 #include <stdbool.h>
@@ -41,6 +46,13 @@
 #define TCP_LISTEN 10
 
 /* Runtime knobs, set by user space between open and load. */
+/*
+ * Live mode: the snapshot iterator reads every tracked socket's state at each scrape, so
+ * events need not keep a copy: a flow is its socket storage (first seen, direction, owner),
+ * made when it is established or first seen, and the hash map "flows" is not used. Off:
+ * event mode, for kernels or settings the snapshot iterator cannot serve.
+ */
+const volatile bool live_mode = false;
 const volatile __u64 min_update_interval_ns = 0;	/* 0: update on every event */
 const volatile __u32 rtt_bound_count = 0;		/* 0: no RTT histogram */
 const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {};	/* increasing upper bounds */
@@ -224,6 +236,26 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
 }
 
 /*
+ * Live mode's update: makes sure the socket has its storage, stamped with when flowstat
+ * first saw it established. Cheap enough for every packet: a socket caches its storage.
+ */
+static __always_inline void track_socket(struct sock *sk, __u8 direction)
+{
+	struct fs_owner *info = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!info) {
+		count(FS_CTR_INSERTS_FAILED);
+		return;
+	}
+	if (!info->first_seen_ns) {
+		info->first_seen_ns = bpf_ktime_get_ns();
+		count(FS_CTR_INSERTS);
+	}
+	if (direction != FS_DIR_UNKNOWN)
+		info->direction = direction;
+}
+
+/*
  * The one update path every hook shares. rate_limited events (per-packet and
  * per-RTT-sample ones) are skipped while the entry is younger than
  * min_update_interval_ns; lifecycle events always write. new_srtt_us, when not
@@ -234,11 +266,18 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 {
 	struct fs_flow_key key;
 	struct fs_flow_stats *entry;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now;
 
+	/* Live mode never runs with the classic tracepoint, the one caller without a typed socket. */
+	if (live_mode) {
+		if (direct)
+			track_socket(sk, direction);
+		return;
+	}
 	if (!flow_key_of(sk, &key, direct))
 		return;
 
+	now = bpf_ktime_get_ns();
 	entry = bpf_map_lookup_elem(&flows, &key);
 	if (entry) {
 		if (rate_limited && min_update_interval_ns &&
@@ -296,16 +335,26 @@ static __always_inline void forget_flow(struct fs_flow_key *key)
 /*
  * An established flow reached CLOSE: count it into the closed-flow histograms (exact,
  * in the kernel) and push its final state to the ring buffer (best effort: a full
- * buffer is counted in FS_CTR_EVENTS_LOST). `entry` is the flow's map entry, if any.
+ * buffer is counted in FS_CTR_EVENTS_LOST). `entry` is the flow's map entry (event mode)
+ * and `info` its socket storage (live mode), if any.
  */
 static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_key *key,
-						struct fs_flow_stats *entry, bool direct)
+						struct fs_flow_stats *entry, struct fs_owner *info,
+						bool direct)
 {
 	struct fs_closed_histograms *histograms;
 	struct fs_closed_flow *record;
-	__u64 now = bpf_ktime_get_ns(), bytes;
+	__u64 now = bpf_ktime_get_ns(), bytes, first_seen_ns = 0;
 	__u32 zero = 0, bucket;
+	__u8 direction = FS_DIR_UNKNOWN;
 
+	if (entry) {
+		first_seen_ns = entry->first_seen_ns;
+		direction = entry->direction;
+	} else if (info) {
+		first_seen_ns = info->first_seen_ns;
+		direction = info->direction;
+	}
 	record = bpf_ringbuf_reserve(&closed_flows, sizeof(*record), 0);
 	if (record) {
 		__builtin_memcpy(&record->key, key, sizeof(*key));
@@ -314,6 +363,12 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 			__builtin_memcpy(&record->stats, entry, sizeof(*entry));
 		} else {
 			__builtin_memset(&record->stats, 0, sizeof(record->stats));
+			record->stats.first_seen_ns = first_seen_ns;
+			record->stats.direction = direction;
+			if (info && info->pid) {
+				record->stats.pid = info->pid;
+				__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
+			}
 		}
 		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct);
 		record->stats.state = TCP_CLOSE;
@@ -339,12 +394,12 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 		}
 	}
 	/* A lifetime is only known for flows whose opening a sockops callback saw. */
-	if (!entry || entry->direction == FS_DIR_UNKNOWN) {
+	if (direction == FS_DIR_UNKNOWN || !first_seen_ns) {
 		count(FS_CTR_CLOSED_UNTIMED);
 		return;
 	}
 	if (duration_bound_count) {
-		__u64 duration = now - entry->first_seen_ns;
+		__u64 duration = now - first_seen_ns;
 
 		bucket = bucket_of(duration, duration_bounds_ns, duration_bound_count);
 		if (bucket <= FS_HIST_BOUNDS_MAX) {
@@ -361,19 +416,28 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 static __always_inline void on_close(struct sock *sk, int oldstate, bool direct)
 {
 	struct fs_flow_key key;
-	struct fs_flow_stats *entry;
+	struct fs_flow_stats *entry = NULL;
+	struct fs_owner *info = NULL;
 
 	if (!flow_key_of(sk, &key, direct))
 		return;
-	entry = bpf_map_lookup_elem(&flows, &key);
+	/* Live mode: the storage goes with the socket; the classic tracepoint cannot reach it. */
+	if (live_mode) {
+		if (direct)
+			info = bpf_sk_storage_get(&owners, sk, 0, 0);
+	} else {
+		entry = bpf_map_lookup_elem(&flows, &key);
+	}
 	/* From SYN_SENT/SYN_RECV/LISTEN no flow was ever established. */
 	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV && oldstate != TCP_LISTEN &&
 	    oldstate != TCP_CLOSE) {
 		count(FS_CTR_CLOSED);
-		report_closed_flow(sk, &key, entry, direct);
+		report_closed_flow(sk, &key, entry, info, direct);
 	}
 	if (entry)
 		forget_flow(&key);
+	else if (info && info->first_seen_ns)
+		count(FS_CTR_ENTRIES_REMOVED);
 }
 
 /*
@@ -418,10 +482,13 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		 * programs never skip a run (see on_state_change).
 		 */
 		count(op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_CTR_OPENED_ACTIVE : FS_CTR_OPENED_PASSIVE);
-		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-					  BPF_SOCK_OPS_RTT_CB_FLAG |
-					  BPF_SOCK_OPS_STATE_CB_FLAG |
-					  BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		/*
+		 * Every callback costs a run per ACK or event: live mode asks only for what it
+		 * uses (RTT samples for the histogram, the close), event mode for every update.
+		 */
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+					  (!live_mode || rtt_bound_count ? BPF_SOCK_OPS_RTT_CB_FLAG : 0) |
+					  (!live_mode ? BPF_SOCK_OPS_RETRANS_CB_FLAG : 0));
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS,
 			    op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE,
 			    false, 0, true);
@@ -433,8 +500,9 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		 * in args[1]; older kernels pass 0: then the histogram takes srtt.
 		 */
 		histogram_add_rtt(skops->args[0] ? skops->args[0] : tp->srtt_us >> 3);
-		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, true,
-			    skops->args[1] >> 3, true);
+		if (!live_mode)
+			record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, true,
+				    skops->args[1] >> 3, true);
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, false, 0, true);
@@ -451,7 +519,8 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 /*
  * tcp_rcv_established variants: the same handler behind three attach points. It runs
  * for every received segment, so it leaves alone the flows whose sockops callbacks are
- * on (one field read): their RTT callback already updates them on every ACK.
+ * on (one field read): their callbacks already follow them (event mode: the RTT callback
+ * updates them on every ACK). In live mode it only makes sure the others have storage.
  */
 static __always_inline int on_rcv_established(struct sock *sk, __u8 hook, bool direct)
 {
@@ -460,7 +529,7 @@ static __always_inline int on_rcv_established(struct sock *sk, __u8 hook, bool d
 
 	if (!tp)
 		return 0;
-	if (FIELD(direct, tp, bpf_sock_ops_cb_flags) & BPF_SOCK_OPS_RTT_CB_FLAG)
+	if (FIELD(direct, tp, bpf_sock_ops_cb_flags) & BPF_SOCK_OPS_STATE_CB_FLAG)
 		return 0;
 	record_flow((struct sock *)tp, hook, FS_DIR_UNKNOWN, true, 0, direct);
 	return 0;
@@ -566,29 +635,28 @@ int flowstat_iter_owned(struct bpf_iter__bpf_sk_storage_map *ctx)
 }
 
 /*
- * The snapshot, in one pass: visits every socket flowstat tracks (in every namespace) and
- * writes one fs_flow_record from the socket's state now, so user space reads live, exact
- * values without first rewriting the map and then copying it. The map entry, when the LRU
- * still has one, adds what only the events saw: first seen, direction, hooks.
+ * Live mode's snapshot, in one pass: visits every socket flowstat tracks (in every
+ * namespace) and writes one fs_flow_record from the socket's state now and its storage,
+ * so user space reads live, exact values without a map to rewrite and copy.
  */
 SEC("iter/bpf_sk_storage_map")
 int flowstat_iter_snapshot(struct bpf_iter__bpf_sk_storage_map *ctx)
 {
-	struct fs_owner *owner = ctx->value;
+	struct fs_owner *info = ctx->value;
 	struct sock *sk = ctx->sk;
 	struct fs_flow_record *record;
-	struct fs_flow_stats *entry;
 	struct tcp_sock *tp;
 	__u32 slot;
 	__u8 state;
 
-	if (!sk)
+	if (!sk || !info)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return 0;
+	/* Listeners and sockets on their way to or from a flow carry storage too. */
 	state = ((struct sock *)tp)->__sk_common.skc_state;
-	if (state == TCP_LISTEN || state == TCP_CLOSE)
+	if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT || !info->first_seen_ns)
 		return 0;
 	/* One reader runs the iterator at a time: a plain counter is enough. */
 	slot = snapshot_count;
@@ -599,21 +667,14 @@ int flowstat_iter_snapshot(struct bpf_iter__bpf_sk_storage_map *ctx)
 	}
 	if (!flow_key_of((struct sock *)tp, &record->key, true))
 		return 0;
-	entry = bpf_map_lookup_elem(&flows, &record->key);
-	if (entry) {
-		__builtin_memcpy(&record->stats, entry, sizeof(record->stats));
-		record->flags = FS_RECORD_IN_MAP;
-	} else {
-		__builtin_memset(&record->stats, 0, sizeof(record->stats));
-		record->flags = 0;
-	}
+	record->_pad = 0;
+	__builtin_memset(&record->stats, 0, sizeof(record->stats));
 	read_tcp_state(tp, &record->stats, true);
+	record->stats.first_seen_ns = info->first_seen_ns;
 	record->stats.last_update_ns = bpf_ktime_get_ns();
-	/* The storage knows the owner even when the entry was made before it was recorded. */
-	if (owner && owner->pid) {
-		record->stats.pid = owner->pid;
-		__builtin_memcpy(record->stats.comm, owner->comm, sizeof(record->stats.comm));
-	}
+	record->stats.direction = info->direction;
+	record->stats.pid = info->pid;
+	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
 	snapshot_count = slot + 1;
 	return 0;
 }

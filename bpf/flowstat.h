@@ -72,11 +72,16 @@ struct fs_closed_histograms {
 };
 
 /*
- * Who owns a socket: the process that called connect() or listen() on it, kept in socket
- * storage ("owners") and cloned from a listener to the flows it accepts.
+ * What flowstat keeps with each socket it tracks, in socket storage ("owners"): who owns it
+ * (the process that called connect() or listen() on it; cloned from a listener to the flows
+ * it accepts), and, in live mode, when it was established and in which direction: there the
+ * snapshot reads everything else from the socket itself and the hash map is not used.
  */
 struct fs_owner {
-	__u32 pid;		/* thread group id */
+	__u64 first_seen_ns;	/* live mode: established, or seeded; 0 before */
+	__u32 pid;		/* thread group id; 0 when unknown */
+	__u8 direction;		/* live mode: enum fs_direction */
+	__u8 _pad[3];
 	char comm[FS_COMM_LEN];
 };
 
@@ -132,18 +137,13 @@ struct fs_closed_flow {
 	__u64 closed_ns;	/* bpf_ktime_get_ns() at CLOSE */
 };
 
-/* fs_flow_record.flags */
-enum fs_record_flag {
-	FS_RECORD_IN_MAP = 1 << 0,	/* the flow has an entry in "flows" (else the LRU evicted it) */
-};
-
 /*
  * One live flow as the snapshot iterator writes it: its key, its socket's state now, and
- * first_seen_ns, direction, seen_by and owner from its map entry and socket storage.
+ * first_seen_ns, direction and owner from its socket storage.
  */
 struct fs_flow_record {
 	struct fs_flow_key key;
-	__u32 flags;		/* enum fs_record_flag */
+	__u32 _pad;
 	struct fs_flow_stats stats;
 };
 
@@ -153,6 +153,6 @@ _Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout change
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
 _Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
 _Static_assert(sizeof(struct fs_closed_flow) == 160, "fs_closed_flow layout changed");
-_Static_assert(sizeof(struct fs_owner) == 20, "fs_owner layout changed");
+_Static_assert(sizeof(struct fs_owner) == 32, "fs_owner layout changed");
 
 #endif /* FLOWSTAT_H */

@@ -29,6 +29,7 @@
 struct fs_agent {
 	struct flowstat_bpf *skel;
 	uint32_t attached;
+	bool live;					/* see fs_agent_is_live */
 	int hook_errors[FS_HOOK_SLOTS];
 	char cgroup_path[PATH_MAX];
 	int cgroup_fd;
@@ -300,7 +301,7 @@ static void attach_storage_iterator(fs_agent *agent, uint32_t hook)
 static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_rcv, fs_error *error)
 {
 	struct flowstat_bpf *skel;
-	uint32_t rcv, state, hook;
+	uint32_t rcv, state, hook, capacity;
 	int err;
 
 	log_tail_reset();
@@ -318,11 +319,6 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 			      options->bytes_bound_count, "flow bytes", error)))
 		return err;
 	skel->rodata->rtt_sample_every = options->rtt_sample_every ? options->rtt_sample_every : 1;
-	if (options->map_entries) {
-		err = bpf_map__set_max_entries(skel->maps.flows, options->map_entries);
-		if (err)
-			return fail(error, err, "set flow map size to %u", options->map_entries);
-	}
 	if (options->ring_buffer_bytes) {
 		err = bpf_map__set_max_entries(skel->maps.closed_flows, options->ring_buffer_bytes);
 		if (err)
@@ -338,21 +334,22 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 			    "attach sock/inet_sock_set_state (tp_btf and tracepoint both failed)");
 	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
-	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
-		bpf_program__set_autoload(skel->progs.flowstat_iter_owned, false);
 	/*
-	 * The one-pass snapshot visits sockets with storage only, and the classic tracepoint
-	 * adds flows without (it has no typed socket): with it, snapshots read the map.
+	 * Live mode needs the snapshot iterator, which visits sockets with storage only; the
+	 * classic tracepoint has no typed socket to give storage to the flows it finds.
 	 */
-	if (!options->use_iterator || rcv == FS_HOOK_RCV_TRACEPOINT ||
-	    agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)])
+	agent->live = options->use_iterator && options->live_snapshot && rcv != FS_HOOK_RCV_TRACEPOINT &&
+		      !agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)];
+	skel->rodata->live_mode = agent->live;
+	if (!agent->live)
 		bpf_program__set_autoload(skel->progs.flowstat_iter_snapshot, false);
-	/* Its output array holds as many flows as the map; one entry when unused. */
-	err = bpf_map__set_max_entries(skel->maps.snapshot,
-				       bpf_program__autoload(skel->progs.flowstat_iter_snapshot)
-				       ? bpf_map__max_entries(skel->maps.flows) : 1);
-	if (err)
-		return fail(error, err, "size the snapshot array");
+	if (!options->use_iterator || agent->live || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
+		bpf_program__set_autoload(skel->progs.flowstat_iter_owned, false);
+	/* The capacity goes to the structure in use; the other keeps a token size. */
+	capacity = options->map_entries ? options->map_entries : bpf_map__max_entries(skel->maps.flows);
+	if ((err = bpf_map__set_max_entries(skel->maps.flows, agent->live ? 64 : capacity)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.snapshot, agent->live ? capacity : 1)))
+		return fail(error, err, "set flow capacity to %u", capacity);
 
 	err = flowstat_bpf__load(skel);
 	if (err) {
@@ -393,6 +390,9 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	/* Over tracked sockets only; without them (before 5.9), iter/tcp refreshes the map. */
 	attach_storage_iterator(agent, FS_HOOK_ITER_OWNED);
 	attach_storage_iterator(agent, FS_HOOK_ITER_SNAPSHOT);
+	/* Live mode cannot run without its snapshot: start over in event mode. */
+	if (agent->live && !(agent->attached & FS_HOOK_ITER_SNAPSHOT))
+		return -EAGAIN;
 	return 0;
 }
 
@@ -590,7 +590,12 @@ void fs_agent_release_tracked(fs_agent *agent)
 
 uint32_t fs_agent_map_capacity(const fs_agent *agent)
 {
-	return bpf_map__max_entries(agent->skel->maps.flows);
+	return bpf_map__max_entries(agent->live ? agent->skel->maps.snapshot : agent->skel->maps.flows);
+}
+
+int fs_agent_is_live(const fs_agent *agent)
+{
+	return agent->live;
 }
 
 const char *fs_agent_cgroup_path(const fs_agent *agent)

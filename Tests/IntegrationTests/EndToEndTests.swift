@@ -210,6 +210,50 @@ struct EndToEndTests {
         #expect(agent.stop() == 0)
     }
 
+    @Test("live mode: flows that existed before start-up are seeded, read live at every scrape, and leave when closed")
+    func existingFlowsInLiveMode() throws {
+        let network = try TestNetwork(tag: "lv")
+        defer { network.remove() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+        let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "2", "300000"])
+        defer { client.stop() }
+        let flows = try Self.readFlows(client)
+
+        let agent = try Agent()
+        defer { agent.stop() }
+        let first = try agent.scrape()
+        #expect(first.samples("flowstat_source_info").contains { $0.labels["hook"] == "iter_snapshot" })
+        for flow in flows {
+            #expect(Self.isExported(first, flow))
+        }
+        // No sockops callback follows these flows: their values come from the socket at the scrape.
+        client.send("send 1000000")
+        #expect(client.readLine() == "sent")
+        let later = try agent.scrape()
+        let kernel = try network.socketStats(in: network.client)
+        for flow in flows {
+            try Self.expectAgreement(later, kernel, src: flow.local, sport: flow.localPort,
+                                     dst: flow.remote, dport: flow.remotePort)
+            let before = try #require(first.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                                                 dst: flow.remote, dport: flow.remotePort))
+            let after = try #require(later.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                                                dst: flow.remote, dport: flow.remotePort))
+            #expect(after.value >= before.value + 250_000, "bytes acked \(before.value) -> \(after.value)")
+        }
+        let closedBefore = try #require(later.samples("tcp_flows_closed_total").first?.value)
+        client.stop()
+        var gone = try agent.scrape()
+        for _ in 0..<50 where flows.contains(where: { Self.isExported(gone, $0) }) {
+            usleep(100_000)
+            gone = try agent.scrape()
+        }
+        #expect(!flows.contains { Self.isExported(gone, $0) })
+        // Both ends of both flows closed; the state tracepoint counts closes sockops does not follow.
+        #expect(try #require(gone.samples("tcp_flows_closed_total").first?.value) >= closedBefore + 4)
+        #expect(agent.stop() == 0)
+    }
+
     @Test("a flow map smaller than the live flows: evictions are counted and the agent keeps serving")
     func evictionsAreCounted() throws {
         let network = try TestNetwork(tag: "ev")

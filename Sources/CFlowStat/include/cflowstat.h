@@ -37,6 +37,7 @@ typedef struct fs_options {
 	const char *cgroup_path;	/* cgroup v2 mount to attach sockops to; NULL: found in /proc/mounts */
 	uint32_t rcv_variants;		/* FS_HOOK_RCV_* bits to try (fentry > tp_btf > tracepoint); 0: all */
 	int use_iterator;		/* non-zero: attach iter/tcp, seed existing flows, allow fs_agent_refresh */
+	int live_snapshot;		/* non-zero: live mode where the kernel allows (see fs_agent_is_live) */
 	const uint64_t *rtt_bounds_ns;	/* increasing RTT histogram bounds; copied at open */
 	uint32_t rtt_bound_count;	/* at most FS_RTT_BOUNDS_MAX; 0: no histogram */
 	uint32_t rtt_sample_every;	/* count 1 in N RTT samples; 0 or 1: all */
@@ -59,6 +60,14 @@ uint32_t fs_agent_attached_hooks(const fs_agent *agent);
 /* Why an attempted hook variant is not attached: negative errno, or 0. */
 int fs_agent_hook_error(const fs_agent *agent, uint32_t hook);
 uint32_t fs_agent_map_capacity(const fs_agent *agent);
+/*
+ * Live mode: snapshots come from fs_agent_read_tracked(), every tracked socket read as it is
+ * now, and no hook writes the flow map. Otherwise (event mode: asked for, or the kernel or the
+ * classic tcp_probe tracepoint rule it out) hooks keep the map up to date and snapshots
+ * copy it (fs_agent_read_flows), after fs_agent_refresh_tracked / fs_agent_refresh.
+ * The capacity is the snapshot array's in live mode, the map's otherwise.
+ */
+int fs_agent_is_live(const fs_agent *agent);
 /* Path sockops is attached to. */
 const char *fs_agent_cgroup_path(const fs_agent *agent);
 

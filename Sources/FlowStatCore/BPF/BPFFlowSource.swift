@@ -79,13 +79,15 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Whether the refresh iterates flowstat's socket storage (all namespaces in one pass)
     /// rather than iter/tcp per namespace.
     private let refreshesTracked: Bool
-    /// Whether a snapshot is one pass of the snapshot iterator over the tracked sockets
-    /// (live values, no map rewrite and copy); else the map is refreshed and copied.
+    /// Live mode: a snapshot is one pass of the snapshot iterator over the tracked sockets
+    /// (live values, no map to rewrite and copy). Else the map is refreshed and copied.
     private let snapshotsTracked: Bool
     /// Drains the closed-flow ring buffer on its own thread.
     private let closedFlows: ClosedFlowCollector
     /// Whether the snapshot array overflowed once already (logged once, not per scrape).
     private var warnedSnapshotFull = false
+    /// Live mode: flows left out of snapshots for want of room, summed over snapshots.
+    private var leftOut: UInt64 = 0
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
@@ -122,6 +124,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             cOptions.cgroup_path = cgroupPath
             cOptions.rcv_variants = variants
             cOptions.use_iterator = 1
+            cOptions.live_snapshot = options.refreshBeforeSnapshot ? 1 : 0
             cOptions.rtt_sample_every = options.rttSampleEvery
             cOptions.ring_buffer_bytes = options.ringBufferBytes
             // fs_agent_open copies the bounds: the pointers only need to live through the call.
@@ -151,7 +154,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.bytesBounds = bytesBounds.map { $0.rounded(.down) }
         self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
         self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
-        self.snapshotsTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_SNAPSHOT.rawValue != 0
+        self.snapshotsTracked = fs_agent_is_live(agent) != 0
         self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
@@ -249,8 +252,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     }
 
     /// One pass of the snapshot iterator: every tracked socket as it is now; called with
-    /// `lock` held. Flows the LRU evicted are still here (their sockets still have storage);
-    /// map entries are counted from the records that found theirs.
+    /// `lock` held. Flows the snapshot array had no room for count as evictions, once per
+    /// snapshot, so that the alert on evictions still says "raise --map-entries".
     private func readTracked(_ agent: OpaquePointer) throws -> FlowSnapshot {
         var records: UnsafePointer<fs_flow_record>?
         var count: UInt32 = 0
@@ -265,17 +268,17 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         }
         var flows: [FlowSample] = []
         flows.reserveCapacity(Int(count))
-        var inMap = 0
         if let records {
             for index in 0..<Int(count) {
-                let record = records[index]
-                if record.flags & FS_RECORD_IN_MAP.rawValue != 0 { inMap += 1 }
-                if let sample = FlowSample(key: record.key, stats: record.stats) { flows.append(sample) }
+                if let sample = FlowSample(key: records[index].key, stats: records[index].stats) {
+                    flows.append(sample)
+                }
             }
         }
+        leftOut &+= UInt64(missed)
         let (durations, bytes) = try readClosedHistograms(agent)
-        return FlowSnapshot(flows: flows, mapEntries: inMap, mapCapacity: capacity,
-                            kernelEvents: try readEvents(agent, liveEntries: UInt64(inMap)),
+        return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
+                            kernelEvents: try readEvents(agent, liveEntries: UInt64(count), evictions: leftOut),
                             rttHistogram: try readRTTHistogram(agent),
                             flowDurationHistogram: durations, flowBytesHistogram: bytes)
     }
@@ -317,14 +320,17 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// The programs' counters. The kernel does not count LRU evictions, so they are derived:
     /// every entry ever inserted is either live, removed at close, or evicted. Inserts and
     /// removals are read a moment apart from the map, so the estimate is held monotone.
-    private func readEvents(_ agent: OpaquePointer, liveEntries: UInt64) throws -> KernelEventCounts {
+    /// In live mode there is no LRU map: the caller passes what stands for evictions.
+    private func readEvents(
+        _ agent: OpaquePointer, liveEntries: UInt64, evictions knownEvictions: UInt64? = nil
+    ) throws -> KernelEventCounts {
         var counters = [UInt64](repeating: 0, count: Int(FS_CTR_MAX.rawValue))
         var error = fs_error()
         guard fs_agent_read_counters(agent, &counters, &error) == 0 else { throw BPFError(error) }
         func counter(_ which: fs_counter) -> UInt64 { counters[Int(which.rawValue)] }
         let accounted = counter(FS_CTR_ENTRIES_REMOVED) &+ liveEntries
         let inserted = counter(FS_CTR_INSERTS)
-        evictions = max(evictions, inserted > accounted ? inserted - accounted : 0)
+        evictions = knownEvictions ?? max(evictions, inserted > accounted ? inserted - accounted : 0)
         return KernelEventCounts(
             updates: counter(FS_CTR_UPDATES), updatesSkipped: counter(FS_CTR_UPDATES_SKIPPED),
             insertFailures: counter(FS_CTR_INSERTS_FAILED), evictions: evictions,
