@@ -190,14 +190,40 @@ public struct CardinalityLimiter: Sendable {
                 tied.append(index)
             }
         }
-        tied.sort { lhs, rhs in
-            let left = flows[lhs].key
-            let right = flows[rhs].key
-            return (left.remote, left.remotePort, left.local, left.localPort, left.netns)
-                < (right.remote, right.remotePort, right.local, right.localPort, right.netns)
+        // Idle flows tie by the thousand: order them by packed integer keys built once,
+        // not by comparing flows' keys field by field in every comparison.
+        var tieKeys = tied.map { index in
+            let key = flows[index].key
+            return TieKey(
+                remoteHigh: key.remote.high, remoteLow: key.remote.low,
+                ports: UInt64(key.remotePort) << 48 | UInt64(key.localPort) << 32 | UInt64(key.netns),
+                localHigh: key.local.high, localLow: key.local.low, index: index)
         }
-        for index in tied.prefix(cap - keptCount) { keep[index] = true }
+        tieKeys.sort(by: TieKey.precedes)
+        for tie in tieKeys.prefix(cap - keptCount) { keep[tie.index] = true }
         return keep
+    }
+
+    /// A tied flow's place in the tie-break order: remote address and port, then local
+    /// address and port, then namespace (the ports word only decides among equal remotes,
+    /// so local addresses come between its two halves in the comparison).
+    private struct TieKey {
+        var remoteHigh: UInt64
+        var remoteLow: UInt64
+        var ports: UInt64  // remote port, local port, netns
+        var localHigh: UInt64
+        var localLow: UInt64
+        var index: Int
+
+        static func precedes(_ a: TieKey, _ b: TieKey) -> Bool {
+            if a.remoteHigh != b.remoteHigh { return a.remoteHigh < b.remoteHigh }
+            if a.remoteLow != b.remoteLow { return a.remoteLow < b.remoteLow }
+            let aRemotePort = a.ports >> 48, bRemotePort = b.ports >> 48
+            if aRemotePort != bRemotePort { return aRemotePort < bRemotePort }
+            if a.localHigh != b.localHigh { return a.localHigh < b.localHigh }
+            if a.localLow != b.localLow { return a.localLow < b.localLow }
+            return a.ports < b.ports  // same remote port: local port, then netns
+        }
     }
 
     /// The `k`-th largest value (1-based), by quickselect with a three-way partition (many
