@@ -75,18 +75,18 @@ struct FlowTable {
             reset(&retransmits)
         }
 
-        mutating func append(_ flow: borrowing FlowSample) {
-            rtt.append(flow.rtt)
-            rttVariance.append(flow.rttVariance)
-            minRTT.append(flow.minRTT)
-            cwnd.append(UInt64(flow.cwnd))
-            ssthresh.append(UInt64(flow.ssthresh))
-            deliveryRate.append(flow.deliveryRate)
-            dataSegmentsIn.append(flow.dataSegmentsIn)
-            dataSegmentsOut.append(flow.dataSegmentsOut)
-            bytesAcked.append(flow.bytesAcked)
-            bytesReceived.append(flow.bytesReceived)
-            retransmits.append(flow.retransmits)
+        mutating func append(_ flow: UnsafePointer<FlowSample>) {
+            rtt.append(flow.pointee.rtt)
+            rttVariance.append(flow.pointee.rttVariance)
+            minRTT.append(flow.pointee.minRTT)
+            cwnd.append(UInt64(flow.pointee.cwnd))
+            ssthresh.append(UInt64(flow.pointee.ssthresh))
+            deliveryRate.append(flow.pointee.deliveryRate)
+            dataSegmentsIn.append(flow.pointee.dataSegmentsIn)
+            dataSegmentsOut.append(flow.pointee.dataSegmentsOut)
+            bytesAcked.append(flow.pointee.bytesAcked)
+            bytesReceived.append(flow.pointee.bytesReceived)
+            retransmits.append(flow.pointee.retransmits)
         }
     }
 
@@ -116,7 +116,8 @@ struct FlowTable {
         rows.reserveCapacity(flows.count)
         arena.reserveCapacity(flows.count * 96)
 
-        // Flows are read in place: copying a sample costs more than using it.
+        // Flows are read through pointers, field by field: handed over as borrowed values,
+        // each sample was copied whole (176 bytes and a retain) on every use.
         flows.withUnsafeBufferPointer { flows in
             sorter.sort(flows)
             let order = sorter.order
@@ -150,11 +151,12 @@ struct FlowTable {
                             runEnd += 1
                         }
                         duplicatesDropped += runEnd - runStart - 1
+                        let flow = flows.baseAddress! + kept
                         let length = FlowTable.render(
-                            flows[kept], style: style, netns: withNetns, owner: owner, into: scratch.baseAddress!)
+                            flow, style: style, netns: withNetns, owner: owner, into: scratch.baseAddress!)
                         rows.append(Row(labelsStart: arena.count, labelsCount: length))
                         arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
-                        columns.append(flows[kept])
+                        columns.append(flow)
                         runStart = runEnd
                     }
                     groupStart = groupEnd
@@ -170,10 +172,10 @@ struct FlowTable {
     /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
     /// and numbers never contain characters that need escaping.
     private static func render(
-        _ flow: borrowing FlowSample, style: LabelStyle, netns: Bool, owner: OwnerLabels,
+        _ flow: UnsafePointer<FlowSample>, style: LabelStyle, netns: Bool, owner: OwnerLabels,
         into destination: UnsafeMutablePointer<UInt8>
     ) -> Int {
-        let key = flow.key
+        let key = flow.pointee.key
         var writer = ByteWriter(destination)
         switch style {
         case .endpoints:
@@ -187,7 +189,7 @@ struct FlowTable {
             writer.write(UInt64(key.remotePort))
         case .process:
             writer.write("{pid=\"")
-            writer.write(UInt64(flow.pid))
+            writer.write(UInt64(flow.pointee.pid))
             writer.write("\",dst=\"")
             writer.writeAddress(key.remote)
             writer.write("\",dport=\"")
@@ -204,7 +206,7 @@ struct FlowTable {
             writer.write(byte: UInt8(ascii: ")"))
         case .seedProcess:
             writer.write("{flow=\"(")
-            writer.write(UInt64(flow.pid))
+            writer.write(UInt64(flow.pointee.pid))
             writer.write(")(DST#")
             writer.writeAddress(key.remote)
             writer.write(byte: UInt8(ascii: "|"))
@@ -217,12 +219,12 @@ struct FlowTable {
         }
         if owner.contains(.pid), style == .endpoints || style == .seedEndpoints {
             writer.write("\",pid=\"")
-            if flow.pid != 0 { writer.write(UInt64(flow.pid)) }
+            if flow.pointee.pid != 0 { writer.write(UInt64(flow.pointee.pid)) }
         }
         if owner.contains(.comm) {
             writer.write("\",comm=\"")
             // The kernel's comm is at most 15 bytes; anything longer is not from it.
-            writer.writeEscapedLabelValue(String(flow.comm.utf8.prefix(15)) ?? "")
+            writer.writeEscapedLabelValue(String(flow.pointee.comm.utf8.prefix(15)) ?? "")
         }
         writer.write("\"}")
         return writer.count
