@@ -186,6 +186,45 @@ struct MetricsEncoderTests {
         ])
     }
 
+    @Test("IPv4 and IPv6 flows, duplicates and namespace collisions: the order and survivors of a plain sort")
+    func orderMatchesComparisonSort() {
+        // IPv4 flows take the encoder's packed fast path, the others a field-by-field
+        // comparison; addresses on both sides of `::ffff:0:0/96` check that the two merge.
+        let addresses = ["::", "::1", "0.0.0.9", "10.0.0.1", "10.0.0.2", "255.255.255.255", "::1:0:0:0", "2001:db8::1"]
+        var random = SeededGenerator(seed: 7)
+        let flows = (0..<3_000).map { index in
+            FlowSample(
+                key: Fixtures.key(
+                    .ipv6, addresses[Int(random.next() % 8)], [1, 80, 65_535][Int(random.next() % 3)],
+                    addresses[Int(random.next() % 8)], [2, 443][Int(random.next() % 2)],
+                    netns: random.next() % 4 == 0 ? Fixtures.containerNetns : Fixtures.hostNetns),
+                rtt: Double(index), lastUpdate: random.next() % 3)
+        }
+
+        // The reference: sort by label tuple, newest first among exact duplicates, keep the first.
+        func tuple(_ flow: FlowSample) -> (IPAddress, UInt16, IPAddress, UInt16) {
+            (flow.key.local, flow.key.localPort, flow.key.remote, flow.key.remotePort)
+        }
+        let sorted = flows.indices.sorted { a, b in
+            let (x, y) = (flows[a], flows[b])
+            if tuple(x) != tuple(y) { return tuple(x) < tuple(y) }
+            return (x.key.netns, y.lastUpdate, a) < (y.key.netns, x.lastUpdate, b)
+        }
+        let survivors = sorted.indices.filter { position in
+            position == 0 || tuple(flows[sorted[position]]) != tuple(flows[sorted[position - 1]])
+                || flows[sorted[position]].key.netns != flows[sorted[position - 1]].key.netns
+        }.map { flows[sorted[$0]] }
+        let expected = survivors.map { flow in
+            let collides = survivors.contains { tuple($0) == tuple(flow) && $0.key.netns != flow.key.netns }
+            let netns = collides ? #",netns="\#(flow.key.netns)""# : ""
+            return #"tcp_flow_rtt_seconds{src="\#(flow.key.local)",sport="\#(flow.key.localPort)",dst="\#(flow.key.remote)",dport="\#(flow.key.remotePort)"\#(netns)} \#(Int(flow.rtt))"#
+        }
+
+        let output = encode(FlowSnapshot(flows: flows, mapEntries: flows.count, mapCapacity: flows.count))
+        let rttLines = output.split(separator: "\n").filter { $0.hasPrefix("tcp_flow_rtt_seconds{") }.map(String.init)
+        #expect(rttLines == expected)
+    }
+
     @Test("an empty snapshot still describes every family; no scrape duration before the first scrape")
     func emptySnapshot() {
         let context = ExpositionContext(build: Fixtures.build, source: SourceInfo(kind: .inetDiag))

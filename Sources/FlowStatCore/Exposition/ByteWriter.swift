@@ -75,7 +75,9 @@ struct ByteWriter {
 
     /// Writes the last `count` decimal digits of `value`, zero-padded, at the cursor without
     /// advancing it. Fills from the right, two digits per division by a constant (which the
-    /// compiler turns into a multiplication).
+    /// compiler turns into a multiplication). Always inlined, like `decimalDigitCount`: they
+    /// run for nearly every series, and the compiler left them as calls.
+    @inline(__always)
     private func writeDigits(_ value: UInt64, count: Int) {
         let pairs = ByteWriter.digitPairs.utf8Start
         var end = cursor + count
@@ -94,6 +96,7 @@ struct ByteWriter {
 
     /// Digits of `value` in decimal: a comparison tree, as values cluster and branches
     /// predict well.
+    @inline(__always)
     private static func decimalDigitCount(_ value: UInt64) -> Int {
         if value < 100_000 {
             if value < 100 { return value < 10 ? 1 : 2 }

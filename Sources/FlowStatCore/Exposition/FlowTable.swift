@@ -75,58 +75,25 @@ struct FlowTable {
             reset(&retransmits)
         }
 
-        mutating func append(_ flow: borrowing FlowSample) {
-            rtt.append(flow.rtt)
-            rttVariance.append(flow.rttVariance)
-            minRTT.append(flow.minRTT)
-            cwnd.append(UInt64(flow.cwnd))
-            ssthresh.append(UInt64(flow.ssthresh))
-            deliveryRate.append(flow.deliveryRate)
-            dataSegmentsIn.append(flow.dataSegmentsIn)
-            dataSegmentsOut.append(flow.dataSegmentsOut)
-            bytesAcked.append(flow.bytesAcked)
-            bytesReceived.append(flow.bytesReceived)
-            retransmits.append(flow.retransmits)
+        mutating func append(_ flow: UnsafePointer<FlowSample>) {
+            rtt.append(flow.pointee.rtt)
+            rttVariance.append(flow.pointee.rttVariance)
+            minRTT.append(flow.pointee.minRTT)
+            cwnd.append(UInt64(flow.pointee.cwnd))
+            ssthresh.append(UInt64(flow.pointee.ssthresh))
+            deliveryRate.append(flow.pointee.deliveryRate)
+            dataSegmentsIn.append(flow.pointee.dataSegmentsIn)
+            dataSegmentsOut.append(flow.pointee.dataSegmentsOut)
+            bytesAcked.append(flow.pointee.bytesAcked)
+            bytesReceived.append(flow.pointee.bytesReceived)
+            retransmits.append(flow.pointee.retransmits)
         }
     }
 
     /// Values of the flows in `rows`, in the same order.
     private(set) var columns = Columns()
 
-    /// Sort key mirroring the label tuple (src, sport, dst, dport, netns), so that flows
-    /// whose label sets collide end up next to each other.
-    private struct SortKey {
-        var localHigh: UInt64
-        var localLow: UInt64
-        var localPort: UInt16
-        var remoteHigh: UInt64
-        var remoteLow: UInt64
-        var remotePort: UInt16
-        var netns: UInt32
-        var lastUpdate: UInt64
-        var index: Int
-
-        func sameEndpoints(as other: SortKey) -> Bool {
-            localHigh == other.localHigh && localLow == other.localLow && localPort == other.localPort
-                && remoteHigh == other.remoteHigh && remoteLow == other.remoteLow
-                && remotePort == other.remotePort
-        }
-
-        static func precedes(_ a: SortKey, _ b: SortKey) -> Bool {
-            if a.localHigh != b.localHigh { return a.localHigh < b.localHigh }
-            if a.localLow != b.localLow { return a.localLow < b.localLow }
-            if a.localPort != b.localPort { return a.localPort < b.localPort }
-            if a.remoteHigh != b.remoteHigh { return a.remoteHigh < b.remoteHigh }
-            if a.remoteLow != b.remoteLow { return a.remoteLow < b.remoteLow }
-            if a.remotePort != b.remotePort { return a.remotePort < b.remotePort }
-            if a.netns != b.netns { return a.netns < b.netns }
-            // Most recent first, so that it is the one kept among exact duplicates.
-            if a.lastUpdate != b.lastUpdate { return a.lastUpdate > b.lastUpdate }
-            return a.index < b.index
-        }
-    }
-
-    private var keys: [SortKey] = []
+    private var sorter = LabelTupleSorter()
 
     /// Total bytes of all label sets.
     var labelBytes: Int { arena.count }
@@ -142,54 +109,58 @@ struct FlowTable {
     mutating func rebuild(
         from flows: [FlowSample], alwaysNetns: Bool, style: LabelStyle = .endpoints, owner: OwnerLabels = []
     ) {
-        keys.removeAll(keepingCapacity: true)
         rows.removeAll(keepingCapacity: true)
         arena.removeAll(keepingCapacity: true)
         columns.removeAll(reservingCapacity: flows.count)
         duplicatesDropped = 0
+        rows.reserveCapacity(flows.count)
+        arena.reserveCapacity(flows.count * 96)
 
-        keys.reserveCapacity(flows.count)
-        for index in flows.indices {
-            let key = flows[index].key
-            keys.append(
-                SortKey(
-                    localHigh: key.local.high, localLow: key.local.low, localPort: key.localPort,
-                    remoteHigh: key.remote.high, remoteLow: key.remote.low, remotePort: key.remotePort,
-                    netns: key.netns, lastUpdate: flows[index].lastUpdate, index: index))
-        }
-        keys.sort(by: SortKey.precedes)
-
-        rows.reserveCapacity(keys.count)
-        arena.reserveCapacity(keys.count * 96)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FlowTable.maxLabelSetLength) { scratch in
-            var groupStart = 0
-            while groupStart < keys.count {
-                // A group is a run of flows with the same 4-tuple, i.e. the same label set
-                // without netns.
-                var groupEnd = groupStart + 1
-                while groupEnd < keys.count, keys[groupEnd].sameEndpoints(as: keys[groupStart]) {
-                    groupEnd += 1
-                }
-                // Only namespaces tell the group's label sets apart; exact duplicates (dropped
-                // below) do not count, so a stale entry does not change the survivor's labels.
-                var namespaces = 1
-                for position in (groupStart + 1)..<groupEnd where keys[position].netns != keys[position - 1].netns {
-                    namespaces += 1
-                }
-                let withNetns = alwaysNetns || namespaces > 1
-                for position in groupStart..<groupEnd {
-                    if position > groupStart, keys[position].netns == keys[position - 1].netns {
-                        duplicatesDropped += 1
-                        continue
+        // Flows are read through pointers, field by field: handed over as borrowed values,
+        // each sample was copied whole (176 bytes and a retain) on every use.
+        flows.withUnsafeBufferPointer { flows in
+            sorter.sort(flows)
+            let order = sorter.order
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FlowTable.maxLabelSetLength) { scratch in
+                var groupStart = 0
+                while groupStart < order.count {
+                    // A group is a run of flows with the same 4-tuple, i.e. the same label set
+                    // without netns; within it, flows are ordered by namespace.
+                    let groupKey = flows[order[groupStart]].key
+                    var groupEnd = groupStart + 1
+                    while groupEnd < order.count, flows[order[groupEnd]].key.hasSameEndpoints(as: groupKey) {
+                        groupEnd += 1
                     }
-                    let flowIndex = keys[position].index
-                    let length = FlowTable.render(
-                        flows[flowIndex], style: style, netns: withNetns, owner: owner, into: scratch.baseAddress!)
-                    rows.append(Row(labelsStart: arena.count, labelsCount: length))
-                    arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
-                    columns.append(flows[flowIndex])
+                    // Only namespaces tell the group's label sets apart; exact duplicates (dropped
+                    // below) do not count, so a stale entry does not change the survivor's labels.
+                    var namespaces = 1
+                    for position in (groupStart + 1)..<groupEnd
+                    where flows[order[position]].key.netns != flows[order[position - 1]].key.netns {
+                        namespaces += 1
+                    }
+                    let withNetns = alwaysNetns || namespaces > 1
+                    var runStart = groupStart
+                    while runStart < groupEnd {
+                        // Flows in one namespace are exact duplicates: keep the most recently
+                        // updated, the first of them on a tie.
+                        let netns = flows[order[runStart]].key.netns
+                        var kept = order[runStart]
+                        var runEnd = runStart + 1
+                        while runEnd < groupEnd, flows[order[runEnd]].key.netns == netns {
+                            if flows[order[runEnd]].lastUpdate > flows[kept].lastUpdate { kept = order[runEnd] }
+                            runEnd += 1
+                        }
+                        duplicatesDropped += runEnd - runStart - 1
+                        let flow = flows.baseAddress! + kept
+                        let length = FlowTable.render(
+                            flow, style: style, netns: withNetns, owner: owner, into: scratch.baseAddress!)
+                        rows.append(Row(labelsStart: arena.count, labelsCount: length))
+                        arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
+                        columns.append(flow)
+                        runStart = runEnd
+                    }
+                    groupStart = groupEnd
                 }
-                groupStart = groupEnd
             }
         }
     }
@@ -201,10 +172,10 @@ struct FlowTable {
     /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
     /// and numbers never contain characters that need escaping.
     private static func render(
-        _ flow: borrowing FlowSample, style: LabelStyle, netns: Bool, owner: OwnerLabels,
+        _ flow: UnsafePointer<FlowSample>, style: LabelStyle, netns: Bool, owner: OwnerLabels,
         into destination: UnsafeMutablePointer<UInt8>
     ) -> Int {
-        let key = flow.key
+        let key = flow.pointee.key
         var writer = ByteWriter(destination)
         switch style {
         case .endpoints:
@@ -218,7 +189,7 @@ struct FlowTable {
             writer.write(UInt64(key.remotePort))
         case .process:
             writer.write("{pid=\"")
-            writer.write(UInt64(flow.pid))
+            writer.write(UInt64(flow.pointee.pid))
             writer.write("\",dst=\"")
             writer.writeAddress(key.remote)
             writer.write("\",dport=\"")
@@ -235,7 +206,7 @@ struct FlowTable {
             writer.write(byte: UInt8(ascii: ")"))
         case .seedProcess:
             writer.write("{flow=\"(")
-            writer.write(UInt64(flow.pid))
+            writer.write(UInt64(flow.pointee.pid))
             writer.write(")(DST#")
             writer.writeAddress(key.remote)
             writer.write(byte: UInt8(ascii: "|"))
@@ -248,15 +219,22 @@ struct FlowTable {
         }
         if owner.contains(.pid), style == .endpoints || style == .seedEndpoints {
             writer.write("\",pid=\"")
-            if flow.pid != 0 { writer.write(UInt64(flow.pid)) }
+            if flow.pointee.pid != 0 { writer.write(UInt64(flow.pointee.pid)) }
         }
         if owner.contains(.comm) {
             writer.write("\",comm=\"")
             // The kernel's comm is at most 15 bytes; anything longer is not from it.
-            writer.writeEscapedLabelValue(String(flow.comm.utf8.prefix(15)) ?? "")
+            writer.writeEscapedLabelValue(String(flow.pointee.comm.utf8.prefix(15)) ?? "")
         }
         writer.write("\"}")
         return writer.count
+    }
+}
+
+extension FlowKey {
+    /// Whether both keys have the same 4-tuple, whatever their family and namespace.
+    fileprivate func hasSameEndpoints(as other: FlowKey) -> Bool {
+        local == other.local && localPort == other.localPort && remote == other.remote && remotePort == other.remotePort
     }
 }
 
