@@ -372,7 +372,8 @@ public struct MetricsEncoder: Sendable {
 
         if let events = snapshot.kernelEvents {
             writeFamily(
-                "flowstat_map_evictions_total", "Live flows the LRU flow map dropped to make room (map too small).",
+                "flowstat_map_evictions_total",
+                "Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise --map-entries.",
                 .counter, Double(events.evictions), into: &buffer)
             writeFamily(
                 "flowstat_map_insert_failures_total", "New flows the flow map refused to store.", .counter,
