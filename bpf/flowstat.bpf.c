@@ -117,6 +117,8 @@ struct {
 /* Records the snapshot iterator wrote, and tracked flows it had no room for; user space zeroes both. */
 __u32 snapshot_count = 0;
 __u32 snapshot_missed = 0;
+/* When the snapshot was taken: one clock read per snapshot, not one per flow. */
+__u64 snapshot_time_ns = 0;
 
 /* Closed-flow records for user space; a full buffer drops records, never blocks. */
 struct {
@@ -181,8 +183,13 @@ static __always_inline void histogram_add_rtt(__u32 rtt_us)
 #define FIELD(direct, ptr, ...) \
 	((direct) ? __builtin_preserve_access_index((ptr)->__VA_ARGS__) : BPF_CORE_READ(ptr, __VA_ARGS__))
 
-/* Fills key from the socket; false for sockets that are not IPv4/IPv6. */
-static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key, bool direct)
+/*
+ * Fills key from the socket; false for sockets that are not IPv4/IPv6. holds_port: the
+ * caller knows the socket is not closing, so skc_num (on the cache line the addresses share)
+ * still holds the local port, and no key made on the way to CLOSE must match this one.
+ */
+static __always_inline bool flow_key_of_socket(struct sock *sk, struct fs_flow_key *key, bool direct,
+					       bool holds_port)
 {
 	__u16 family = FIELD(direct, sk, __sk_common.skc_family);
 
@@ -209,11 +216,18 @@ static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key
 	 * Not skc_num: on the way to CLOSE the kernel releases the port (zeroing skc_num)
 	 * before the state tracepoint fires, and the close must find the same key.
 	 */
-	key->sport = bpf_ntohs(FIELD(direct, (struct inet_sock *)sk, inet_sport));
+	key->sport = holds_port ? FIELD(direct, sk, __sk_common.skc_num)
+				: bpf_ntohs(FIELD(direct, (struct inet_sock *)sk, inet_sport));
 	key->dport = bpf_ntohs(FIELD(direct, sk, __sk_common.skc_dport));
 	key->netns = direct ? sk->__sk_common.skc_net.net->ns.inum
 			    : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return true;
+}
+
+/* The key every event uses: the same from establishment to CLOSE. */
+static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key, bool direct)
+{
+	return flow_key_of_socket(sk, key, direct, false);
 }
 
 /* Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes. */
@@ -665,13 +679,16 @@ int flowstat_iter_snapshot(struct bpf_iter__bpf_sk_storage_map *ctx)
 		snapshot_missed++;
 		return 0;
 	}
-	if (!flow_key_of((struct sock *)tp, &record->key, true))
+	/* Not closing (filtered above): the local port is still in skc_num. */
+	if (!flow_key_of_socket((struct sock *)tp, &record->key, true, true))
 		return 0;
 	record->_pad = 0;
 	__builtin_memset(&record->stats, 0, sizeof(record->stats));
 	read_tcp_state(tp, &record->stats, true);
 	record->stats.first_seen_ns = info->first_seen_ns;
-	record->stats.last_update_ns = bpf_ktime_get_ns();
+	if (!slot)
+		snapshot_time_ns = bpf_ktime_get_ns();
+	record->stats.last_update_ns = snapshot_time_ns;
 	record->stats.direction = info->direction;
 	record->stats.pid = info->pid;
 	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
