@@ -69,6 +69,19 @@ struct EndToEndTests {
                 "cwnd \(cwnd.value) vs ss \(kernelCwnd) for \(src):\(sport)")
     }
 
+    /// The client's end of each flow, and the server's end of the same flow (seen from the
+    /// other side), against `ss` read in each namespace just after the scrape.
+    static func expectBothEndsAgree(_ metrics: Exposition, _ network: TestNetwork, _ flows: [Flow]) throws {
+        let clientKernel = try network.socketStats(in: network.client)
+        let serverKernel = try network.socketStats(in: network.server)
+        for flow in flows {
+            try expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
+                                dst: flow.remote, dport: flow.remotePort)
+            try expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
+                                dst: flow.local, dport: flow.localPort)
+        }
+    }
+
     @Test("with the classic tcp_probe tracepoint (flows without socket storage) the map is refreshed and read instead, and agrees with ss")
     func refreshAndMapReadWithoutSnapshotIterator() throws {
         let network = try TestNetwork(tag: "rf")
@@ -82,14 +95,7 @@ struct EndToEndTests {
         let flows = try Self.readFlows(client)
 
         let metrics = try agent.scrape()
-        let clientKernel = try network.socketStats(in: network.client)
-        let serverKernel = try network.socketStats(in: network.server)
-        for flow in flows {
-            try Self.expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
-                                     dst: flow.remote, dport: flow.remotePort)
-            try Self.expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
-                                     dst: flow.local, dport: flow.localPort)
-        }
+        try Self.expectBothEndsAgree(metrics, network, flows)
         let hooks = metrics.samples("flowstat_source_info").compactMap { $0.labels["hook"] }  // attached ones
         #expect(hooks.contains("iter_sk_storage") && !hooks.contains("iter_snapshot"), "hooks: \(hooks)")
     }
@@ -119,16 +125,7 @@ struct EndToEndTests {
         #expect(flows.count == 8)
 
         let metrics = try agent.scrape()
-        let clientKernel = try network.socketStats(in: network.client)
-        let serverKernel = try network.socketStats(in: network.server)
-
-        for flow in flows {
-            // The client's end, and the server's end of the same flow (seen from the other side).
-            try Self.expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
-                                     dst: flow.remote, dport: flow.remotePort)
-            try Self.expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
-                                     dst: flow.local, dport: flow.localPort)
-        }
+        try Self.expectBothEndsAgree(metrics, network, flows)
         let attached = Set(metrics.samples("flowstat_source_info").compactMap { $0.labels["hook"] })
         // iter_snapshot: the values above came from the one-pass snapshot iterator.
         #expect(attached.isSuperset(of: ["sockops", "tcp_rcv_established", "inet_sock_set_state", "iter_snapshot"]))
