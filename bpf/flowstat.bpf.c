@@ -4,9 +4,12 @@
  * picks before load (live_mode):
  *
  *   live mode    a flow is its socket storage ("owners": first seen, direction, owner);
- *                the snapshot iterator reads each tracked socket's tcp_sock at the scrape
+ *                a snapshot iterator reads each tracked socket's tcp_sock at the scrape
  *                into the mapped array "snapshot". Events only count, sample RTTs and
- *                report closes: no per-flow copy to keep up to date on every ACK.
+ *                report closes: no per-flow copy to keep up to date on every ACK. The
+ *                iterator is iter/bpf_sk_storage_map (every namespace in one run) where
+ *                the kernel allows it, else iter/tcp run once per network namespace that
+ *                holds tracked flows ("netns_with_flows" names the new ones).
  *   event mode   one entry per flow in the LRU map "flows", rewritten from tcp_sock on
  *                every RTT sample, retransmit and (flows sockops does not follow) received
  *                segment, removed at close; "flowstat_iter_owned" (or iter/tcp before 5.9)
@@ -20,11 +23,13 @@
  *                              update; STATE to CLOSE -> count and report the flow
  *   tcp_rcv_established        flows sockops cannot see (opened before flowstat
  *                              attached): fentry, else tp_btf/tcp_probe, else
- *                              tracepoint/tcp/tcp_probe; all three share one handler
+ *                              raw_tp/tcp_probe (untyped, needs no tracefs), else
+ *                              tracepoint/tcp/tcp_probe (needs tracefs); one handler
  *   sock/inet_sock_set_state   records socket owners at connect() and listen(); counts
  *                              and reports closed flows sockops does not follow;
- *                              tp_btf, else the classic tracepoint
- *   iter/tcp                   run at start-up to seed flows that already exist
+ *                              tp_btf, else raw_tp, else the classic tracepoint
+ *   iter/tcp                   run at start-up to seed flows that already exist; the
+ *                              live snapshot, per namespace, where the next is refused
  *   iter/bpf_sk_storage_map    the snapshot (live) or the rewrite (event mode)
  */
 #include <linux/bpf.h>
@@ -53,6 +58,8 @@
  * event mode, for kernels or settings the snapshot iterator cannot serve.
  */
 const volatile bool live_mode = false;
+/* Live mode through iter/tcp: note the namespaces where flows become tracked (netns_with_flows). */
+const volatile bool note_namespaces = false;
 const volatile __u64 min_update_interval_ns = 0;	/* 0: update on every event */
 const volatile __u32 rtt_bound_count = 0;		/* 0: no RTT histogram */
 const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {};	/* increasing upper bounds */
@@ -119,6 +126,18 @@ __u32 snapshot_count = 0;
 __u32 snapshot_missed = 0;
 /* When the snapshot was taken: one clock read per snapshot, not one per flow. */
 __u64 snapshot_time_ns = 0;
+
+/*
+ * Network namespaces (inode) where a flow became tracked since user space last took the
+ * keys: the iter/tcp snapshot visits these besides those that had flows in the last one.
+ * A full map only costs a namespace its flows until user space takes the keys.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} netns_with_flows SEC(".maps");
 
 /* Closed-flow records for user space; a full buffer drops records, never blocks. */
 struct {
@@ -249,24 +268,39 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
 	s->state = FIELD(direct, (struct sock *)tp, __sk_common.skc_state);
 }
 
+/* One lookup when the namespace is already noted: no write on the common path. */
+static __always_inline void note_namespace(struct sock *sk, bool direct)
+{
+	__u32 inode = direct ? sk->__sk_common.skc_net.net->ns.inum
+			     : BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	__u8 one = 1;
+
+	if (!bpf_map_lookup_elem(&netns_with_flows, &inode))
+		bpf_map_update_elem(&netns_with_flows, &inode, &one, BPF_ANY);
+}
+
 /*
  * Live mode's update: makes sure the socket has its storage, stamped with when flowstat
  * first saw it established. Cheap enough for every packet: a socket caches its storage.
+ * Returns the storage, or NULL if the kernel had no room.
  */
-static __always_inline void track_socket(struct sock *sk, __u8 direction)
+static __always_inline struct fs_owner *track_socket(struct sock *sk, __u8 direction)
 {
 	struct fs_owner *info = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
 	if (!info) {
 		count(FS_CTR_INSERTS_FAILED);
-		return;
+		return NULL;
 	}
 	if (!info->first_seen_ns) {
 		info->first_seen_ns = bpf_ktime_get_ns();
 		count(FS_CTR_INSERTS);
+		if (note_namespaces)
+			note_namespace(sk, true);
 	}
 	if (direction != FS_DIR_UNKNOWN)
 		info->direction = direction;
+	return info;
 }
 
 /*
@@ -275,17 +309,22 @@ static __always_inline void track_socket(struct sock *sk, __u8 direction)
  * min_update_interval_ns; lifecycle events always write. new_srtt_us, when not
  * 0, is the smoothed RTT the kernel is about to store (see the RTT callback).
  */
-static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 direction,
+static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direction,
 					 bool rate_limited, __u32 new_srtt_us, bool direct)
 {
 	struct fs_flow_key key;
 	struct fs_flow_stats *entry;
 	__u64 now;
 
-	/* Live mode never runs with the classic tracepoint, the one caller without a typed socket. */
+	/*
+	 * Untyped callers (raw_tp, the classic tracepoint) cannot give a socket storage; with
+	 * iter/tcp snapshots they point it at the namespace, whose next snapshot tracks the flow.
+	 */
 	if (live_mode) {
 		if (direct)
 			track_socket(sk, direction);
+		else if (note_namespaces)
+			note_namespace(sk, false);
 		return;
 	}
 	if (!flow_key_of(sk, &key, direct))
@@ -303,7 +342,7 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 		if (new_srtt_us)
 			entry->srtt_us = new_srtt_us;
 		entry->last_update_ns = now;
-		entry->seen_by |= hook;
+		entry->seen_by |= (__u8)hook;	/* the first eight hooks fit */
 		if (direction != FS_DIR_UNKNOWN)
 			entry->direction = direction;
 	} else {
@@ -314,7 +353,7 @@ static __always_inline void record_flow(struct sock *sk, __u8 hook, __u8 directi
 			fresh.srtt_us = new_srtt_us;
 		fresh.first_seen_ns = now;
 		fresh.last_update_ns = now;
-		fresh.seen_by = hook;
+		fresh.seen_by = (__u8)hook;
 		fresh.direction = direction;
 		/*
 		 * Every tracked socket gets storage (even without a known owner): the refresh
@@ -536,7 +575,7 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
  * on (one field read): their callbacks already follow them (event mode: the RTT callback
  * updates them on every ACK). In live mode it only makes sure the others have storage.
  */
-static __always_inline int on_rcv_established(struct sock *sk, __u8 hook, bool direct)
+static __always_inline int on_rcv_established(struct sock *sk, __u32 hook, bool direct)
 {
 	/* The verifier types a BTF argument as struct sock: cast it to reach tcp_sock fields. */
 	struct tcp_sock *tp = direct ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
@@ -561,6 +600,13 @@ int BPF_PROG(flowstat_rcv_tp_btf, struct sock *sk, struct sk_buff *skb)
 	return on_rcv_established(sk, FS_HOOK_RCV_TP_BTF, true);
 }
 
+/* Raw tracepoint: needs neither BTF typing of the hook nor tracefs; reads go through probes. */
+SEC("raw_tp/tcp_probe")
+int BPF_PROG(flowstat_rcv_raw_tp, struct sock *sk, struct sk_buff *skb)
+{
+	return on_rcv_established(sk, FS_HOOK_RCV_RAW_TP, false);
+}
+
 SEC("tracepoint/tcp/tcp_probe")
 int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 {
@@ -575,7 +621,8 @@ static __always_inline void record_owner(struct sock *sk)
 	if (!owner)
 		return;
 	owner->pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+	/* The process's name, not the calling thread's (bpf_get_current_comm): "nginx", not "NIO-ELT-1-#1". */
+	BPF_CORE_READ_STR_INTO(&owner->comm, (struct task_struct *)bpf_get_current_task(), group_leader, comm);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -590,6 +637,16 @@ int BPF_PROG(flowstat_state_tp_btf, struct sock *sk, int oldstate, int newstate)
 		record_owner((struct sock *)tp);
 	else
 		on_state_change((struct sock *)tp, oldstate, newstate, true);
+	return 0;
+}
+
+/* No typed socket: no owners (storage), only closes of flows sockops does not follow. */
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(flowstat_state_raw_tp, struct sock *sk, int oldstate, int newstate)
+{
+	/* sk_protocol was a bitfield before Linux 5.6: the probed bitfield read fits both layouts. */
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP)
+		on_state_change(sk, oldstate, newstate, false);
 	return 0;
 }
 
@@ -649,6 +706,38 @@ int flowstat_iter_owned(struct bpf_iter__bpf_sk_storage_map *ctx)
 }
 
 /*
+ * Appends one flow to the snapshot array: its key, its socket's state now, and what its
+ * storage knows. Not for closing sockets (the caller filters them): the local port is
+ * read from skc_num.
+ */
+static __always_inline void write_snapshot_record(struct tcp_sock *tp, struct fs_owner *info)
+{
+	struct fs_flow_record *record;
+	/* One reader runs the iterator at a time: a plain counter is enough. */
+	__u32 slot = snapshot_count;
+
+	record = bpf_map_lookup_elem(&snapshot, &slot);
+	if (!record) {
+		snapshot_missed++;
+		return;
+	}
+	if (!flow_key_of_socket((struct sock *)tp, &record->key, true, true))
+		return;
+	record->_pad = 0;
+	__builtin_memset(&record->stats, 0, sizeof(record->stats));
+	read_tcp_state(tp, &record->stats, true);
+	record->stats.first_seen_ns = info->first_seen_ns;
+	/* One clock read per snapshot, not per flow; user space zeroes it with the count. */
+	if (!snapshot_time_ns)
+		snapshot_time_ns = bpf_ktime_get_ns();
+	record->stats.last_update_ns = snapshot_time_ns;
+	record->stats.direction = info->direction;
+	record->stats.pid = info->pid;
+	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
+	snapshot_count = slot + 1;
+}
+
+/*
  * Live mode's snapshot, in one pass: visits every socket flowstat tracks (in every
  * namespace) and writes one fs_flow_record from the socket's state now and its storage,
  * so user space reads live, exact values without a map to rewrite and copy.
@@ -658,9 +747,7 @@ int flowstat_iter_snapshot(struct bpf_iter__bpf_sk_storage_map *ctx)
 {
 	struct fs_owner *info = ctx->value;
 	struct sock *sk = ctx->sk;
-	struct fs_flow_record *record;
 	struct tcp_sock *tp;
-	__u32 slot;
 	__u8 state;
 
 	if (!sk || !info)
@@ -672,27 +759,36 @@ int flowstat_iter_snapshot(struct bpf_iter__bpf_sk_storage_map *ctx)
 	state = ((struct sock *)tp)->__sk_common.skc_state;
 	if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT || !info->first_seen_ns)
 		return 0;
-	/* One reader runs the iterator at a time: a plain counter is enough. */
-	slot = snapshot_count;
-	record = bpf_map_lookup_elem(&snapshot, &slot);
-	if (!record) {
-		snapshot_missed++;
+	write_snapshot_record(tp, info);
+	return 0;
+}
+
+/*
+ * Live mode's snapshot where the kernel refuses storage-map iterators: run by user space
+ * once in each network namespace that holds tracked flows (iter/tcp walks the namespace
+ * of the process that creates it). Established flows it finds without storage (sockops
+ * did not see them open, no packet arrived since start-up) get it here.
+ */
+SEC("iter/tcp")
+int flowstat_iter_tcp_snapshot(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct fs_owner *info;
+	struct tcp_sock *tp;
+	__u8 state;
+
+	if (!skc)
 		return 0;
-	}
-	/* Not closing (filtered above): the local port is still in skc_num. */
-	if (!flow_key_of_socket((struct sock *)tp, &record->key, true, true))
+	/* NULL for request and time-wait minisockets, which have no tcp_sock. */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
 		return 0;
-	record->_pad = 0;
-	__builtin_memset(&record->stats, 0, sizeof(record->stats));
-	read_tcp_state(tp, &record->stats, true);
-	record->stats.first_seen_ns = info->first_seen_ns;
-	if (!slot)
-		snapshot_time_ns = bpf_ktime_get_ns();
-	record->stats.last_update_ns = snapshot_time_ns;
-	record->stats.direction = info->direction;
-	record->stats.pid = info->pid;
-	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
-	snapshot_count = slot + 1;
+	state = skc->skc_state;
+	if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT)
+		return 0;
+	info = track_socket((struct sock *)tp, FS_DIR_UNKNOWN);
+	if (info)
+		write_snapshot_record(tp, info);
 	return 0;
 }
 

@@ -29,6 +29,16 @@ enum fs_hook {
 	FS_HOOK_STATE_TP_BTF = 1 << 6,		/* tp_btf/inet_sock_set_state */
 	FS_HOOK_ITER_OWNED = 1 << 7,		/* iter/bpf_sk_storage_map over "owners": the refresh */
 	FS_HOOK_ITER_SNAPSHOT = 1 << 8,		/* iter/bpf_sk_storage_map over "owners": the snapshot */
+	FS_HOOK_RCV_RAW_TP = 1 << 9,		/* raw_tp/tcp_probe: no BTF typing, no tracefs */
+	FS_HOOK_STATE_RAW_TP = 1 << 10,		/* raw_tp/inet_sock_set_state */
+	FS_HOOK_ITER_TCP_SNAPSHOT = 1 << 11,	/* iter/tcp, once per network namespace: the snapshot */
+};
+
+/* How snapshots are taken; user space picks the first the kernel allows. */
+enum fs_mode {
+	FS_MODE_EVENT = 0,		/* the LRU map "flows", rewritten by events, copied in batches */
+	FS_MODE_LIVE_STORAGE_ITER = 1,	/* one iter/bpf_sk_storage_map run over every tracked socket */
+	FS_MODE_LIVE_TCP_ITER = 2,	/* one iter/tcp run per network namespace with tracked flows */
 };
 
 /* Per-CPU event counters (map "counters"); user space sums the CPUs. */

@@ -81,6 +81,12 @@ struct tcp_sock {
 	__u8 bpf_sock_ops_cb_flags;	/* BPF_SOCK_OPS_*_CB_FLAG set by sockops */
 } __core;
 
+/* The process name is the thread-group leader's comm: a thread's own name is often a pool's. */
+struct task_struct {
+	struct task_struct *group_leader;
+	char comm[16];
+} __core;
+
 struct sk_buff;
 struct seq_file;
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -24,12 +25,13 @@
 #include "cflowstat.h"
 #include "generated/flowstat.skel.h"
 
-#define FS_HOOK_SLOTS 9
+#define FS_HOOK_SLOTS 12
 
 struct fs_agent {
 	struct flowstat_bpf *skel;
 	uint32_t attached;
-	bool live;					/* see fs_agent_is_live */
+	enum fs_mode mode;				/* see fs_agent_mode */
+	bool mounted_tracefs;				/* a classic tracepoint needed it */
 	int hook_errors[FS_HOOK_SLOTS];
 	char cgroup_path[PATH_MAX];
 	int cgroup_fd;
@@ -140,6 +142,9 @@ static struct bpf_program *program_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_ITER_TCP: return skel->progs.flowstat_iter_tcp;
 	case FS_HOOK_ITER_OWNED: return skel->progs.flowstat_iter_owned;
 	case FS_HOOK_ITER_SNAPSHOT: return skel->progs.flowstat_iter_snapshot;
+	case FS_HOOK_RCV_RAW_TP: return skel->progs.flowstat_rcv_raw_tp;
+	case FS_HOOK_STATE_RAW_TP: return skel->progs.flowstat_state_raw_tp;
+	case FS_HOOK_ITER_TCP_SNAPSHOT: return skel->progs.flowstat_iter_tcp_snapshot;
 	}
 	return NULL;
 }
@@ -156,18 +161,44 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_ITER_TCP: return &skel->links.flowstat_iter_tcp;
 	case FS_HOOK_ITER_OWNED: return &skel->links.flowstat_iter_owned;
 	case FS_HOOK_ITER_SNAPSHOT: return &skel->links.flowstat_iter_snapshot;
+	case FS_HOOK_RCV_RAW_TP: return &skel->links.flowstat_rcv_raw_tp;
+	case FS_HOOK_STATE_RAW_TP: return &skel->links.flowstat_state_raw_tp;
+	case FS_HOOK_ITER_TCP_SNAPSHOT: return &skel->links.flowstat_iter_tcp_snapshot;
 	}
 	return NULL;
 }
 
+/*
+ * Typed variants first (direct reads, socket storage), then raw_tp (probe reads, no
+ * tracefs), then the classic tracepoint (probe reads, needs tracefs mounted).
+ */
 static const uint32_t rcv_preference[] = {
-	FS_HOOK_RCV_FENTRY, FS_HOOK_RCV_TP_BTF, FS_HOOK_RCV_TRACEPOINT,
+	FS_HOOK_RCV_FENTRY, FS_HOOK_RCV_TP_BTF, FS_HOOK_RCV_RAW_TP, FS_HOOK_RCV_TRACEPOINT,
 };
 
-/* tp_btf reads the socket directly; the classic tracepoint needs probe reads. */
 static const uint32_t state_preference[] = {
-	FS_HOOK_STATE_TP_BTF, FS_HOOK_STATE_TRACEPOINT,
+	FS_HOOK_STATE_TP_BTF, FS_HOOK_STATE_RAW_TP, FS_HOOK_STATE_TRACEPOINT,
 };
+
+/* Variants that read the socket through probes: no typed socket, so no socket storage. */
+static bool is_untyped(uint32_t hook)
+{
+	return hook & (FS_HOOK_RCV_RAW_TP | FS_HOOK_RCV_TRACEPOINT | FS_HOOK_STATE_RAW_TP | FS_HOOK_STATE_TRACEPOINT);
+}
+
+/*
+ * libbpf finds a classic tracepoint's id in tracefs, which many hosts do not mount (raw_tp
+ * and tp_btf need it not): mount it where the kernel's default mount point is empty.
+ */
+static int ensure_tracefs(fs_agent *agent)
+{
+	if (access("/sys/kernel/tracing/events", F_OK) == 0 || access("/sys/kernel/debug/tracing/events", F_OK) == 0)
+		return 0;
+	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+		return -errno;
+	agent->mounted_tracefs = true;
+	return 0;
+}
 
 /*
  * Keeps autoload on for the most preferred variant of a group that is wanted and not
@@ -192,7 +223,12 @@ static uint32_t choose_variant(fs_agent *agent, const uint32_t *preference, size
 static int attach_optional(fs_agent *agent, uint32_t hook)
 {
 	struct bpf_link **link = link_of(agent->skel, hook);
+	int err;
 
+	if ((hook & (FS_HOOK_RCV_TRACEPOINT | FS_HOOK_STATE_TRACEPOINT)) && (err = ensure_tracefs(agent))) {
+		agent->hook_errors[hook_slot(hook)] = err;
+		return -EAGAIN;
+	}
 	*link = bpf_program__attach(program_of(agent->skel, hook));
 	if (!*link) {
 		agent->hook_errors[hook_slot(hook)] = -errno;
@@ -273,6 +309,33 @@ static int run_iterator(struct bpf_link *link)
 	return got < 0 ? -errno : 0;
 }
 
+/*
+ * Runs an iter/tcp link in a network namespace (netns_fd), or in ours (-1): the iterator
+ * walks the namespace of the thread that creates it, so the thread visits and returns.
+ */
+static int run_iterator_in(struct bpf_link *link, int netns_fd, fs_error *error, const char *what)
+{
+	int home = -1, err;
+
+	if (netns_fd >= 0) {
+		home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (home < 0)
+			return fail(error, errno, "open own network namespace");
+		if (setns(netns_fd, CLONE_NEWNET)) {
+			err = errno;
+			close(home);
+			return fail(error, err, "enter network namespace (needs CAP_SYS_ADMIN)");
+		}
+	}
+	err = run_iterator(link);
+	if (home >= 0) {
+		if (setns(home, CLONE_NEWNET))
+			abort();	/* this thread would serve from a foreign namespace */
+		close(home);
+	}
+	return err ? fail(error, err, "%s", what) : 0;
+}
+
 /* Attaches an iterator over the "owners" socket storage, if it loaded; failures are recorded. */
 static void attach_storage_iterator(fs_agent *agent, uint32_t hook)
 {
@@ -294,6 +357,28 @@ static void attach_storage_iterator(fs_agent *agent, uint32_t hook)
 }
 
 /*
+ * The best snapshot mode this pass may try: the storage-map iterator reads every tracked
+ * socket of every namespace in one run, but visits only sockets with storage, which
+ * untyped receive hooks cannot give; iter/tcp runs once per namespace and gives storage
+ * itself. Event mode where neither is allowed (or live snapshots are off).
+ */
+static int choose_mode(const fs_agent *agent, const fs_options *options, uint32_t rcv)
+{
+	uint32_t allowed = options->modes ? options->modes : ~0u;
+	bool live = options->use_iterator && options->live_snapshot;
+
+	if (live && (allowed & FS_MODE_BIT(FS_MODE_LIVE_STORAGE_ITER)) && !is_untyped(rcv) &&
+	    !agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)])
+		return FS_MODE_LIVE_STORAGE_ITER;
+	if (live && (allowed & FS_MODE_BIT(FS_MODE_LIVE_TCP_ITER)) &&
+	    !agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP_SNAPSHOT)])
+		return FS_MODE_LIVE_TCP_ITER;
+	if (allowed & FS_MODE_BIT(FS_MODE_EVENT))
+		return FS_MODE_EVENT;
+	return -1;
+}
+
+/*
  * One open → configure → load → attach pass. Returns 0 when the agent is up,
  * -EAGAIN when an optional variant failed (recorded in hook_errors) and another
  * pass should try without it, or another negative errno on a fatal failure.
@@ -302,6 +387,7 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 {
 	struct flowstat_bpf *skel;
 	uint32_t rcv, state, hook, capacity;
+	bool live;
 	int err;
 
 	log_tail_reset();
@@ -328,27 +414,37 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 
 	rcv = choose_variant(agent, rcv_preference, sizeof(rcv_preference) / sizeof(rcv_preference[0]), want_rcv);
 	state = choose_variant(agent, state_preference, sizeof(state_preference) / sizeof(state_preference[0]),
-			       FS_HOOK_STATE_TP_BTF | FS_HOOK_STATE_TRACEPOINT);
+			       FS_HOOK_STATE_TP_BTF | FS_HOOK_STATE_RAW_TP | FS_HOOK_STATE_TRACEPOINT);
 	if (!state)
 		return fail(error, agent->hook_errors[hook_slot(FS_HOOK_STATE_TRACEPOINT)],
-			    "attach sock/inet_sock_set_state (tp_btf and tracepoint both failed)");
+			    "attach sock/inet_sock_set_state (tp_btf, raw_tp and tracepoint all failed)");
 	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
-	/*
-	 * Live mode needs the snapshot iterator, which visits sockets with storage only; the
-	 * classic tracepoint has no typed socket to give storage to the flows it finds.
-	 */
-	agent->live = options->use_iterator && options->live_snapshot && rcv != FS_HOOK_RCV_TRACEPOINT &&
-		      !agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)];
-	skel->rodata->live_mode = agent->live;
-	if (!agent->live)
+	if ((err = choose_mode(agent, options, rcv)) < 0) {
+		hook = agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)] ? FS_HOOK_ITER_SNAPSHOT : FS_HOOK_ITER_TCP_SNAPSHOT;
+		/* The step is matched in BPFError; the errno is the last refused iterator's. */
+		err = fail(error, agent->hook_errors[hook_slot(hook)] ? agent->hook_errors[hook_slot(hook)] : EOPNOTSUPP,
+			   "start a snapshot mode --bpf.mode allows");
+		if (error)
+			snprintf(error->message, sizeof(error->message), "the kernel refused %s: %s%s",
+				 bpf_program__name(program_of(skel, hook)), strerror(-err),
+				 is_untyped(rcv) ? " (or the receive hook has no typed socket)" : "");
+		return err;
+	}
+	agent->mode = err;
+	live = agent->mode != FS_MODE_EVENT;
+	skel->rodata->live_mode = live;
+	skel->rodata->note_namespaces = agent->mode == FS_MODE_LIVE_TCP_ITER;
+	if (agent->mode != FS_MODE_LIVE_STORAGE_ITER)
 		bpf_program__set_autoload(skel->progs.flowstat_iter_snapshot, false);
-	if (!options->use_iterator || agent->live || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
+	if (agent->mode != FS_MODE_LIVE_TCP_ITER)
+		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp_snapshot, false);
+	if (!options->use_iterator || live || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_owned, false);
 	/* The capacity goes to the structure in use; the other keeps a token size. */
 	capacity = options->map_entries ? options->map_entries : bpf_map__max_entries(skel->maps.flows);
-	if ((err = bpf_map__set_max_entries(skel->maps.flows, agent->live ? 64 : capacity)) ||
-	    (err = bpf_map__set_max_entries(skel->maps.snapshot, agent->live ? capacity : 1)))
+	if ((err = bpf_map__set_max_entries(skel->maps.flows, live ? 64 : capacity)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.snapshot, live ? capacity : 1)))
 		return fail(error, err, "set flow capacity to %u", capacity);
 
 	err = flowstat_bpf__load(skel);
@@ -390,8 +486,17 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	/* Over tracked sockets only; without them (before 5.9), iter/tcp refreshes the map. */
 	attach_storage_iterator(agent, FS_HOOK_ITER_OWNED);
 	attach_storage_iterator(agent, FS_HOOK_ITER_SNAPSHOT);
-	/* Live mode cannot run without its snapshot: start over in event mode. */
-	if (agent->live && !(agent->attached & FS_HOOK_ITER_SNAPSHOT))
+	if (bpf_program__autoload(skel->progs.flowstat_iter_tcp_snapshot)) {
+		hook = FS_HOOK_ITER_TCP_SNAPSHOT;
+		*link_of(skel, hook) = bpf_program__attach_iter(program_of(skel, hook), NULL);
+		if (*link_of(skel, hook))
+			agent->attached |= hook;
+		else
+			agent->hook_errors[hook_slot(hook)] = -errno;
+	}
+	/* Live mode cannot run without its snapshot: start over with the next mode. */
+	if ((agent->mode == FS_MODE_LIVE_STORAGE_ITER && !(agent->attached & FS_HOOK_ITER_SNAPSHOT)) ||
+	    (agent->mode == FS_MODE_LIVE_TCP_ITER && !(agent->attached & FS_HOOK_ITER_TCP_SNAPSHOT)))
 		return -EAGAIN;
 	return 0;
 }
@@ -419,7 +524,7 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 	if (!options)
 		options = &defaults;
 	want_rcv = options->rcv_variants ? options->rcv_variants
-		 : FS_HOOK_RCV_FENTRY | FS_HOOK_RCV_TP_BTF | FS_HOOK_RCV_TRACEPOINT;
+		 : FS_HOOK_RCV_FENTRY | FS_HOOK_RCV_TP_BTF | FS_HOOK_RCV_RAW_TP | FS_HOOK_RCV_TRACEPOINT;
 	*out = NULL;
 	libbpf_set_print(on_libbpf_print);
 	log_tail_reset();
@@ -517,34 +622,34 @@ int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error)
 int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error)
 {
 	struct bpf_link *link = agent->skel->links.flowstat_iter_tcp;
-	int home = -1, err;
 
 	if (!link)
 		return fail(error, EOPNOTSUPP, "refresh flows: iter/tcp is not attached");
-	if (netns_fd >= 0) {
-		/* The iterator walks the netns its creator is in: visit, create, return. */
-		home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (home < 0)
-			return fail(error, errno, "open own network namespace");
-		if (setns(netns_fd, CLONE_NEWNET)) {
-			err = errno;
-			close(home);
-			return fail(error, err, "enter network namespace (needs CAP_SYS_ADMIN)");
-		}
-	}
-	err = run_iterator(link);
-	if (home >= 0) {
-		if (setns(home, CLONE_NEWNET))
-			abort();	/* this thread would serve from a foreign namespace */
-		close(home);
-	}
-	return err ? fail(error, err, "refresh flows (iter/tcp)") : 0;
+	return run_iterator_in(link, netns_fd, error, "refresh flows (iter/tcp)");
 }
 
-int fs_agent_read_tracked(fs_agent *agent, const struct fs_flow_record **records, uint32_t *count,
-			  uint32_t *missed, fs_error *error)
+int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t capacity, uint32_t *count,
+				 fs_error *error)
 {
-	struct bpf_link *link = agent->skel->links.flowstat_iter_snapshot;
+	int fd = bpf_map__fd(agent->skel->maps.netns_with_flows);
+	uint32_t key, n = 0;
+
+	*count = 0;
+	/* Deleting as we go restarts the walk from the first key, which is the next one. */
+	while (n < capacity && bpf_map_get_next_key(fd, NULL, &key) == 0) {
+		if (bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+			return fail(error, errno, "take noted network namespaces");
+		inodes[n++] = key;
+	}
+	*count = n;
+	return 0;
+}
+
+int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
+			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed, fs_error *error)
+{
+	struct bpf_link *link = agent->mode == FS_MODE_LIVE_TCP_ITER ? agent->skel->links.flowstat_iter_tcp_snapshot
+								     : agent->skel->links.flowstat_iter_snapshot;
 	long page = sysconf(_SC_PAGESIZE);
 	size_t bytes;
 	void *mapped;
@@ -554,13 +659,23 @@ int fs_agent_read_tracked(fs_agent *agent, const struct fs_flow_record **records
 	*count = 0;
 	*missed = 0;
 	fs_agent_release_tracked(agent);
-	if (!link)
-		return fail(error, EOPNOTSUPP, "read tracked flows: the snapshot iterator is not attached");
+	if (!link || agent->mode == FS_MODE_EVENT)
+		return fail(error, EOPNOTSUPP, "read tracked flows: no snapshot iterator is attached");
 	agent->skel->bss->snapshot_count = 0;
 	agent->skel->bss->snapshot_missed = 0;
-	err = run_iterator(link);
-	if (err)
-		return fail(error, err, "read tracked flows (iter/bpf_sk_storage_map)");
+	agent->skel->bss->snapshot_time_ns = 0;
+	if (agent->mode == FS_MODE_LIVE_STORAGE_ITER) {
+		err = run_iterator(link);
+		if (err)
+			return fail(error, err, "read tracked flows (iter/bpf_sk_storage_map)");
+	} else {
+		/* One namespace failing (it vanished, or we may not enter it) costs that namespace only. */
+		for (uint32_t i = 0; i < netns_count; i++) {
+			fs_error ignored;
+
+			netns_errors[i] = run_iterator_in(link, netns_fds[i], &ignored, "read tracked flows (iter/tcp)");
+		}
+	}
 	*missed = agent->skel->bss->snapshot_missed;
 	if (agent->skel->bss->snapshot_count == 0)
 		return 0;
@@ -590,12 +705,17 @@ void fs_agent_release_tracked(fs_agent *agent)
 
 uint32_t fs_agent_map_capacity(const fs_agent *agent)
 {
-	return bpf_map__max_entries(agent->live ? agent->skel->maps.snapshot : agent->skel->maps.flows);
+	return bpf_map__max_entries(agent->mode != FS_MODE_EVENT ? agent->skel->maps.snapshot : agent->skel->maps.flows);
 }
 
-int fs_agent_is_live(const fs_agent *agent)
+enum fs_mode fs_agent_mode(const fs_agent *agent)
 {
-	return agent->live;
+	return agent->mode;
+}
+
+int fs_agent_mounted_tracefs(const fs_agent *agent)
+{
+	return agent->mounted_tracefs;
 }
 
 const char *fs_agent_cgroup_path(const fs_agent *agent)

@@ -48,8 +48,13 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("bpf.tcp-rcv-hooks"),
-        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, tracepoint.")
-    var receiveHooks = "fentry,tp_btf,tracepoint"
+        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order).")
+    var receiveHooks = "fentry,tp_btf,raw_tp,tracepoint"
+
+    @Option(
+        name: .customLong("bpf.mode"),
+        help: "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all).")
+    var bpfMode = "auto"
 
     @Option(
         name: .customLong("bpf.min-update-interval"),
@@ -220,6 +225,7 @@ struct ServeCommand: AsyncParsableCommand {
         var options = BPFOptions()
         options.mapEntries = mapEntries.map { UInt32($0) } ?? config.bpf.mapEntries
         options.receiveVariants = try BPFFlagValues.receiveVariants(receiveHooks)
+        options.modes = try BPFFlagValues.modes(bpfMode)
         options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(
             minUpdateInterval ?? config.sampling.minUpdateInterval)
         options.cgroupPath = cgroupPath

@@ -17,8 +17,13 @@ struct SourceFlags: ParsableArguments {
 
     @Option(
         name: .customLong("bpf.tcp-rcv-hooks"),
-        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, tracepoint.")
-    var receiveHooks = "fentry,tp_btf,tracepoint"
+        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order).")
+    var receiveHooks = "fentry,tp_btf,raw_tp,tracepoint"
+
+    @Option(
+        name: .customLong("bpf.mode"),
+        help: "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all).")
+    var bpfMode = "auto"
 
     @Option(
         name: .customLong("bpf.min-update-interval"),
@@ -44,6 +49,7 @@ struct SourceFlags: ParsableArguments {
         var options = BPFOptions()
         options.mapEntries = UInt32(mapEntries)
         options.receiveVariants = try BPFFlagValues.receiveVariants(receiveHooks)
+        options.modes = try BPFFlagValues.modes(bpfMode)
         options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(minUpdateInterval)
         options.cgroupPath = cgroupPath
         options.refreshBeforeSnapshot = refresh
@@ -64,13 +70,26 @@ enum BPFFlagValues {
     /// `--bpf.tcp-rcv-hooks`: a comma-separated list of known variants.
     static func receiveVariants(_ text: String) throws -> Set<String> {
         let variants = text.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
-        let known: Set<String> = ["fentry", "tp_btf", "tracepoint"]
+        let known = BPFOptions.receiveVariantNames
         guard !variants.isEmpty, variants.allSatisfy(known.contains) else {
             throw StartupError(
                 problem: "--bpf.tcp-rcv-hooks \"\(text)\" names no variant or an unknown one",
-                fix: "list one or more of fentry, tp_btf, tracepoint, comma-separated")
+                fix: "list one or more of \(known.joined(separator: ", ")), comma-separated")
         }
         return Set(variants)
+    }
+
+    /// `--bpf.mode`: auto, or a comma-separated list of snapshot modes.
+    static func modes(_ text: String) throws -> Set<BPFMode> {
+        if text == "auto" { return Set(BPFMode.allCases) }
+        let names = text.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
+        let modes = names.compactMap(BPFMode.init(rawValue:))
+        guard !modes.isEmpty, modes.count == names.count else {
+            throw StartupError(
+                problem: "--bpf.mode \"\(text)\" names no mode or an unknown one",
+                fix: "use auto, or one or more of \(BPFMode.allCases.map(\.rawValue).joined(separator: ", ")), comma-separated")
+        }
+        return Set(modes)
     }
 
     /// `--bpf.min-update-interval`: seconds from 0 to 60, in nanoseconds.

@@ -35,9 +35,9 @@ typedef struct fs_options {
 	uint32_t map_entries;		/* capacity of the flow map; 0: the object's default */
 	uint64_t min_update_interval_ns;	/* per-flow minimum time between rate-limited updates */
 	const char *cgroup_path;	/* cgroup v2 mount to attach sockops to; NULL: found in /proc/mounts */
-	uint32_t rcv_variants;		/* FS_HOOK_RCV_* bits to try (fentry > tp_btf > tracepoint); 0: all */
+	uint32_t rcv_variants;		/* FS_HOOK_RCV_* bits to try (fentry > tp_btf > raw_tp > tracepoint); 0: all */
 	int use_iterator;		/* non-zero: attach iter/tcp, seed existing flows, allow fs_agent_refresh */
-	int live_snapshot;		/* non-zero: live mode where the kernel allows (see fs_agent_is_live) */
+	int live_snapshot;		/* non-zero: live mode where the kernel allows (see fs_agent_mode) */
 	const uint64_t *rtt_bounds_ns;	/* increasing RTT histogram bounds; copied at open */
 	uint32_t rtt_bound_count;	/* at most FS_RTT_BOUNDS_MAX; 0: no histogram */
 	uint32_t rtt_sample_every;	/* count 1 in N RTT samples; 0 or 1: all */
@@ -46,7 +46,10 @@ typedef struct fs_options {
 	const uint64_t *bytes_bounds;	/* closed-flow bytes histogram bounds */
 	uint32_t bytes_bound_count;	/* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
 	uint32_t ring_buffer_bytes;	/* closed-flow ring buffer: a power of 2, >= page size; 0: 4 MiB */
+	uint32_t modes;			/* FS_MODE_BIT()s the agent may run in, best first; 0: any */
 } fs_options;
+
+#define FS_MODE_BIT(mode) (1u << (mode))
 
 /* Receives libbpf's messages (level: 0 warn, 1 info, 2 debug), one line at a time. */
 typedef void (*fs_log_fn)(int level, const char *line);
@@ -61,13 +64,15 @@ uint32_t fs_agent_attached_hooks(const fs_agent *agent);
 int fs_agent_hook_error(const fs_agent *agent, uint32_t hook);
 uint32_t fs_agent_map_capacity(const fs_agent *agent);
 /*
- * Live mode: snapshots come from fs_agent_read_tracked(), every tracked socket read as it is
- * now, and no hook writes the flow map. Otherwise (event mode: asked for, or the kernel or the
- * classic tcp_probe tracepoint rule it out) hooks keep the map up to date and snapshots
- * copy it (fs_agent_read_flows), after fs_agent_refresh_tracked / fs_agent_refresh.
+ * Live modes (FS_MODE_LIVE_*): snapshots come from fs_agent_read_tracked(), every tracked
+ * socket read as it is now, and no hook writes the flow map. Event mode (asked for, or no
+ * snapshot iterator loads) hooks keep the map up to date and snapshots copy it
+ * (fs_agent_read_flows), after fs_agent_refresh_tracked / fs_agent_refresh.
  * The capacity is the snapshot array's in live mode, the map's otherwise.
  */
-int fs_agent_is_live(const fs_agent *agent);
+enum fs_mode fs_agent_mode(const fs_agent *agent);
+/* Non-zero when the agent mounted tracefs for a classic tracepoint (it stays mounted). */
+int fs_agent_mounted_tracefs(const fs_agent *agent);
 /* Path sockops is attached to. */
 const char *fs_agent_cgroup_path(const fs_agent *agent);
 
@@ -95,13 +100,22 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
 int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error);
 
 /*
- * The snapshot in one pass: every flow flowstat tracks, in every network namespace, as its
- * socket is now (FS_HOOK_ITER_SNAPSHOT, Linux 5.11+). *records points into the kernel's
- * array, mapped until fs_agent_release_tracked(), the next call or fs_agent_close();
- * *missed counts flows past its capacity (the flow map's).
+ * The live snapshot: every flow flowstat tracks, as its socket is now. FS_MODE_LIVE_STORAGE_ITER
+ * reads every network namespace in one pass and ignores netns_fds; FS_MODE_LIVE_TCP_ITER runs
+ * once in each of netns_fds (open namespace files, or -1 for the caller's own) and stores
+ * each run's result (0 or negative errno) in netns_errors. *records points into the
+ * kernel's array, mapped until fs_agent_release_tracked(), the next call or fs_agent_close();
+ * *missed counts flows past its capacity.
  */
-int fs_agent_read_tracked(fs_agent *agent, const struct fs_flow_record **records, uint32_t *count,
-			  uint32_t *missed, fs_error *error);
+int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
+			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed, fs_error *error);
+
+/*
+ * FS_MODE_LIVE_TCP_ITER: the network namespaces (inode numbers) where flows became tracked
+ * since the last call, up to capacity; taking them clears them.
+ */
+int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t capacity, uint32_t *count,
+				 fs_error *error);
 void fs_agent_release_tracked(fs_agent *agent);
 
 /*

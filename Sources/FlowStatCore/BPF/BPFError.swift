@@ -22,6 +22,10 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
 
     /// How to fix it, where the cause is a usual one.
     public var hint: String? {
+        if step == Self.modeStep {
+            return "this kernel refuses every snapshot mode --bpf.mode names; use --bpf.mode auto, which runs the "
+                + "best the kernel allows (README: kernel support)"
+        }
         switch errno {
         case EPERM, EACCES:
             return "run flowstat as root, or grant it CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN "
@@ -38,6 +42,9 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
             return nil
         }
     }
+
+    /// The shim's step when no snapshot mode the options allow can run.
+    static let modeStep = "start a snapshot mode --bpf.mode allows"
 
     public var description: String {
         var text = "\(step) failed: \(message)"

@@ -16,8 +16,15 @@ public struct BPFOptions: Sendable {
     /// cgroup v2 directory to attach sockops to; nil: the cgroup v2 mount from /proc/mounts.
     public var cgroupPath: String?
     /// tcp_rcv_established variants the shim may try. It always prefers fentry, then tp_btf,
-    /// then the tracepoint; removing some is for tests and for kernels that misbehave.
-    public var receiveVariants: Set<String> = ["fentry", "tp_btf", "tracepoint"]
+    /// then raw_tp, then the classic tracepoint; removing some is for tests and for kernels
+    /// that misbehave.
+    public var receiveVariants: Set<String> = Set(BPFOptions.receiveVariantNames)
+    /// The snapshot modes the shim may run in, best first (see `BPFMode`); one alone forces
+    /// it, and opening fails if the kernel refuses it. Event mode also runs whenever
+    /// `refreshBeforeSnapshot` is off.
+    public var modes: Set<BPFMode> = Set(BPFMode.allCases)
+    /// Every tcp_rcv_established variant, in the shim's order of preference.
+    public static let receiveVariantNames = ["fentry", "tp_btf", "raw_tp", "tracepoint"]
     /// Before each snapshot, rewrite every flow from its socket's current state (iter/tcp),
     /// so idle flows show what `ss` shows now rather than their state before their last packet.
     public var refreshBeforeSnapshot = true
@@ -65,7 +72,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let keys: UnsafeMutablePointer<fs_flow_key>
     private let values: UnsafeMutablePointer<fs_flow_stats>
     private var namespaces = NetworkNamespaces()
-    /// Namespaces seen in the last snapshot: the ones to refresh before the next.
+    /// Namespaces seen in the last snapshot: the ones to refresh (event mode) or read (live
+    /// mode through iter/tcp) at the next.
     private var activeNamespaces: Set<UInt32> = []
     /// False once the refresh has found it cannot enter other namespaces (see `canEnterNamespaces`).
     private var entersNamespaces = true
@@ -79,9 +87,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Whether the refresh iterates flowstat's socket storage (all namespaces in one pass)
     /// rather than iter/tcp per namespace.
     private let refreshesTracked: Bool
-    /// Live mode: a snapshot is one pass of the snapshot iterator over the tracked sockets
-    /// (live values, no map to rewrite and copy). Else the map is refreshed and copied.
-    private let snapshotsTracked: Bool
+    /// How snapshots are taken (see `BPFMode`).
+    private let mode: BPFMode
     /// Drains the closed-flow ring buffer on its own thread.
     private let closedFlows: ClosedFlowCollector
     /// Whether the snapshot array overflowed once already (logged once, not per scrape).
@@ -105,8 +112,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         }
         if variants == 0 {
             throw BPFError(step: "choose tcp_rcv_established variants", errno: EINVAL,
-                           message: "none of \(options.receiveVariants.sorted()) is fentry, tp_btf or tracepoint")
+                           message: "none of \(options.receiveVariants.sorted()) is one of \(BPFOptions.receiveVariantNames)")
         }
+        var modes: UInt32 = 0
+        for mode in options.modes { modes |= 1 << Self.shimMode(mode).rawValue }
 
         let bounds = try Self.validated(options.rttBucketBounds, "RTT")
         let durationBounds = try Self.validated(options.flowDurationBucketBounds, "flow duration")
@@ -127,6 +136,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             cOptions.live_snapshot = options.refreshBeforeSnapshot ? 1 : 0
             cOptions.rtt_sample_every = options.rttSampleEvery
             cOptions.ring_buffer_bytes = options.ringBufferBytes
+            cOptions.modes = modes
             // fs_agent_open copies the bounds: the pointers only need to live through the call.
             return boundsNanoseconds.withUnsafeBufferPointer { rtt in
                 durationNanoseconds.withUnsafeBufferPointer { duration in
@@ -152,9 +162,13 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.rttBounds = bounds
         self.durationBounds = durationBounds
         self.bytesBounds = bytesBounds.map { $0.rounded(.down) }
-        self.info = SourceInfo(kind: .bpf, hooks: Self.hookReport(agent))
+        let hooks = Self.hookReport(agent)
+        let mode = Self.mode(fs_agent_mode(agent))
+        self.mode = mode
+        self.info = SourceInfo(
+            kind: .bpf, hooks: hooks, reason: Self.whyNotBetter(than: mode, hooks: hooks, asked: options), mode: mode,
+            missingHooks: Self.missingHooks(mode: mode, hooks: hooks))
         self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
-        self.snapshotsTracked = fs_agent_is_live(agent) != 0
         self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
@@ -168,6 +182,62 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                 logger.warning("\(hook.name) via \(hook.variant) not attached: \(hook.error ?? "unknown")")
             }
         }
+        if fs_agent_mounted_tracefs(agent) != 0 {
+            logger.notice("mounted tracefs at /sys/kernel/tracing for a classic tracepoint; it stays mounted")
+        }
+        logger.info("snapshot mode: \(mode)\(info.reason.map { " (\($0))" } ?? "")")
+        for hook in info.missingHooks {
+            logger.error(
+                """
+                \(hook) attached in no variant: in \(mode) mode the flows it follows keep the values of their \
+                last other event (flowstat_source_hook_missing says so); see the README's kernel support
+                """)
+        }
+    }
+
+    private static func shimMode(_ mode: BPFMode) -> fs_mode {
+        switch mode {
+        case .liveStorageIterator: FS_MODE_LIVE_STORAGE_ITER
+        case .liveTCPIterator: FS_MODE_LIVE_TCP_ITER
+        case .event: FS_MODE_EVENT
+        }
+    }
+
+    private static func mode(_ mode: fs_mode) -> BPFMode {
+        switch mode {
+        case FS_MODE_LIVE_STORAGE_ITER: .liveStorageIterator
+        case FS_MODE_LIVE_TCP_ITER: .liveTCPIterator
+        default: .event
+        }
+    }
+
+    /// Why the shim runs a worse mode than the best one asked for: the better modes' iterator
+    /// errors, for the log and the `reason` label. Nil when it runs the best.
+    private static func whyNotBetter(than mode: BPFMode, hooks: [HookStatus], asked options: BPFOptions) -> String? {
+        guard options.refreshBeforeSnapshot else { return mode == .event ? "--no-bpf.refresh" : nil }
+        let better = BPFMode.allCases.prefix { $0 != mode }.filter(options.modes.contains)
+        let reasons = better.compactMap { candidate -> String? in
+            let iterator = candidate == .liveStorageIterator ? "iter_snapshot" : "iter_tcp_snapshot"
+            if let failed = hooks.first(where: { $0.name == iterator && !$0.attached }) {
+                return "\(candidate): \(failed.error ?? "not attached")"
+            }
+            if candidate == .liveStorageIterator,
+               let receive = hooks.first(where: { $0.name == "tcp_rcv_established" && $0.attached }),
+               ["raw_tp", "tracepoint"].contains(receive.variant) {
+                return "\(candidate): tcp_rcv_established via \(receive.variant) has no typed socket"
+            }
+            return nil
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// Hooks the mode cannot do without that attached in no variant. In live modes the
+    /// snapshot reads every socket itself; in event mode flows sockops does not follow
+    /// (opened before start-up) change only through tcp_rcv_established.
+    private static func missingHooks(mode: BPFMode, hooks: [HookStatus]) -> [String] {
+        guard mode == .event else { return [] }
+        let attached = Set(hooks.filter(\.attached).map(\.name))
+        return ["tcp_rcv_established"].filter { !attached.contains($0) }
     }
 
     deinit {
@@ -205,10 +275,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Refreshes the namespaces with flows, if asked to, and reads the map; called with
     /// `lock` held.
     private func readRefreshed(_ agent: OpaquePointer) throws -> FlowSnapshot {
-        guard refreshBeforeSnapshot else { return try read(agent) }
-        if snapshotsTracked {
+        if mode != .event {
             return try readTracked(agent)
         }
+        guard refreshBeforeSnapshot else { return try read(agent) }
         if refreshesTracked {
             // One pass over the tracked sockets of every namespace.
             var error = fs_error()
@@ -259,8 +329,16 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var count: UInt32 = 0
         var missed: UInt32 = 0
         var error = fs_error()
-        guard fs_agent_read_tracked(agent, &records, &count, &missed, &error) == 0 else { throw BPFError(error) }
+        let visited = try namespacesToRead(agent)
+        var errors = [Int32](repeating: 0, count: visited.count)
+        let fds = visited.map(\.fd)
+        defer { for fd in fds where fd >= 0 { close(fd) } }
+        guard fs_agent_read_tracked(agent, fds, &errors, UInt32(fds.count), &records, &count, &missed, &error) == 0
+        else { throw BPFError(error) }
         defer { fs_agent_release_tracked(agent) }
+        if mode == .liveTCPIterator {
+            noteNamespaceResults(visited, errors: errors, records: records, count: count)
+        }
         if missed > 0, !warnedSnapshotFull {
             warnedSnapshotFull = true
             logger.warning(
@@ -281,6 +359,47 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                             kernelEvents: try readEvents(agent, liveEntries: UInt64(count), evictions: leftOut),
                             rttHistogram: try readRTTHistogram(agent),
                             flowDurationHistogram: durations, flowBytesHistogram: bytes)
+    }
+
+    /// Live mode through iter/tcp: the namespaces to read, each as an open file (-1: our own):
+    /// ours, those that had flows at the last snapshot, and those where flows became tracked
+    /// since. Other modes read every namespace in one run and need none.
+    private func namespacesToRead(_ agent: OpaquePointer) throws -> [(inode: UInt32, fd: Int32)] {
+        guard mode == .liveTCPIterator else { return [] }
+        var inodes = [UInt32](repeating: 0, count: 4096)
+        var taken: UInt32 = 0
+        var error = fs_error()
+        guard fs_agent_take_new_namespaces(agent, &inodes, UInt32(inodes.count), &taken, &error) == 0 else {
+            throw BPFError(error)
+        }
+        var visit: [(inode: UInt32, fd: Int32)] = [(namespaces.own, -1)]
+        for inode in activeNamespaces.union(inodes.prefix(Int(taken))) where inode != namespaces.own {
+            guard canEnterNamespaces(), let fd = namespaces.open(inode) else { continue }
+            visit.append((inode, fd))
+        }
+        return visit
+    }
+
+    /// Remembers the namespaces that had flows for the next snapshot; a namespace we may not
+    /// enter stops the visits to others (it needs CAP_SYS_ADMIN, which `--run-as` drops).
+    private func noteNamespaceResults(
+        _ visited: [(inode: UInt32, fd: Int32)], errors: [Int32], records: UnsafePointer<fs_flow_record>?,
+        count: UInt32
+    ) {
+        var active: Set<UInt32> = []
+        if let records {
+            for index in 0..<Int(count) { active.insert(records[index].key.netns) }
+        }
+        for (namespace, error) in zip(visited, errors) where error != 0 {
+            if error == -EPERM, namespace.fd >= 0 {
+                stopEnteringNamespaces(because: "entering one failed with EPERM")
+            } else {
+                // Transient (the namespace is going away): try again next time while it exists.
+                active.insert(namespace.inode)
+                logger.debug("snapshot of netns \(namespace.inode) failed: \(String(cString: strerror(-error)))")
+            }
+        }
+        activeNamespaces = active
     }
 
     private func readClosedHistograms(_ agent: OpaquePointer) throws -> (duration: Histogram?, bytes: Histogram?) {
@@ -374,11 +493,20 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private func stopEnteringNamespaces(because reason: String) {
         guard entersNamespaces else { return }
         entersNamespaces = false
-        logger.notice(
-            """
-            refreshing only this network namespace from now on: \(reason); flows of other namespaces \
-            (containers) are still recorded by the event hooks, with the values of their last event
-            """)
+        if mode == .liveTCPIterator {
+            logger.warning(
+                """
+                reading only this network namespace from now on: \(reason); flows of other namespaces \
+                (containers) leave the output (this kernel refuses the storage-map iterator, which reads \
+                every namespace without entering it)
+                """)
+        } else {
+            logger.notice(
+                """
+                refreshing only this network namespace from now on: \(reason); flows of other namespaces \
+                (containers) are still recorded by the event hooks, with the values of their last event
+                """)
+        }
     }
 
     /// Reads the kernel's counters once, without side effects: for checking that the maps can
@@ -395,21 +523,25 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     }
 
     private static let receiveVariants: [(String, fs_hook)] = [
-        ("fentry", FS_HOOK_RCV_FENTRY), ("tp_btf", FS_HOOK_RCV_TP_BTF), ("tracepoint", FS_HOOK_RCV_TRACEPOINT),
+        ("fentry", FS_HOOK_RCV_FENTRY), ("tp_btf", FS_HOOK_RCV_TP_BTF), ("raw_tp", FS_HOOK_RCV_RAW_TP),
+        ("tracepoint", FS_HOOK_RCV_TRACEPOINT),
     ]
 
     /// Every hook variant the shim tried, in its order, attached or with its errno.
     private static func hookReport(_ agent: OpaquePointer) -> [HookStatus] {
         let hooks: [(fs_hook, String, String)] = [
             (FS_HOOK_STATE_TP_BTF, "inet_sock_set_state", "tp_btf"),
+            (FS_HOOK_STATE_RAW_TP, "inet_sock_set_state", "raw_tp"),
             (FS_HOOK_STATE_TRACEPOINT, "inet_sock_set_state", "tracepoint"),
             (FS_HOOK_SOCKOPS, "sockops", "cgroup_sockops"),
             (FS_HOOK_RCV_FENTRY, "tcp_rcv_established", "fentry"),
             (FS_HOOK_RCV_TP_BTF, "tcp_rcv_established", "tp_btf"),
+            (FS_HOOK_RCV_RAW_TP, "tcp_rcv_established", "raw_tp"),
             (FS_HOOK_RCV_TRACEPOINT, "tcp_rcv_established", "tracepoint"),
             (FS_HOOK_ITER_TCP, "iter_tcp", "iter"),
             (FS_HOOK_ITER_OWNED, "iter_sk_storage", "iter"),
             (FS_HOOK_ITER_SNAPSHOT, "iter_snapshot", "iter"),
+            (FS_HOOK_ITER_TCP_SNAPSHOT, "iter_tcp_snapshot", "iter"),
         ]
         let attached = fs_agent_attached_hooks(agent)
         return hooks.compactMap { hook, name, variant in

@@ -358,10 +358,25 @@ public struct MetricsEncoder: Sendable {
             writeSample("flowstat_source_info", labels: labels, value: 1, into: &buffer)
         }
         for hook in attached {
-            writeSample(
-                "flowstat_source_info",
-                labels: [("source", context.source.kind.rawValue), ("hook", hook.name), ("variant", hook.variant)],
-                value: 1, into: &buffer)
+            // BPF: the snapshot mode, and why not a better one (the kernel refused it).
+            var labels: [(name: StaticString, value: String)] = [
+                ("source", context.source.kind.rawValue), ("hook", hook.name), ("variant", hook.variant),
+            ]
+            if let mode = context.source.mode { labels.append(("mode", mode.rawValue)) }
+            if let reason = context.source.reason { labels.append(("reason", reason)) }
+            writeSample("flowstat_source_info", labels: labels, value: 1, into: &buffer)
+        }
+        if let mode = context.source.mode {
+            writeHeader(
+                "flowstat_source_hook_missing",
+                "1 when a hook the snapshot mode needs attached in no variant: the flows it follows are not kept up to date.",
+                .gauge, into: &buffer)
+            // Event mode is the one that needs the receive hook; the family is there in every mode.
+            for hook in ["tcp_rcv_established"] {
+                writeSample(
+                    "flowstat_source_hook_missing", labels: [("hook", hook), ("mode", mode.rawValue)],
+                    value: context.source.missingHooks.contains(hook) ? 1 : 0, into: &buffer)
+            }
         }
 
         writeFamily(

@@ -61,20 +61,46 @@ public struct HookStatus: Sendable, Hashable {
     }
 }
 
+/// How a BPF source takes its snapshots, best first; the kernel decides which it can run.
+public enum BPFMode: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// Every tracked socket read at the scrape by one run of an iterator over flowstat's
+    /// socket storage (iter/bpf_sk_storage_map), all network namespaces at once.
+    case liveStorageIterator = "live_storage_iter"
+    /// Every tracked socket read at the scrape by iter/tcp, one run per network namespace
+    /// that holds tracked flows: where the kernel refuses storage-map iterators.
+    case liveTCPIterator = "live_tcp_iter"
+    /// A map the hooks rewrite on events, copied at the scrape: where no iterator loads, or
+    /// with `--no-bpf.refresh`.
+    case event
+
+    public var description: String { rawValue }
+}
+
 /// Describes a flow source: its kind and the state of each hook it tried to attach.
 public struct SourceInfo: Sendable, Hashable {
     /// The kind of source.
     public var kind: SourceKind
     /// Every hook the source tried, attached or not, in the order it tried them.
     public var hooks: [HookStatus]
-    /// Why this source runs rather than the one asked for (`--source auto` fell back), short
-    /// enough for a label; nil when it is the one asked for.
+    /// Why this source runs rather than the one asked for (`--source auto` fell back), or
+    /// (BPF) why it runs in a worse mode than the best; short enough for a label; nil when
+    /// it is the best asked for.
     public var reason: String?
+    /// BPF sources: how snapshots are taken.
+    public var mode: BPFMode?
+    /// Hooks the mode needs that attached in no variant: what they would have kept up to
+    /// date is stale. Empty when nothing is missing.
+    public var missingHooks: [String]
 
-    public init(kind: SourceKind, hooks: [HookStatus] = [], reason: String? = nil) {
+    public init(
+        kind: SourceKind, hooks: [HookStatus] = [], reason: String? = nil, mode: BPFMode? = nil,
+        missingHooks: [String] = []
+    ) {
         self.kind = kind
         self.hooks = hooks
         self.reason = reason
+        self.mode = mode
+        self.missingHooks = missingHooks
     }
 
     /// The hooks that are attached.
