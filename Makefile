@@ -14,8 +14,10 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
               -I/usr/include/$(ARCH)-linux-gnu -Ibpf -Wall -Werror
 SKELETON   := Sources/CFlowStat/generated/flowstat.skel.h
 RELEASE    := .build/release/flowstat
+# The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
+PROBE      := .build-probe/kernel-probe
 
-.PHONY: all deps test-deps bpf build run test unit-test bench clean
+.PHONY: all deps test-deps bpf build run test unit-test bench clean kernel-probe
 
 all: build
 
@@ -40,6 +42,14 @@ $(SKELETON): bpf/flowstat.o
 	$(BPFTOOL) gen skeleton $< name flowstat_bpf > $@.tmp
 	@mv $@.tmp $@
 
+kernel-probe: $(PROBE)
+
+$(PROBE): Tests/Support/kernel-probe/kernel_probe.c Tests/Support/kernel-probe/probe.bpf.c
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O2 -target bpf -I/usr/include/$(ARCH)-linux-gnu -Wall -Werror \
+		-c Tests/Support/kernel-probe/probe.bpf.c -o $(dir $@)probe.bpf.o
+	$(CC) -O2 -Wall -Werror -o $@ Tests/Support/kernel-probe/kernel_probe.c -lbpf
+
 build: deps $(SKELETON)
 	$(SWIFT) build -c release --static-swift-stdlib
 
@@ -47,7 +57,7 @@ run: build
 	$(RELEASE) serve $(ARGS)
 
 # Privileged tests (BPF, network namespaces) need root; as root they all run.
-test: deps test-deps $(SKELETON)
+test: deps test-deps $(SKELETON) $(PROBE)
 	$(SWIFT) build --build-tests
 	timeout 1800 $(SWIFT) test --skip-build --no-parallel
 
@@ -58,4 +68,4 @@ bench: build
 	scripts/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .build bpf/*.o Sources/CFlowStat/generated
+	rm -rf .build .build-probe bpf/*.o Sources/CFlowStat/generated

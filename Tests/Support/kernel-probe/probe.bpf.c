@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * probe.bpf.c: one minimal program per kind of hook flowstat uses, for the tests' kernel
+ * probe (kernel_probe.c). The tests' expectations of which variants attach and which
+ * snapshot mode runs come from loading these, not from flowstat's own object: whether a
+ * kernel allows a kind of program is a fact about the kernel, and this asks it directly.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define __core __attribute__((preserve_access_index))
+
+struct sock_common;
+struct tcp_sock;
+struct bpf_iter_meta {
+	void *seq;
+} __core;
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+} __core;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} probe_storage SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} probe_array SEC(".maps");
+
+SEC("fentry/tcp_rcv_established")
+int rcv_fentry(void *ctx) { return 0; }
+
+SEC("tp_btf/tcp_probe")
+int rcv_tp_btf(void *ctx) { return 0; }
+
+SEC("raw_tp/tcp_probe")
+int rcv_raw_tp(void *ctx) { return 0; }
+
+SEC("tracepoint/tcp/tcp_probe")
+int rcv_tracepoint(void *ctx) { return 0; }
+
+SEC("tp_btf/inet_sock_set_state")
+int state_tp_btf(void *ctx) { return 0; }
+
+SEC("raw_tp/inet_sock_set_state")
+int state_raw_tp(void *ctx) { return 0; }
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int state_tracepoint(void *ctx) { return 0; }
+
+SEC("sockops")
+int sockops_root(struct bpf_sock_ops *skops) { return 1; }
+
+/* The shape of a per-namespace snapshot: socket storage from iter/tcp, written to a mapped array. */
+SEC("iter/tcp")
+int iter_tcp_storage(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u32 zero = 0;
+	__u64 *slot;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp || !bpf_sk_storage_get(&probe_storage, tp, 0, BPF_SK_STORAGE_GET_F_CREATE))
+		return 0;
+	slot = bpf_map_lookup_elem(&probe_array, &zero);
+	if (slot)
+		*slot += 1;
+	return 0;
+}
+
+SEC("iter/bpf_sk_storage_map")
+int iter_sk_storage_map(void *ctx) { return 0; }
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
