@@ -60,6 +60,11 @@ let package = Package(
         ),
         // Privileged end-to-end tests: they run the flowstat binary (built beside them by
         // `swift build --build-tests`, or $FLOWSTAT_BIN) against real flows.
-        .testTarget(name: "IntegrationTests"),
+        // DeploymentKitTests also builds expositions through the library (no BPF) for the names
+        // the dashboard and rules may use.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["FlowStatCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
     ]
 )

@@ -125,12 +125,16 @@ struct CardinalityLimiterTests {
 
     @Test("selection finds the k-th largest value, also among many equal ones")
     func selection() {
-        for _ in 0..<50 {
-            let count = Int.random(in: 1...300)
-            var values = (0..<count).map { _ in Double(Int.random(in: 0...5)) }
+        let seed = TestSeed.make(for: "CardinalityLimiterTests.selection")
+        var generator = SeededGenerator(seed: seed)
+        for iteration in 0..<50 {
+            let count = Int.random(in: 1...300, using: &generator)
+            var values = (0..<count).map { _ in Double(Int.random(in: 0...5, using: &generator)) }
+            let input = values
             let sorted = values.sorted(by: >)
-            let k = Int.random(in: 1...count)
-            #expect(CardinalityLimiter.select(&values, largest: k) == sorted[k - 1])
+            let k = Int.random(in: 1...count, using: &generator)
+            #expect(CardinalityLimiter.select(&values, largest: k) == sorted[k - 1],
+                    "seed \(seed) #\(iteration): k \(k) of \(input)")
         }
         var zeros = [Double](repeating: 0, count: 40_000)
         #expect(CardinalityLimiter.select(&zeros, largest: 2_000) == 0)

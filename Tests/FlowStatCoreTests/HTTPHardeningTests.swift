@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import Testing
 
@@ -13,13 +14,15 @@ struct HTTPHardeningTests {
     private func withServer(
         source: FakeFlowSource = FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo),
         configure: (inout MetricsServer.Configuration) -> Void = { _ in },
+        logger: Logger = Logger(label: "flowstat.http"),
         _ body: (MetricsServer) async throws -> Void
     ) async throws {
         var configuration = MetricsServer.Configuration(listenAddress: ListenAddress(host: "127.0.0.1", port: 0))
         configure(&configuration)
         let server = try await MetricsServer.start(
             configuration: configuration,
-            scraper: Scraper(source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build))
+            scraper: Scraper(source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build),
+            logger: logger)
         do {
             try await body(server)
         } catch {
@@ -105,25 +108,52 @@ struct HTTPHardeningTests {
         }
     }
 
-    @Test("a request head trickling in is cut off with 408; an idle keep-alive connection is closed")
+    /// Deadlines long enough that a client on a loaded machine sends its request in time, so
+    /// that only the clients that are meant to miss them do; the connections of one test wait
+    /// out their deadlines together. A read waits up to a minute for a deadline to fire.
+    static let requestDeadline = Duration.seconds(2)
+    static let idleDeadline = Duration.seconds(4)
+    /// Timer and clock granularity: a deadline may appear to fire this much early.
+    static let slack = Duration.milliseconds(50)
+
+    /// Checks that something the server did `elapsed` after the deadline was armed came from
+    /// the deadline: not before it, and within a generous bound after it.
+    static func firedAt(_ elapsed: Duration, deadline: Duration, _ what: String) {
+        #expect(elapsed >= deadline - slack, "\(what) after \(elapsed), before its deadline of \(deadline)")
+        #expect(elapsed < deadline + .seconds(30), "\(what) only after \(elapsed); deadline \(deadline)")
+    }
+
+    @Test("a request head trickling in is cut off with 408 at the request deadline; an idle keep-alive connection is closed at the idle deadline")
     func slowClients() async throws {
         try await withServer(configure: {
-            $0.requestTimeout = .milliseconds(300)
-            $0.idleTimeout = .milliseconds(300)
+            $0.requestTimeout = .seconds(2)
+            $0.idleTimeout = .seconds(4)
         }) { server in
-            let slow = try TestHTTPConnection(port: server.port)
+            let clock = ContinuousClock()
+            // Each deadline is armed when the server accepts, after the time taken here.
+            let slowOpened = clock.now
+            let slow = try TestHTTPConnection(port: server.port, readTimeout: 60)
             try slow.send("GET /metr")  // and nothing more
+            let silentOpened = clock.now
+            let silent = try TestHTTPConnection(port: server.port, readTimeout: 60)  // never sends a byte
+            let idle = try TestHTTPConnection(port: server.port, readTimeout: 60)
+            // The idle deadline is armed once the response is sent, after the request.
+            let idleRequested = clock.now
+            try idle.sendRequest("GET", "/health")
+            #expect(try idle.readResponse().status == 200)
+
             let response = try slow.readResponse()
+            Self.firedAt(clock.now - slowOpened, deadline: Self.requestDeadline, "408 to a trickling head")
             #expect(response.status == 408)
             #expect(try slow.isClosedByServer())
 
-            let silent = try TestHTTPConnection(port: server.port)
-            #expect(try silent.readResponse().status == 408)  // connected, never sent a byte
+            #expect(try silent.readResponse().status == 408)
+            Self.firedAt(clock.now - silentOpened, deadline: Self.requestDeadline, "408 to a silent client")
+            #expect(try silent.isClosedByServer())
 
-            let idle = try TestHTTPConnection(port: server.port)
-            try idle.sendRequest("GET", "/health")
-            #expect(try idle.readResponse().status == 200)
-            #expect(try idle.isClosedByServer())  // no 408: it was between requests
+            // No 408 (it was between requests), and closed at the idle deadline, not the request one.
+            #expect(try idle.isClosedByServer())
+            Self.firedAt(clock.now - idleRequested, deadline: Self.idleDeadline, "idle connection closed")
         }
     }
 
@@ -135,36 +165,50 @@ struct HTTPHardeningTests {
         let config = try WebConfig.load(path: path)
         try await withServer(configure: {
             $0.webConfig = config
-            $0.requestTimeout = .milliseconds(300)
+            $0.requestTimeout = .seconds(2)
         }) { server in
-            let silent = try TestHTTPConnection(port: server.port)
-            #expect(try silent.isClosedByServer())
-            let partial = try TestHTTPConnection(port: server.port)
+            let clock = ContinuousClock()
+            let opened = clock.now
+            let silent = try TestHTTPConnection(port: server.port, readTimeout: 60)
+            let partial = try TestHTTPConnection(port: server.port, readTimeout: 60)
             try partial.send("\u{16}\u{3}\u{1}")  // the start of a TLS record, and no more
+            #expect(try silent.isClosedByServer())
+            Self.firedAt(clock.now - opened, deadline: Self.requestDeadline, "silent TLS client closed")
             #expect(try partial.isClosedByServer())
+            Self.firedAt(clock.now - opened, deadline: Self.requestDeadline, "stalled TLS handshake closed")
         }
     }
 
-    @Test("a client that stops reading a big response is cut off; others are served meanwhile")
+    @Test("a client that stops reading a big response is cut off at the response deadline; others are served meanwhile")
     func slowReader() async throws {
         let source = FakeFlowSource(snapshot: Self.bigSnapshot(20_000), info: Fixtures.sourceInfo)
-        try await withServer(source: source, configure: { $0.responseTimeout = .seconds(1) }) { server in
-            let stalled = try TestHTTPConnection(port: server.port, receiveBuffer: 4_096)
+        let log = LogRecorder()
+        let cut = "response not written within"
+        // Every response, 10 MB from a debug build included, has this long to be written out.
+        let responseDeadline = Duration.seconds(10)
+        try await withServer(source: source, configure: { $0.responseTimeout = .seconds(10) }, logger: log.logger) {
+            server in
+            let clock = ContinuousClock()
+            let requested = clock.now
+            let stalled = try TestHTTPConnection(port: server.port, receiveBuffer: 4_096, readTimeout: 60)
             try stalled.sendRequest("GET", "/metrics")
-            let stalledSince = ContinuousClock.now
             // While that response sits unread, other scrapes go through.
             for _ in 0..<3 {
                 let response = try TestHTTPConnection.request("GET", "/metrics", port: server.port)
                 #expect(response.status == 200)
                 #expect(response.body.count > 10_000_000)
             }
-            // Stay stalled well past the deadline (a reader that resumed in time would rightly
-            // get everything), then find the response cut short.
-            try await Task.sleep(until: stalledSince + .seconds(3))
+            #expect(log.count(containing: cut) == 0, "a response was cut before the others were served: \(log.all)")
+            // Stay stalled until the server says the deadline fired (a reader that resumed in
+            // time would rightly get everything), then find the response cut short.
+            let fired = try await waitUntil(responseDeadline + .seconds(50)) { log.count(containing: cut) > 0 }
+            try #require(fired, "the response deadline never fired: \(log.all)")
+            Self.firedAt(clock.now - requested, deadline: responseDeadline, "stalled response cut")
             let head = try stalled.readHead()
             let length = Int(head.header("Content-Length") ?? "") ?? 0
             #expect(length > 10_000_000)
             #expect(try stalled.drain() < length)
+            #expect(log.count(containing: cut) == 1, "only the stalled response is cut: \(log.all)")
         }
     }
 

@@ -297,7 +297,17 @@ private final class LoopbackFlow {
             }
             received += max(0, recv(server, &sink, sink.count, Int32(MSG_DONTWAIT)))
         }
-        usleep(20_000)  // the last ACK
+        // Everything was sent (the server has read it all). The flow is idle once the client
+        // has no segment left unacknowledged (tcpi_unacked, the kernel's packets_out): the
+        // last ACK, which updates the RTT and the window, has been processed, and nothing
+        // moves them afterwards.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while clientInfo.tcpi_unacked != 0 {
+            guard ContinuousClock.now < deadline else {
+                throw SocketError(errno: ETIMEDOUT)  // still not acknowledged after 30 s
+            }
+            usleep(1_000)
+        }
     }
 
     /// The kernel's tcp_info of the client end, as getsockopt gives it.

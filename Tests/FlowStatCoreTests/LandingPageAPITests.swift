@@ -64,19 +64,66 @@ struct LandingPageAPITests {
 
     @Test("/api/histogram: the snapshot's RTT histogram, null without one; the page reuses a snapshot for 1 s")
     func histogram() async throws {
-        try await withServer { server, source in
-            var text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
-            #expect(text == "{\"histogram\":null}\n")
-            var snapshot = Fixtures.snapshot
-            snapshot.rttHistogram = Histogram(bounds: [0.001], counts: [4, 1], sum: 0.01)
-            source.setSnapshot(snapshot)
-            // Within a second the page's previous snapshot is served again (no new snapshot).
+        let source = CountingFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo)
+        let server = try await MetricsServer.start(
+            configuration: .init(listenAddress: ListenAddress(host: "127.0.0.1", port: 0)),
+            scraper: Scraper(source: source, build: Fixtures.build))
+        do {
+            try await checkReuse(server: server, source: source)
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    private func checkReuse(server: MetricsServer, source: CountingFlowSource) async throws {
+        let withHistogram = "{\"histogram\":{\"bounds\":[0.001],\"counts\":[4,1],\"sum\":0.01,\"count\":5}}\n"
+        #expect(source.snapshots == 0, "the server took a snapshot before any request")
+
+        // The first request takes a snapshot, at some moment after `firstStarted`.
+        let firstStarted = ContinuousClock.now
+        var text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
+        let firstAnswered = ContinuousClock.now
+        #expect(text == "{\"histogram\":null}\n")
+        #expect(source.snapshots == 1)
+        var snapshot = Fixtures.snapshot
+        snapshot.rttHistogram = Histogram(bounds: [0.001], counts: [4, 1], sum: 0.01)
+        source.setSnapshot(snapshot)
+
+        // Poll until a new snapshot is taken. A request answered less than 1 s after the first
+        // one started must be served from the first snapshot; one started 1 s or more after the
+        // first was answered must take a new one. Between the two, either is right.
+        var reusedWithinOneSecond = 0
+        var started = ContinuousClock.now
+        let deadline = firstAnswered + .seconds(30)
+        while source.snapshots == 1, ContinuousClock.now < deadline {
+            started = ContinuousClock.now
             text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
-            if text.contains("null") {
-                try await Task.sleep(for: .milliseconds(1100))
-                text = try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text
+            let answered = ContinuousClock.now
+            if answered - firstStarted < .seconds(1) {
+                #expect(source.snapshots == 1, "a new snapshot \(answered - firstStarted) after the first")
+                #expect(text == "{\"histogram\":null}\n")
+                reusedWithinOneSecond += 1
             }
-            #expect(text == "{\"histogram\":{\"bounds\":[0.001],\"counts\":[4,1],\"sum\":0.01,\"count\":5}}\n")
+            if started - firstAnswered >= .seconds(1) {
+                #expect(source.snapshots == 2, "no new snapshot \(started - firstAnswered) after the first")
+            }
+            if source.snapshots == 1 {
+                #expect(text == "{\"histogram\":null}\n")
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(reusedWithinOneSecond > 0, "no request was answered within 1 s of the first: reuse not shown")
+        #expect(source.snapshots == 2, "no second snapshot within 30 s")
+        #expect(text == withHistogram)
+        // The second snapshot was taken after `started`: it is reused in turn within 1 s of that.
+        #expect(try TestHTTPConnection.request("GET", "/api/histogram", port: server.port).text == withHistogram)
+        let elapsed = ContinuousClock.now - started
+        if elapsed < .seconds(1) {
+            #expect(source.snapshots == 2, "the second snapshot was not reused \(elapsed) later")
+        } else {
+            Issue.record("two local requests took \(elapsed): the second snapshot's reuse is not shown")
         }
     }
 
@@ -89,5 +136,32 @@ struct LandingPageAPITests {
             #expect(page.contains("/api/flows?top=50&sort="))
             #expect(!page.contains("src=\"http") && !page.contains("href=\"http"))
         }
+    }
+}
+
+/// A source that counts its snapshots, so that a test can tell a reused snapshot from a new one.
+private final class CountingFlowSource: FlowSource, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: FlowSnapshot
+    private var taken = 0
+    let info: SourceInfo
+
+    init(snapshot: FlowSnapshot, info: SourceInfo) {
+        current = snapshot
+        self.info = info
+    }
+
+    func snapshot() throws -> FlowSnapshot {
+        lock.withLock {
+            taken += 1
+            return current
+        }
+    }
+
+    /// How many times `snapshot()` has been called.
+    var snapshots: Int { lock.withLock { taken } }
+
+    func setSnapshot(_ snapshot: FlowSnapshot) {
+        lock.withLock { current = snapshot }
     }
 }

@@ -32,6 +32,20 @@ struct ProcessAttributionTests {
             "   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 552 1 0", .ipv4) == nil)
     }
 
+    /// The kernel's name of this process, read from /proc/self/comm without its newline.
+    static func procSelfComm() throws -> String {
+        let fd = open("/proc/self/comm", O_RDONLY)
+        try #require(fd >= 0, "open /proc/self/comm: errno \(errno)")
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &buffer, buffer.count)
+        try #require(count > 0, "read /proc/self/comm: errno \(errno)")
+        var bytes = buffer[..<count]
+        try #require(bytes.last == UInt8(ascii: "\n"), "/proc/self/comm does not end in a newline")
+        bytes.removeLast()
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     @Test("a real loopback flow of this process is attributed to it")
     func ownFlow() throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -77,8 +91,11 @@ struct ProcessAttributionTests {
         let pass = attribution.fill(&flows, now: 1)
         #expect(pass == ProcessAttribution.Pass(flowsLookedUp: 2, flowsAttributed: 1, walkedProcFDs: true))
         #expect(flows[0].pid == UInt32(getpid()))
-        #expect(flows[0].comm == ProcessAttribution.comm(of: UInt32(getpid())))
-        #expect(!flows[0].comm.isEmpty)
+        // The process's name is its thread-group leader's: /proc/self/comm (this test runs on
+        // some other thread, whose own name is in /proc/thread-self/comm).
+        let comm = try Self.procSelfComm()
+        #expect(!comm.isEmpty)
+        #expect(flows[0].comm == comm)
         #expect(flows[1].pid == 0)
         #expect(flows[2].pid == 99 && flows[2].comm == "other")
 
@@ -94,5 +111,6 @@ struct ProcessAttributionTests {
         let later = attribution.fill(&flows, now: 2 + 31_000_000_000)
         #expect(later.walkedProcFDs && later.flowsAttributed == 1)
         #expect(flows[1].pid == UInt32(getpid()))
+        #expect(flows[1].comm == comm)
     }
 }

@@ -21,10 +21,23 @@ struct CardinalityTests {
         // (4,900 ends with 100 bytes): 5,000 flows whose top 100 by bytes are the heavy ones.
         let heavy = try network.peer(in: network.client, ["connect", network.serverIPv4, String(Self.port), "50", "500000"])
         defer { heavy.stop() }
-        #expect(heavy.readLine() != nil)
+        let heavyFlows = try EndToEndTests.readFlows(heavy)  // once all 500 kB are acknowledged on each
         let light = try network.peer(in: network.client, ["connect", network.serverIPv4, String(Self.port), "2450", "100"])
         defer { light.stop() }
-        #expect(light.readLine() != nil)
+        let lightFlows = try EndToEndTests.readFlows(light)
+        // The peers report the flows they opened: to the server's address and port, each its own.
+        for (flows, count) in [(heavyFlows, 50), (lightFlows, 2_450)] {
+            #expect(flows.count == count)
+            #expect(flows.allSatisfy { $0.local == network.clientIPv4 && $0.remote == network.serverIPv4
+                && $0.remotePort == Self.port })
+        }
+        #expect(Set(heavyFlows.map(\.localPort)).isDisjoint(with: lightFlows.map(\.localPort)))
+        #expect(Set((heavyFlows + lightFlows).map(\.localPort)).count == 2_500)
+        // Both ends of each heavy connection, as flowstat labels them (src is the local end).
+        let heavyEnds = Set(heavyFlows.flatMap { flow in
+            [FourTuple(src: flow.local, sport: flow.localPort, dst: flow.remote, dport: flow.remotePort),
+             FourTuple(src: flow.remote, sport: flow.remotePort, dst: flow.local, dport: flow.localPort)]
+        })
 
         // Wait until the server has read everything (its ends have received all bytes).
         func kernelFlows() throws -> [SocketStats] {
@@ -54,9 +67,35 @@ struct CardinalityTests {
         let keptTest = perFlow.filter(isTest)
         let keptReceived = metrics.samples("tcp_flow_bytes_received_total").filter(isTest)
         #expect(keptTest.count == 100, "foreign flows outranked test flows: \(100 - keptTest.count)")
-        for (acked, received) in zip(keptTest, keptReceived) {
-            #expect(acked.value + received.value >= 500_000, "a light flow kept: \(acked.labels)")
+        #expect(keptReceived.count == keptTest.count)
+
+        // Matched by 4-tuple, not by position: the kept series are exactly both ends of the 50
+        // heavy connections the peer opened, which are also the kernel's top 100 by bytes, and
+        // each one's counters are the kernel's for that socket.
+        let kernelByTuple = Dictionary(
+            kernel.map { (FourTuple(src: $0.local, sport: $0.localPort, dst: $0.peer, dport: $0.peerPort), $0) },
+            uniquingKeysWith: { first, _ in first })
+        #expect(kernelByTuple.count == 5_000, "ss shows a 4-tuple twice")
+        func bytes(_ socket: SocketStats) -> UInt64 { (socket.bytesAcked ?? 0) + (socket.bytesReceived ?? 0) }
+        let kernelTop = Set(kernel.sorted { bytes($0) > bytes($1) }.prefix(100)
+            .map { FourTuple(src: $0.local, sport: $0.localPort, dst: $0.peer, dport: $0.peerPort) })
+        #expect(kernelTop == heavyEnds, "the kernel's top 100 by bytes are not the heavy connections' ends")
+        let receivedByTuple = Dictionary(
+            keptReceived.compactMap { sample in FourTuple(sample).map { ($0, sample.value) } },
+            uniquingKeysWith: { first, _ in first })
+        var keptTuples: Set<FourTuple> = []
+        for acked in keptTest {
+            let tuple = try #require(FourTuple(acked), "a per-flow series without a 4-tuple: \(acked.labels)")
+            keptTuples.insert(tuple)
+            #expect(heavyEnds.contains(tuple), "kept, but not an end of a heavy connection: \(tuple)")
+            let socket = try #require(kernelByTuple[tuple], "kept, but ss does not show it: \(tuple)")
+            #expect(acked.value == Double(socket.bytesAcked ?? 0), "bytes acked of \(tuple) vs ss")
+            let received = try #require(receivedByTuple[tuple], "no tcp_flow_bytes_received_total for \(tuple)")
+            #expect(received == Double(socket.bytesReceived ?? 0), "bytes received of \(tuple) vs ss")
+            #expect(bytes(socket) >= 500_000, "ss says \(tuple) is a light flow: \(bytes(socket)) bytes")
         }
+        #expect(keptTuples == heavyEnds,
+                "kept \(keptTuples.count) test flows; heavy ends missing: \(heavyEnds.subtracting(keptTuples).count)")
 
         // Sums: per-flow series plus the aggregates of the test's peers equal the kernel's.
         func aggregate(_ name: String) -> Double {
@@ -77,4 +116,22 @@ struct CardinalityTests {
         #expect(lint.status == 0, "promtool: \(lint.stdout)\(lint.stderr)")
         #expect(agent.stop() == 0)
     }
+}
+
+/// One socket end as flowstat labels it: `src`/`sport` local, `dst`/`dport` the peer.
+struct FourTuple: Hashable, CustomStringConvertible {
+    var src: String, sport: UInt16, dst: String, dport: UInt16
+
+    init(src: String, sport: UInt16, dst: String, dport: UInt16) {
+        (self.src, self.sport, self.dst, self.dport) = (src, sport, dst, dport)
+    }
+
+    /// The 4-tuple of a per-flow sample, from its labels.
+    init?(_ sample: Exposition.Sample) {
+        guard let src = sample.labels["src"], let sport = sample.labels["sport"].flatMap(UInt16.init),
+              let dst = sample.labels["dst"], let dport = sample.labels["dport"].flatMap(UInt16.init) else { return nil }
+        self.init(src: src, sport: sport, dst: dst, dport: dport)
+    }
+
+    var description: String { "\(src):\(sport)->\(dst):\(dport)" }
 }

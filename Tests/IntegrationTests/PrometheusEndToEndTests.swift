@@ -86,14 +86,35 @@ struct PrometheusEndToEndTests {
         let aboveFloor = "clamp_min(\(increase) - \(floor), 0)"
         let median = try #require(try prometheus.query("histogram_quantile(0.5, \(aboveFloor))", at: evaluation).first,
                                   "no tcp_rtt_seconds histogram in Prometheus")
-        let buckets = try prometheus.query(increase, at: evaluation)
-            .map { "\($0.labels["le"] ?? ""): \(Int($0.value))" }.sorted()
+        let bucketSeries = try prometheus.query(increase, at: evaluation)
+        let buckets = bucketSeries.map { "\($0.labels["le"] ?? ""): \(Int($0.value))" }.sorted()
         let slowest = kernelRTTs.max()!, fastest = kernelRTTs.min()!
         #expect(fastest > 0.05, "the token bucket should queue the transfer: ss says \(kernelRTTs)")
-        // Buckets step 1-2.5-5, so interpolation within one is good to a factor of 2.5; the
-        // samples span slow start (shorter queue) to the smoothed RTT at the end.
-        #expect(median.value >= fastest / 4 && median.value <= slowest * 4,
-                "histogram median \(median.value) s vs ss \(kernelRTTs); buckets \(buckets)")
+        // The bound is the histogram's resolution, taken from the bucket edges Prometheus
+        // stored. histogram_quantile finds the bucket (lower, upper] that holds the median
+        // sample and interpolates linearly inside it, so its answer lies in [lower, upper] of
+        // that bucket (in the +Inf bucket it answers the highest finite edge). The samples run
+        // from slow start to the queue the flows end with, and their median lies between the
+        // flows' smoothed RTTs as ss shows them at the end; so the answer lies between the
+        // lower edge of the bucket that holds the fastest flow's RTT and the upper edge of
+        // the one that holds the slowest's. (Above the 50 ms floor, itself an edge, the
+        // buckets are unchanged.)
+        let edges = bucketSeries.compactMap { $0.labels["le"].flatMap(Double.init) }
+            .filter { $0.isFinite }.sorted()
+        try #require(edges.contains(0.05), "no le=\"0.05\" bucket to take the floor at: \(buckets)")
+        /// The (lower, upper] edges of the bucket that holds `value`; the +Inf bucket's upper
+        /// edge is reported as the highest finite one, as histogram_quantile does.
+        func bucket(holding value: Double) -> (lower: Double, upper: Double) {
+            guard let index = edges.firstIndex(where: { value <= $0 }) else {
+                return (edges.last!, edges.last!)
+            }
+            return (index == 0 ? 0 : edges[index - 1], edges[index])
+        }
+        let lowest = bucket(holding: fastest).lower, highest = bucket(holding: slowest).upper
+        // Interpolation in floating point may land an ulp outside an edge.
+        let rounding = 1e-9 * highest
+        #expect(median.value >= lowest - rounding && median.value <= highest + rounding,
+                "histogram median \(median.value) s outside [\(lowest), \(highest)] s, the buckets of ss's RTTs \(kernelRTTs); buckets \(buckets)")
         let samples = try prometheus.query("sum(\(aboveFloor))", at: evaluation)
         #expect((samples.first?.value ?? 0) >= 50, "RTT samples above 50 ms during the transfer: \(buckets)")
 

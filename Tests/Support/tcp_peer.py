@@ -8,6 +8,8 @@
       obeys stdin: "send BYTES" sends more on every flow, waits for the ACKs and
       prints "sent"; "close K" closes the first K flows and prints "closed";
       end of input closes everything and exits.
+      If the ACKs do not all come within 30 s, it prints the failure on stderr and
+      exits 1 instead of printing the JSON line or "sent".
   tcp_peer.py churn ADDR PORT K
       opens K short flows one after another (connect, send a byte, close) and prints
       "done K" once the last is closed.
@@ -44,12 +46,29 @@ def unacked_bytes(sock):
     return struct.unpack("i", fcntl.ioctl(sock, 0x5411, b"\0\0\0\0"))[0]
 
 
+ACK_TIMEOUT = 30  # seconds: generous for a veth pair, even behind the tests' token bucket
+
+
 def send_and_wait(flows, size):
+    """Sends `size` bytes on every flow and waits until the peer has acknowledged all of
+    them. If some are still unacknowledged after ACK_TIMEOUT seconds, says so on stderr and
+    exits 1 without printing the line the caller waits for: its next readLine() gets the
+    end of output instead of a success."""
     payload = b"f" * size
     for sock in flows:
         sock.sendall(payload)
-    deadline = time.monotonic() + 30
-    while any(unacked_bytes(s) for s in flows) and time.monotonic() < deadline:
+    deadline = time.monotonic() + ACK_TIMEOUT
+    while True:
+        pending = [(s, unacked_bytes(s)) for s in flows]
+        pending = [(s, n) for s, n in pending if n]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            details = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]} {n} bytes" for s, n in pending[:5])
+            sys.stderr.write(f"tcp_peer.py: {len(pending)} of {len(flows)} flows still have unacknowledged "
+                             f"bytes after {ACK_TIMEOUT} s: {details}\n")
+            sys.stderr.flush()
+            sys.exit(1)
         time.sleep(0.01)
 
 

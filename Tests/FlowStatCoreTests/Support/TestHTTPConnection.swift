@@ -8,8 +8,8 @@ import Glibc
 ///
 /// Deliberately minimal and byte-level: tests need to send exactly the bytes they choose
 /// (pipelined requests, HTTP/1.0, oversized heads) and see exactly what came back, which
-/// URLSession on Linux neither allows nor reliably reports. Every read times out after
-/// ten seconds so a server bug fails the test instead of hanging it.
+/// URLSession on Linux neither allows nor reliably reports. Every read times out (after ten
+/// seconds unless told otherwise) so a server bug fails the test instead of hanging it.
 final class TestHTTPConnection {
     private let fd: Int32
     private var pending: [UInt8] = []
@@ -18,11 +18,13 @@ final class TestHTTPConnection {
         var description: String
     }
 
-    /// - Parameter receiveBuffer: a small kernel receive buffer, for a client that reads slowly.
-    init(port: Int, host: String = "127.0.0.1", receiveBuffer: Int32? = nil) throws {
+    /// - Parameters:
+    ///   - receiveBuffer: a small kernel receive buffer, for a client that reads slowly.
+    ///   - readTimeout: seconds a read may wait for data before it fails.
+    init(port: Int, host: String = "127.0.0.1", receiveBuffer: Int32? = nil, readTimeout: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: readTimeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))

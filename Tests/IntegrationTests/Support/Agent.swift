@@ -87,7 +87,7 @@ final class Agent {
             throw CommandError(command: ["GET /metrics"], result: CommandResult(status: Int32(response.status),
                                                                                  stdout: response.body, stderr: ""))
         }
-        return Exposition(response.body)
+        return try Exposition(response.body)
     }
 
     /// SIGTERM, then waits; returns the exit status. An agent that has not exited 20 s
@@ -138,12 +138,32 @@ struct Exposition {
         var value: Double
     }
 
+    /// A line of our own exposition that is neither a comment, nor empty, nor a sample.
+    struct MalformedLine: Error, CustomStringConvertible {
+        var number: Int
+        var line: String
+        var problem: String
+        var description: String { "exposition line \(number) is malformed (\(problem)): \(line)" }
+    }
+
     let text: String
     let samples: [Sample]
 
-    init(_ text: String) {
+    /// Parses every line; a line that is not a comment, an empty line or a well-formed sample
+    /// (Prometheus text format 0.0.4, or OpenMetrics 1.0 text) throws with the line.
+    init(_ text: String) throws {
         self.text = text
-        samples = text.split(separator: "\n").compactMap(Exposition.parse)
+        var samples: [Sample] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            do {
+                samples.append(try Exposition.parse(line))
+            } catch {
+                let problem = (error as? Problem)?.text ?? String(describing: error)
+                throw MalformedLine(number: index + 1, line: String(line), problem: problem)
+            }
+        }
+        self.samples = samples
     }
 
     func samples(_ name: String) -> [Sample] { samples.filter { $0.name == name } }
@@ -156,29 +176,97 @@ struct Exposition {
         }
     }
 
-    /// `name{a="x",b="y"} value` (label values may hold escaped quotes).
-    private static func parse(_ line: Substring) -> Sample? {
-        guard !line.hasPrefix("#"), let lastSpace = line.lastIndex(of: " "),
-              let value = Double(line[line.index(after: lastSpace)...].replacingOccurrences(of: "+Inf", with: "inf"))
-        else { return nil }
-        let series = line[..<lastSpace]
-        guard let brace = series.firstIndex(of: "{") else {
-            return Sample(name: String(series), labels: [:], value: value)
+    private struct Problem: Error {
+        var text: String
+        init(_ text: String) { self.text = text }
+    }
+
+    /// `name{a="x",b="y"} value [timestamp]`, as the text format defines it: a metric name,
+    /// optional labels whose values escape only `\\`, `\"` and `\n`, one space, a float (or
+    /// `NaN`, `+Inf`, `-Inf`), and an optional integer timestamp.
+    private static func parse(_ line: Substring) throws -> Sample {
+        let characters = Array(line.unicodeScalars)
+        var index = 0
+        func isNameStart(_ c: Unicode.Scalar) -> Bool {
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || c == "_" || c == ":"
         }
-        var labels: [String: String] = [:]
-        var rest = series[series.index(after: brace)...].dropLast()  // drop "}"
-        while let equals = rest.firstIndex(of: "=") {
-            let key = String(rest[..<equals]).trimmingCharacters(in: CharacterSet(charactersIn: ","))
-            var index = rest.index(equals, offsetBy: 2)  // skip ="
-            var labelValue = ""
-            while index < rest.endIndex, rest[index] != "\"" {
-                if rest[index] == "\\" { index = rest.index(after: index) }
-                labelValue.append(rest[index])
-                index = rest.index(after: index)
+        func isNameChar(_ c: Unicode.Scalar) -> Bool { isNameStart(c) || ("0"..."9").contains(c) }
+        func readName(labelName: Bool) throws -> String {
+            let start = index
+            guard index < characters.count, isNameStart(characters[index]),
+                  !(labelName && characters[index] == ":") else {
+                throw Problem("no \(labelName ? "label" : "metric") name at column \(index + 1)")
             }
-            labels[key] = labelValue
-            rest = rest[rest.index(after: index)...]
+            while index < characters.count, isNameChar(characters[index]),
+                  !(labelName && characters[index] == ":") {
+                index += 1
+            }
+            var name = String.UnicodeScalarView()
+            name.append(contentsOf: characters[start..<index])
+            return String(name)
         }
-        return Sample(name: String(series[..<brace]), labels: labels, value: value)
+        func expect(_ c: Unicode.Scalar) throws {
+            guard index < characters.count, characters[index] == c else {
+                throw Problem("expected \"\(c)\" at column \(index + 1)")
+            }
+            index += 1
+        }
+
+        let name = try readName(labelName: false)
+        var labels: [String: String] = [:]
+        if index < characters.count, characters[index] == "{" {
+            index += 1
+            while index < characters.count, characters[index] != "}" {
+                let key = try readName(labelName: true)
+                try expect("=")
+                try expect("\"")
+                var value = String.UnicodeScalarView()
+                while true {
+                    guard index < characters.count else { throw Problem("unterminated value of label \(key)") }
+                    let c = characters[index]
+                    index += 1
+                    if c == "\"" { break }
+                    if c == "\\" {
+                        guard index < characters.count else { throw Problem("dangling backslash in label \(key)") }
+                        switch characters[index] {
+                        case "\\": value.append("\\")
+                        case "\"": value.append("\"")
+                        case "n": value.append("\n")
+                        default: throw Problem("unknown escape \\\(characters[index]) in label \(key)")
+                        }
+                        index += 1
+                    } else {
+                        value.append(c)
+                    }
+                }
+                guard labels.updateValue(String(value), forKey: key) == nil else {
+                    throw Problem("label \(key) given twice")
+                }
+                if index < characters.count, characters[index] == "," { index += 1 } else { break }
+            }
+            try expect("}")
+        }
+        try expect(" ")
+        let rest = String(String.UnicodeScalarView(characters[index...]))
+        let fields = rest.split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == 1 || fields.count == 2 else { throw Problem("expected a value and at most a timestamp") }
+        let value: Double
+        switch fields[0] {
+        case "NaN": value = .nan
+        case "+Inf": value = .infinity
+        case "-Inf": value = -.infinity
+        default:
+            // Digits, sign, point and exponent only: Double("inf") or Double("0x1p3") are no
+            // Prometheus values.
+            guard !fields[0].isEmpty, fields[0].allSatisfy({ "0123456789+-.eE".contains($0) }),
+                  let number = Double(fields[0]) else {
+                throw Problem("value \"\(fields[0])\" is not a float")
+            }
+            value = number
+        }
+        if fields.count == 2, Int64(fields[1]) == nil {
+            throw Problem("timestamp \"\(fields[1])\" is not an integer")
+        }
+        return Sample(name: name, labels: labels, value: value)
     }
 }
