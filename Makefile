@@ -4,6 +4,7 @@
 #   make build   release binary at .build/release/flowstat
 #   make bench   benchmarks (not part of make test)
 
+SHELL      := /bin/bash
 SWIFT      ?= swift
 CLANG      ?= clang
 BPFTOOL    ?= bpftool
@@ -59,7 +60,7 @@ run: build
 # Privileged tests (BPF, network namespaces) need root; as root they all run.
 test: deps test-deps $(SKELETON) $(PROBE)
 	$(SWIFT) build --build-tests
-	timeout 1800 $(SWIFT) test --skip-build --no-parallel
+	set -o pipefail; timeout 1800 $(SWIFT) test --skip-build --no-parallel 2>&1 | scripts/test-summary.py
 
 unit-test: $(SKELETON)
 	$(SWIFT) test --filter FlowStatCoreTests

@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -157,6 +158,10 @@ class FlowLoad:
 
 # ---------------------------------------------------------------- agent
 
+class AgentRefused(Exception):
+    """The agent exited at start-up (e.g. a --bpf.mode the kernel refuses), with its message."""
+
+
 class Agent:
     def __init__(self, binary, extra=()):
         self.port = AGENT_PORT
@@ -168,7 +173,8 @@ class Agent:
         deadline = start + 30
         while True:
             if self.proc.poll() is not None:
-                raise SystemExit(f"bench: the agent exited: {self.proc.stderr.read()}")
+                children.remove(self.proc)
+                raise AgentRefused(self.proc.stderr.read().strip().splitlines()[-1:])
             try:
                 status, body, _ = self.get("/metrics")
                 if status == 200:
@@ -312,6 +318,15 @@ def time_ss2(runs):
     return median(times), max(peaks)
 
 
+SNAPSHOT_MODES = ("live_storage_iter", "live_tcp_iter", "event")
+
+
+def snapshot_mode(body):
+    """The mode label of flowstat_source_info: which snapshot mode the agent runs."""
+    match = re.search(rb'flowstat_source_info\{[^}]*mode="([a-z_]+)"', body)
+    return match.group(1).decode() if match else "unknown"
+
+
 def scrape_runs(agent, runs, headers=None):
     """Median seconds of `runs` scrapes, the last body, and the median of the snapshot part
     each scrape reports for the one before it."""
@@ -358,7 +373,8 @@ def measure_flows(binary, n, runs, period, rows, hooks_out):
 
             # Live mode keeps flows in the "snapshot" array, event mode in the "flows" LRU map;
             # either way each tracked socket carries its storage record, charged to the socket.
-            live = b'hook="iter_snapshot"' in body
+            mode = snapshot_mode(body)
+            live = mode.startswith("live")
             storage = socket_option_memory() - omem_before
             maps = [m for m in bpftool_json("map", "show")
                     if owned_by(m, agent.proc.pid, "map_id") and m.get("name") == ("snapshot" if live else "flows")]
@@ -393,6 +409,22 @@ def measure_flows(binary, n, runs, period, rows, hooks_out):
         finally:
             agent.stop()
 
+        # Every other snapshot mode, forced, where the kernel allows it (same flows, same runs).
+        other_modes = []
+        for forced in SNAPSHOT_MODES:
+            if forced == mode:
+                continue
+            try:
+                agent = Agent(binary, ["--cardinality.max-flows", "0", "--bpf.mode", forced])
+            except AgentRefused as refused:
+                other_modes.append((forced, None, None, " ".join(refused.args[0])))
+                continue
+            try:
+                m_scrape, _, m_snapshot, _ = scrape_runs(agent, runs)
+                other_modes.append((forced, m_scrape, m_snapshot, ""))
+            finally:
+                agent.stop()
+
         # The default cap (2,000 flows with their own series), gzip asked for as Prometheus does.
         agent = Agent(binary)
         try:
@@ -408,7 +440,7 @@ def measure_flows(binary, n, runs, period, rows, hooks_out):
     mib = 2 ** 20
     gz = "gzip" if wire[:2] == b"\x1f\x8b" else "no gzip"
     rows += [
-        ("snapshot: read all flows from the kernel (one-pass socket iterator)", n, f"{snapshot * 1e3:.1f} ms",
+        (f"snapshot: read all flows from the kernel (default mode here: {mode})", n, f"{snapshot * 1e3:.1f} ms",
          f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / snapshot:.1f}x", "≥ 20x at 40,000"),
         ("snapshot, --no-bpf.refresh (batch map read)", n, f"{nr_snapshot * 1e3:.1f} ms",
          f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / nr_snapshot:.1f}x", "≥ 20x at 40,000"),
@@ -428,6 +460,16 @@ def measure_flows(binary, n, runs, period, rows, hooks_out):
          f"{per_cap:.0f} / {per_entry:.0f} / {per_cap + storage:.0f} B", map_desc, "", "≤ 256 B"),
         ("start-up to first /metrics", n, f"{median(startups) * 1e3:.0f} ms", "", "", "< 1 s"),
     ]
+    for forced, m_scrape, m_snapshot, refusal in other_modes:
+        if m_scrape is None:
+            rows.append((f"snapshot, --bpf.mode {forced}", n, "refused by this kernel", refusal, "", ""))
+            continue
+        rows += [
+            (f"snapshot, --bpf.mode {forced}", n, f"{m_snapshot * 1e3:.1f} ms", f"ss -tin {ss_time * 1e3:.1f} ms",
+             f"{ss_time / m_snapshot:.1f}x", "≥ 20x at 40,000"),
+            (f"full scrape, cap off, --bpf.mode {forced}", n, f"{m_scrape * 1e3:.1f} ms",
+             f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / m_scrape:.2f}x", "≥ 4x at 40,000"),
+        ]
     if ss2:
         rows.append(("seed collector: ss2 --tcp --process (time, peak RSS)", n, "",
                      f"{ss2[0]:.2f} s, {ss2[1]:.0f} MiB", f"{ss2[0] / capped:.0f}x vs capped scrape", ""))

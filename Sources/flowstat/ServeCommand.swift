@@ -229,6 +229,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(
             minUpdateInterval ?? config.sampling.minUpdateInterval)
         options.cgroupPath = cgroupPath
+        options.keepsNamespaceAccess = runAs == nil
         options.refreshBeforeSnapshot = refresh ?? config.bpf.refresh
         options.rttBucketBounds = config.rttHistogram ? config.rttBucketBounds : []
         options.rttSampleEvery = config.sampling.rttSampleEvery

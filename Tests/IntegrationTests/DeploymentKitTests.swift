@@ -78,7 +78,11 @@ struct DeploymentKitTests {
         let closed = FlowTotals(
             flows: 6, bytesAcked: 6_000, bytesReceived: 600, dataSegmentsIn: 12, dataSegmentsOut: 18, retransmits: 1)
         snapshot.closedSinceLastSnapshot = [AggregateKey(peer: .address(IPAddress("192.0.2.7")!), port: .port(443)): closed]
-        let source = FakeFlowSource(snapshot: snapshot, info: SourceInfo(kind: .fake))
+        // Described as a BPF source in event mode without its receive hook: the self-metrics of that path.
+        let info = SourceInfo(
+            kind: .bpf, hooks: [HookStatus(name: "sockops", variant: "cgroup_sockops", attached: true)],
+            mode: .event, missingHooks: ["tcp_rcv_established"])
+        let source = FakeFlowSource(snapshot: snapshot, info: info)
         let scraper = Scraper(source: source, limits: CardinalityLimits(maxFlows: 1))
         scraper.recordReload(successful: true)
         _ = try scraper.scrape()
@@ -101,7 +105,8 @@ struct DeploymentKitTests {
         // The paths above are taken: renaming a metric on one of them removes its old name here.
         for name in ["tcp_rtt_seconds_bucket", "tcp_flow_rtt_seconds", "tcp_flow_duration_seconds_bucket",
                      "tcp_flow_bytes_count", "tcp_peer_flows_closed_total", "flowstat_series_dropped_total",
-                     "flowstat_config_last_reload_successful", "flowstat_events_lost_total"] {
+                     "flowstat_config_last_reload_successful", "flowstat_events_lost_total",
+                     "flowstat_source_hook_missing"] {
             #expect(names.contains(name), "\(name) is in no exposition: the path that emits it was not taken")
         }
         return names

@@ -23,6 +23,9 @@ public struct BPFOptions: Sendable {
     /// it, and opening fails if the kernel refuses it. Event mode also runs whenever
     /// `refreshBeforeSnapshot` is off.
     public var modes: Set<BPFMode> = Set(BPFMode.allCases)
+    /// Whether the agent keeps CAP_SYS_ADMIN (if it has it) for its whole life: false when
+    /// `--run-as` will drop it. Live mode through iter/tcp needs it to read other namespaces.
+    public var keepsNamespaceAccess = true
     /// Every tcp_rcv_established variant, in the shim's order of preference.
     public static let receiveVariantNames = ["fentry", "tp_btf", "raw_tp", "tracepoint"]
     /// Before each snapshot, rewrite every flow from its socket's current state (iter/tcp),
@@ -75,6 +78,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Namespaces seen in the last snapshot: the ones to refresh (event mode) or read (live
     /// mode through iter/tcp) at the next.
     private var activeNamespaces: Set<UInt32> = []
+    /// Live mode through iter/tcp: namespaces the kernel reported with new flows that no path
+    /// led to yet (made a moment ago), with how many snapshots tried; retried a few times.
+    private var unresolvedNamespaces: [UInt32: Int] = [:]
     /// False once the refresh has found it cannot enter other namespaces (see `canEnterNamespaces`).
     private var entersNamespaces = true
     private let refreshBeforeSnapshot: Bool
@@ -114,8 +120,19 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             throw BPFError(step: "choose tcp_rcv_established variants", errno: EINVAL,
                            message: "none of \(options.receiveVariants.sorted()) is one of \(BPFOptions.receiveVariantNames)")
         }
+        // iter/tcp reads a namespace from inside it: without CAP_SYS_ADMIN for the agent's whole
+        // life, live_tcp_iter would lose the flows of every other namespace, where event mode
+        // keeps them from events. Forced alone, it runs anyway.
+        var allowedModes = options.modes
+        var modeNote: String?
+        if allowedModes.count > 1, allowedModes.contains(.liveTCPIterator),
+           !(options.keepsNamespaceAccess && CapabilitySet.effective().contains(.sysAdmin)) {
+            allowedModes.remove(.liveTCPIterator)
+            modeNote = "\(BPFMode.liveTCPIterator): cannot enter other network namespaces "
+                + "(no CAP_SYS_ADMIN\(options.keepsNamespaceAccess ? "" : " after --run-as"))"
+        }
         var modes: UInt32 = 0
-        for mode in options.modes { modes |= 1 << Self.shimMode(mode).rawValue }
+        for mode in allowedModes { modes |= 1 << Self.shimMode(mode).rawValue }
 
         let bounds = try Self.validated(options.rttBucketBounds, "RTT")
         let durationBounds = try Self.validated(options.flowDurationBucketBounds, "flow duration")
@@ -166,7 +183,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         let mode = Self.mode(fs_agent_mode(agent))
         self.mode = mode
         self.info = SourceInfo(
-            kind: .bpf, hooks: hooks, reason: Self.whyNotBetter(than: mode, hooks: hooks, asked: options), mode: mode,
+            kind: .bpf, hooks: hooks,
+            reason: Self.whyNotBetter(than: mode, hooks: hooks, asked: options, note: modeNote), mode: mode,
             missingHooks: Self.missingHooks(mode: mode, hooks: hooks))
         self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
         self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
@@ -213,10 +231,13 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
 
     /// Why the shim runs a worse mode than the best one asked for: the better modes' iterator
     /// errors, for the log and the `reason` label. Nil when it runs the best.
-    private static func whyNotBetter(than mode: BPFMode, hooks: [HookStatus], asked options: BPFOptions) -> String? {
+    private static func whyNotBetter(
+        than mode: BPFMode, hooks: [HookStatus], asked options: BPFOptions, note: String?
+    ) -> String? {
         guard options.refreshBeforeSnapshot else { return mode == .event ? "--no-bpf.refresh" : nil }
         let better = BPFMode.allCases.prefix { $0 != mode }.filter(options.modes.contains)
         let reasons = better.compactMap { candidate -> String? in
+            if candidate == .liveTCPIterator, let note { return note }
             let iterator = candidate == .liveStorageIterator ? "iter_snapshot" : "iter_tcp_snapshot"
             if let failed = hooks.first(where: { $0.name == iterator && !$0.attached }) {
                 return "\(candidate): \(failed.error ?? "not attached")"
@@ -373,9 +394,17 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             throw BPFError(error)
         }
         var visit: [(inode: UInt32, fd: Int32)] = [(namespaces.own, -1)]
-        for inode in activeNamespaces.union(inodes.prefix(Int(taken))) where inode != namespaces.own {
-            guard canEnterNamespaces(), let fd = namespaces.open(inode) else { continue }
-            visit.append((inode, fd))
+        let new = Set(inodes.prefix(Int(taken))).union(unresolvedNamespaces.keys)
+        for inode in activeNamespaces.union(new) where inode != namespaces.own {
+            guard canEnterNamespaces() else { break }
+            if let fd = namespaces.open(inode, fresh: new.contains(inode)) {
+                visit.append((inode, fd))
+                unresolvedNamespaces[inode] = nil
+            } else if new.contains(inode) {
+                // Not in /proc or /run/netns yet, or gone already: a few more tries, then drop it.
+                let tries = (unresolvedNamespaces[inode] ?? 0) + 1
+                unresolvedNamespaces[inode] = tries < 5 ? tries : nil
+            }
         }
         return visit
     }

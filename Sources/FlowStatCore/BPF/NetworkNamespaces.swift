@@ -21,11 +21,12 @@ struct NetworkNamespaces {
         own = NetworkNamespaces.inode(of: "/proc/self/ns/net") ?? 0
     }
 
-    /// Opens the namespace read-only, or returns nil if no known path leads to it.
-    mutating func open(_ inode: UInt32) -> Int32? {
+    /// Opens the namespace read-only, or returns nil if no known path leads to it. `fresh`:
+    /// the kernel just reported the namespace (it is new, not a vanished one), worth a rescan now.
+    mutating func open(_ inode: UInt32, fresh: Bool = false) -> Int32? {
         if let fd = openChecked(inode) { return fd }
         let now = monotonicNanoseconds()
-        guard now &- lastScan >= rescanInterval || lastScan == 0 else { return nil }
+        guard fresh || now &- lastScan >= rescanInterval || lastScan == 0 else { return nil }
         lastScan = now
         scan()
         return openChecked(inode)
