@@ -385,7 +385,7 @@ struct EndToEndTests {
             }
             return open
         }
-        for _ in 0..<1800 where try !stillOpen().isEmpty { usleep(100_000) }
+        try waitUntil(seconds: 180) { try stillOpen().isEmpty }
         let open = try stillOpen()
         #expect(open.isEmpty, "\(open.count) test sockets still open, e.g. \(open.prefix(3))")
         // The per-peer aggregates come from the ring buffer, read by a thread of the agent's

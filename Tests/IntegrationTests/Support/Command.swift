@@ -118,3 +118,15 @@ let flowstatBinary: String = {
 }()
 
 let isRoot = geteuid() == 0
+
+/// Polls `condition` every `interval` seconds until it holds or `seconds` pass; whether it held.
+/// (A `for … where` loop evaluates its condition on every pass and never stops early.)
+@discardableResult
+func waitUntil(seconds: Double, interval: Double = 0.1, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while true {
+        if try condition() { return true }
+        if Date() >= deadline { return false }
+        usleep(UInt32(interval * 1e6))
+    }
+}
