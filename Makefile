@@ -1,6 +1,8 @@
 # flowstat: build the BPF object, embed it, build the Swift agent, test it.
 #   make run     install what is missing, build (release), start the agent on :8020
-#   make test    install what is missing, build, run unit and privileged tests
+#   make test    install what is missing, build, run unit and privileged tests on this
+#                kernel, then the core end-to-end tests under Debian's 6.1 and 6.12 kernels
+#   make test-kernels  the whole end-to-end suite on this kernel, 6.1 and 6.12 (the matrix)
 #   make build   release binary at .build/release/flowstat
 #   make bench   benchmarks (not part of make test)
 
@@ -18,15 +20,16 @@ RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: all deps test-deps bpf build run test unit-test bench clean kernel-probe
+.PHONY: all deps test-deps bpf build run test test-kernels unit-test bench clean kernel-probe
 
 all: build
 
 deps:
 	@scripts/install-deps.sh build
 
+# The test packages, plus QEMU, virtme-ng and the kernels of the matrix.
 test-deps:
-	@scripts/install-deps.sh test
+	@scripts/install-deps.sh kernels
 
 bpf: $(SKELETON)
 
@@ -61,6 +64,11 @@ run: build
 test: deps test-deps $(SKELETON) $(PROBE)
 	$(SWIFT) build --build-tests
 	set -o pipefail; timeout 1800 $(SWIFT) test --skip-build --no-parallel 2>&1 | scripts/test-summary.py
+	scripts/test-kernels.sh --core 6.1 6.12
+
+test-kernels: deps test-deps $(SKELETON) $(PROBE)
+	$(SWIFT) build --build-tests
+	scripts/test-kernels.sh
 
 unit-test: $(SKELETON)
 	$(SWIFT) test --filter FlowStatCoreTests

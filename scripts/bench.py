@@ -327,6 +327,12 @@ def snapshot_mode(body):
     return match.group(1).decode() if match else "unknown"
 
 
+def attached_hooks(body):
+    """hook/variant of every flowstat_source_info series."""
+    return [f"{h.decode()}/{v.decode()}" for h, v in
+            re.findall(rb'flowstat_source_info\{[^}]*hook="([a-z_]+)",variant="([a-z_]+)"', body)]
+
+
 def scrape_runs(agent, runs, headers=None):
     """Median seconds of `runs` scrapes, the last body, and the median of the snapshot part
     each scrape reports for the one before it."""
@@ -375,6 +381,7 @@ def measure_flows(binary, n, runs, period, rows, hooks_out):
             # either way each tracked socket carries its storage record, charged to the socket.
             mode = snapshot_mode(body)
             live = mode.startswith("live")
+            print(f"N = {n}: the agent runs {mode}; hooks attached: {', '.join(attached_hooks(body))}")
             storage = socket_option_memory() - omem_before
             maps = [m for m in bpftool_json("map", "show")
                     if owned_by(m, agent.proc.pid, "map_id") and m.get("name") == ("snapshot" if live else "flows")]

@@ -32,7 +32,7 @@ export FLOWSTAT_CHURN_CONNECTIONS=${FLOWSTAT_CHURN_CONNECTIONS:-2000}
 run_tests=(bash -c 'echo "kernel-release: $(uname -r)"; set -o pipefail
 	"$0" --testing-library swift-testing --filter "$1" 2>&1 | scripts/test-summary.py' "$tests" "$filter")
 
-rows=() failed=0
+rows=() failed=0 passed=0 failures=0 skipped=0
 for kernel in "${kernels[@]}"; do
 	log=$(mktemp)
 	started=$(date +%s)
@@ -47,7 +47,13 @@ for kernel in "${kernels[@]}"; do
 	# The end-to-end test prints what the probe found and what the agent chose.
 	agent=$(grep -o 'agent: mode [a-z_]*, hooks .*' "$log" | head -n1 | sed 's/^agent: //')
 	counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n1)
-	[[ -n $counts ]] || counts="no test ran"
+	if [[ -n $counts ]]; then
+		read -r p _ f _ s _ <<<"${counts//,/}"
+		passed=$((passed + p)) failures=$((failures + f)) skipped=$((skipped + s))
+	else
+		counts="no test ran"
+		failures=$((failures + 1))
+	fi
 	rows+=("| $kernel | ${release:-?} | ${agent:-?} | $counts | $status | ${seconds} s |")
 	((status == 0)) || failed=1
 	rm -f "$log"
@@ -57,4 +63,6 @@ echo
 echo "| kernel | release | mode and hooks attached (default) | tests | exit | time |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "matrix: $passed passed, $failures failed, $skipped skipped"
 exit "$failed"
