@@ -349,7 +349,7 @@ struct EndToEndTests {
         defer { network.remove() }
         let agent = try Agent()
         defer { agent.stop() }
-        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        let server = try Self.startServer(network, network.serverIPv4, 5099)
         defer { server.stop() }
         // One kept-alive scrape connection: scraping adds no flow between the two scrapes.
         let scraper = try Child(["python3", packageRoot.appendingPathComponent("Tests/Support/keepalive_scrape.py").path,
@@ -366,20 +366,20 @@ struct EndToEndTests {
 
         let kernelBefore = try KernelTCPCounters.byNamespace()
         let before = try scrape()
-        let churn = try network.peer(in: network.client, ["churn", network.serverIPv4, "5001", String(connections)])
+        let churn = try network.peer(in: network.client, ["churn", network.serverIPv4, "5099", String(connections)])
         defer { churn.stop() }
         #expect(churn.readLine() == "done \(connections)")
         // Both ends of every flow are on this host: each flow is one active and one passive
         // open and two closes. The server closes each flow once its thread has read the peer's
         // FIN, which can trail the client by seconds on a loaded 2-core machine: first wait
-        // (up to 3 min) until the kernel itself shows no socket of port 5001 still open in
+        // (up to 3 min) until the kernel itself shows no socket of port 5099 (no other test uses it) still open in
         // either namespace (TIME_WAIT is closed for TCP's state machine), then compare.
         func stillOpen() throws -> [Substring] {
             var open: [Substring] = []
             for namespace in [network.client, network.server] {
                 let sockets = try run(["ip", "netns", "exec", namespace, "ss", "-tanH"]).stdout
                 open += sockets.split(separator: "\n").filter { line in
-                    line.split(separator: " ").contains { $0.hasSuffix(":5001") }
+                    line.split(separator: " ").contains { $0.hasSuffix(":5099") }
                         && !line.hasPrefix("LISTEN") && !line.hasPrefix("TIME-WAIT")
                 }
             }
@@ -390,10 +390,10 @@ struct EndToEndTests {
         #expect(open.isEmpty, "\(open.count) test sockets still open, e.g. \(open.prefix(3))")
         // The per-peer aggregates come from the ring buffer, read by a thread of the agent's
         // own: they may trail the counters by a moment, never by a flow once caught up. Both
-        // ends aggregate under service port 5001 (the server's end under the client's address,
+        // ends aggregate under service port 5099 (the server's end under the client's address,
         // the client's under the server's, or peer="other" if other traffic took the slots).
         func aggregated(_ metrics: [String: Double]) -> Double {
-            metrics.filter { $0.key.hasPrefix("tcp_peer_flows_closed_total{") && $0.key.contains(#"port="5001""#) }
+            metrics.filter { $0.key.hasPrefix("tcp_peer_flows_closed_total{") && $0.key.contains(#"port="5099""#) }
                 .values.reduce(0, +)
         }
         var after = try scrape()
@@ -433,7 +433,7 @@ struct EndToEndTests {
         #expect(after["flowstat_events_lost_total"] == 0)
         // No entry of those flows is left in the map.
         let left = try agent.scrape().samples("tcp_flow_rtt_seconds").filter {
-            $0.labels["sport"] == "5001" || $0.labels["dport"] == "5001"
+            $0.labels["sport"] == "5099" || $0.labels["dport"] == "5099"
         }
         #expect(left.isEmpty, "\(left.count) closed churn flows still exported")
     }
@@ -489,8 +489,9 @@ struct EndToEndTests {
         shaped.stop()
         let afterShaped = try Self.rttHistogram(agent.scrape())
         let shapedSamples = Self.newSamples(afterPlain, afterShaped, above: 0.005)
-        #expect(shapedSamples.above >= 10 && shapedSamples.above >= shapedSamples.total * 0.5,
-                "queued behind the token bucket: \(shapedSamples)")
+        // Only a count: the histogram is host-wide, and other traffic's (low) samples would make a
+        // share of the total depend on how quiet the machine is. The plain phase shows low stays low.
+        #expect(shapedSamples.above >= 10, "queued behind the token bucket: \(shapedSamples)")
         // Counts never go down while the agent runs.
         #expect(zip(start, afterShaped).allSatisfy { $0.count <= $1.count })
     }

@@ -53,6 +53,7 @@ struct RunAsTests {
     @Test("--run-as nobody: every thread is nobody with no capability, and scrapes still show new, existing and closed flows")
     func runAsNobody() throws {
         let programsBefore = try EndToEndTests.flowstatPrograms()
+        let sockopsBefore = try EndToEndTests.flowstatCgroupAttachments()
         let network = try TestNetwork(tag: "ra")
         defer { network.remove() }
         let server = try EndToEndTests.startServer(network, network.serverIPv4, 5101)
@@ -144,6 +145,9 @@ struct RunAsTests {
         // Where the refresh must enter namespaces it cannot any more: said at most once, not per scrape.
         #expect(log.components(separatedBy: "refreshing only this network namespace").count <= 2, "log: \(log)")
         #expect(try EndToEndTests.programsLeft(since: programsBefore).isEmpty, "BPF programs left after SIGTERM")
+        // Dropping privileges must not keep the agent from detaching sockops from the cgroup.
+        #expect(try EndToEndTests.flowstatCgroupAttachments() == sockopsBefore,
+                "sockops attachments before: \(sockopsBefore) (programs \(programsBefore.sorted()))")
     }
 
     @Test("--run-as errors are one line naming the problem and the fix, before any BPF program loads")

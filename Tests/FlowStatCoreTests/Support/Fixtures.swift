@@ -66,4 +66,110 @@ enum Fixtures {
     static let build = BuildInfo(version: "1.2.3", swiftVersion: "6.3")
 
     static let context = ExpositionContext(build: build, source: sourceInfo, previousScrapeDuration: 0.0042)
+
+    /// `snapshot` as the encoder must write it, fixed text: the oracle of the exact-text tests
+    /// (MetricsEncoderTests with a scrape duration of 4.2 ms; MetricsServerTests on a first
+    /// scrape, which has no duration sample yet).
+    static let exposition = #"""
+        # HELP tcp_flow_rtt_seconds Smoothed round-trip time of the TCP flow.
+        # TYPE tcp_flow_rtt_seconds gauge
+        tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.001
+        tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.002
+        tcp_flow_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 0.000123
+        tcp_flow_rtt_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0.000031
+        tcp_flow_rtt_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0.0125
+        # HELP tcp_flow_rtt_variance_seconds Round-trip time variance (mean deviation) of the TCP flow.
+        # TYPE tcp_flow_rtt_variance_seconds gauge
+        tcp_flow_rtt_variance_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.0005
+        tcp_flow_rtt_variance_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.001
+        tcp_flow_rtt_variance_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 0.00005
+        tcp_flow_rtt_variance_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0.000015
+        tcp_flow_rtt_variance_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 1e-10
+        # HELP tcp_flow_min_rtt_seconds Minimum round-trip time seen on the TCP flow.
+        # TYPE tcp_flow_min_rtt_seconds gauge
+        tcp_flow_min_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.0008
+        tcp_flow_min_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.0015
+        tcp_flow_min_rtt_seconds{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 0.0001
+        tcp_flow_min_rtt_seconds{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0.000009
+        tcp_flow_min_rtt_seconds{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+        # HELP tcp_flow_cwnd_segments Congestion window of the TCP flow.
+        # TYPE tcp_flow_cwnd_segments gauge
+        tcp_flow_cwnd_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 12
+        tcp_flow_cwnd_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 10
+        tcp_flow_cwnd_segments{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 10
+        tcp_flow_cwnd_segments{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 10
+        tcp_flow_cwnd_segments{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 20
+        # HELP tcp_flow_ssthresh_segments Slow-start threshold of the TCP flow.
+        # TYPE tcp_flow_ssthresh_segments gauge
+        tcp_flow_ssthresh_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 9
+        tcp_flow_ssthresh_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 8
+        tcp_flow_ssthresh_segments{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 7
+        tcp_flow_ssthresh_segments{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 2147483647
+        tcp_flow_ssthresh_segments{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 2147483647
+        # HELP tcp_flow_delivery_rate_bytes_per_second Most recent delivery rate estimate of the TCP flow.
+        # TYPE tcp_flow_delivery_rate_bytes_per_second gauge
+        tcp_flow_delivery_rate_bytes_per_second{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 1000000
+        tcp_flow_delivery_rate_bytes_per_second{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 2500000
+        tcp_flow_delivery_rate_bytes_per_second{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1250000
+        tcp_flow_delivery_rate_bytes_per_second{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} NaN
+        tcp_flow_delivery_rate_bytes_per_second{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0.30000000000000004
+        # HELP tcp_flow_data_segments_in_total Segments carrying data received on the TCP flow.
+        # TYPE tcp_flow_data_segments_in_total counter
+        tcp_flow_data_segments_in_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 1
+        tcp_flow_data_segments_in_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 3
+        tcp_flow_data_segments_in_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 5
+        tcp_flow_data_segments_in_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 1
+        tcp_flow_data_segments_in_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+        # HELP tcp_flow_data_segments_out_total Segments carrying data sent on the TCP flow.
+        # TYPE tcp_flow_data_segments_out_total counter
+        tcp_flow_data_segments_out_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 2
+        tcp_flow_data_segments_out_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 4
+        tcp_flow_data_segments_out_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 7
+        tcp_flow_data_segments_out_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 1
+        tcp_flow_data_segments_out_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+        # HELP tcp_flow_bytes_acked_total Bytes sent on the TCP flow and acknowledged by the peer.
+        # TYPE tcp_flow_bytes_acked_total counter
+        tcp_flow_bytes_acked_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 100
+        tcp_flow_bytes_acked_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 300
+        tcp_flow_bytes_acked_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1000
+        tcp_flow_bytes_acked_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 1845
+        tcp_flow_bytes_acked_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 18446744073709551615
+        # HELP tcp_flow_bytes_received_total Bytes received on the TCP flow.
+        # TYPE tcp_flow_bytes_received_total counter
+        tcp_flow_bytes_received_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 200
+        tcp_flow_bytes_received_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 400
+        tcp_flow_bytes_received_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 2000
+        tcp_flow_bytes_received_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 146
+        tcp_flow_bytes_received_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+        # HELP tcp_flow_retransmits_total Segments retransmitted on the TCP flow.
+        # TYPE tcp_flow_retransmits_total counter
+        tcp_flow_retransmits_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0
+        tcp_flow_retransmits_total{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0
+        tcp_flow_retransmits_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1
+        tcp_flow_retransmits_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0
+        tcp_flow_retransmits_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+        # HELP tcp_flows TCP flows the agent sees now (selected ones, before the cardinality cap).
+        # TYPE tcp_flows gauge
+        tcp_flows 5
+        # HELP flowstat_build_info flowstat version and the Swift version it was built with.
+        # TYPE flowstat_build_info gauge
+        flowstat_build_info{version="1.2.3",swift="6.3"} 1
+        # HELP flowstat_source_info Flow source in use, one series per attached kernel hook.
+        # TYPE flowstat_source_info gauge
+        flowstat_source_info{source="bpf",hook="inet_sock_set_state",variant="tracepoint"} 1
+        flowstat_source_info{source="bpf",hook="sockops",variant="cgroup_sockops"} 1
+        flowstat_source_info{source="bpf",hook="tcp_rcv_established",variant="tp_btf"} 1
+        # HELP flowstat_map_entries Entries in the flow map when it was read.
+        # TYPE flowstat_map_entries gauge
+        flowstat_map_entries 5
+        # HELP flowstat_map_capacity Capacity of the flow map.
+        # TYPE flowstat_map_capacity gauge
+        flowstat_map_capacity 65536
+        # HELP flowstat_scrape_duration_seconds Duration of the previous scrape: snapshot plus encoding.
+        # TYPE flowstat_scrape_duration_seconds gauge
+        flowstat_scrape_duration_seconds 0.0042
+        # HELP flowstat_snapshot_duration_seconds Part of the previous scrape spent reading the flows from the source (kernel refresh and map read).
+        # TYPE flowstat_snapshot_duration_seconds gauge
+
+        """#
 }

@@ -44,8 +44,27 @@ int rcv_tp_btf(void *ctx) { return 0; }
 SEC("raw_tp/tcp_probe")
 int rcv_raw_tp(void *ctx) { return 0; }
 
+/*
+ * The classic tracepoints give a record, not a socket: a variant is usable only where the
+ * record carries the socket's address, which tcp_probe's did not before Linux 6.x (6.1 has
+ * no skaddr there). So these read the fields flowstat reads, relocated by CO-RE.
+ */
+struct trace_event_raw_tcp_probe {
+	const void *skaddr;
+} __core;
+
+struct trace_event_raw_inet_sock_set_state {
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 protocol;
+} __core;
+
 SEC("tracepoint/tcp/tcp_probe")
-int rcv_tracepoint(void *ctx) { return 0; }
+int rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
+{
+	return ctx->skaddr != 0;
+}
 
 SEC("tp_btf/inet_sock_set_state")
 int state_tp_btf(void *ctx) { return 0; }
@@ -54,7 +73,10 @@ SEC("raw_tp/inet_sock_set_state")
 int state_raw_tp(void *ctx) { return 0; }
 
 SEC("tracepoint/sock/inet_sock_set_state")
-int state_tracepoint(void *ctx) { return 0; }
+int state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return ctx->skaddr && ctx->protocol == 6 && ctx->oldstate != ctx->newstate;
+}
 
 SEC("sockops")
 int sockops_root(struct bpf_sock_ops *skops) { return 1; }
