@@ -315,6 +315,35 @@ struct EndToEndTests {
         #expect(agent.stop() == 0)
     }
 
+    @Test("a flow's process name is its process's (the kernel's /proc/PID/comm), not the connecting thread's")
+    func processNameIsTheProcesss() throws {
+        let network = try TestNetwork(tag: "pn")
+        defer { network.remove() }
+        let agent = try Agent()  // first: the owner is recorded at connect()
+        defer { agent.stop() }
+        let server = try Self.startServer(network, network.serverIPv4, 5001)
+        defer { server.stop() }
+        let client = try network.peer(
+            in: network.client, ["connect-thread", "fs-io-thread", network.serverIPv4, "5001", "1", "1000"])
+        defer { client.stop() }
+        let flow = try #require(try Self.readFlows(client).first)
+        let pid = client.process.processIdentifier  // ip netns exec and env exec: python3's own pid
+        let processName = try String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)
+            .trimmingCharacters(in: .newlines)
+        let threadNames = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").map {
+            try String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .newlines)
+        }
+        #expect(threadNames.contains("fs-io-thread"), "the kernel names the thread: \(threadNames)")
+        let body = try agent.get("/api/flows?top=1000&sort=bytes").body
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let flows = try #require(document["flows"] as? [[String: Any]])
+        let ours = try #require(flows.first {
+            $0["src"] as? String == flow.local && $0["sport"] as? Int == Int(flow.localPort)
+        }, "no flow from \(flow.local):\(flow.localPort) in /api/flows")
+        #expect(ours["comm"] as? String == processName, "comm \(ours["comm"] ?? "nil") vs /proc \(processName)")
+        #expect(ours["pid"] as? Int == Int(pid))
+    }
+
     @Test("a flow map smaller than the live flows: evictions are counted and the agent keeps serving")
     func evictionsAreCounted() throws {
         let network = try TestNetwork(tag: "ev")

@@ -10,6 +10,8 @@
       end of input closes everything and exits.
       If the ACKs do not all come within 30 s, it prints the failure on stderr and
       exits 1 instead of printing the JSON line or "sent".
+  tcp_peer.py connect-thread NAME ADDR PORT N BYTES
+      as connect, from a thread named NAME (the process keeps its name)
   tcp_peer.py churn ADDR PORT K
       opens K short flows one after another (connect, send a byte, close) and prints
       "done K" once the last is closed.
@@ -97,6 +99,20 @@ def connect(addr, port, count, size):
         sock.close()
 
 
+def connect_from_thread(name, addr, port, count, size):
+    """connect(), from a thread the kernel knows as `name` (prctl PR_SET_NAME): the process
+    keeps its own name, as a server's I/O threads do."""
+    import ctypes
+
+    def run():
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)
+        connect(addr, port, count, size)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+
+
 def churn(addr, port, count):
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     for _ in range(count):
@@ -112,6 +128,8 @@ if __name__ == "__main__":
         serve(sys.argv[2], int(sys.argv[3]))
     elif mode == "connect":
         connect(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif mode == "connect-thread":
+        connect_from_thread(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif mode == "churn":
         churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
