@@ -167,7 +167,9 @@ class Agent:
         self.port = AGENT_PORT
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            [binary, "serve", "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warning", *extra],
+            # --source bpf: a BPF failure must stop the bench, not measure the inet_diag fallback.
+            [binary, "serve", "--source", "bpf", "--web.listen-address", f"127.0.0.1:{self.port}",
+             "--log.level", "warning", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         children.append(self.proc)
         deadline = start + 30
