@@ -23,8 +23,10 @@ struct FlowStatCommand: AsyncParsableCommand {
 enum Entry {
     static func main() {
         let finished = DispatchSemaphore(value: 0)
+        // The seed exporter's `--port:8020` forms, so its unit files work unchanged.
+        let arguments = SeedCommandLine.translate(Array(CommandLine.arguments.dropFirst()))
         Task.detached {
-            await FlowStatCommand.main()
+            await FlowStatCommand.main(arguments)
             finished.signal()
         }
         finished.wait()
