@@ -358,7 +358,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         else { throw BPFError(error) }
         defer { fs_agent_release_tracked(agent) }
         if mode == .liveTCPIterator {
-            noteNamespaceResults(visited, errors: errors, records: records, count: count)
+            noteNamespaceResults(visited, errors: errors, records: records, count: count, missed: missed)
         }
         if missed > 0, !warnedSnapshotFull {
             warnedSnapshotFull = true
@@ -413,12 +413,14 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// enter stops the visits to others (it needs CAP_SYS_ADMIN, which `--run-as` drops).
     private func noteNamespaceResults(
         _ visited: [(inode: UInt32, fd: Int32)], errors: [Int32], records: UnsafePointer<fs_flow_record>?,
-        count: UInt32
+        count: UInt32, missed: UInt32
     ) {
         var active: Set<UInt32> = []
         if let records {
             for index in 0..<Int(count) { active.insert(records[index].key.netns) }
         }
+        // A full array left flows out: a namespace without records may still have flows.
+        if missed > 0 { active.formUnion(visited.map(\.inode)) }
         for (namespace, error) in zip(visited, errors) where error != 0 {
             if error == -EPERM, namespace.fd >= 0 {
                 stopEnteringNamespaces(because: "entering one failed with EPERM")
