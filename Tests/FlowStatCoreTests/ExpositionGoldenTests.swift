@@ -67,12 +67,13 @@ struct ExpositionGoldenTests {
         return snapshot
     }
 
-    @Test("dump's table and the JSON of the fixed flows are the recorded text")
+    @Test("dump's table, the JSON of the fixed flows and the sample config are the recorded text")
     func views() throws {
         let flows = Self.snapshot.flows
         let indices = Array(flows.indices)
         try Self.compare(FlowDumpTable.render(flows, indices: indices).joined(separator: "\n") + "\n", to: "dump.txt")
         try Self.compare(FlowJSON.flowsDocument(flows) + "\n", to: "flows.json")
+        try Self.compare(FlowStatConfig.sampleYAML, to: "sample-config.yml")
     }
 
     @Test("the exposition under each config fixture is the recorded text", arguments: configs.map(\.name))
