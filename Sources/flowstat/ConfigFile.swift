@@ -22,9 +22,13 @@ func loadConfig(explicitPath: String?, logger: Logger) throws -> FlowStatConfig 
         return FlowStatConfig()
     }
     do {
-        let config = try FlowStatConfig(contentsOf: path)
+        let loaded = try FlowStatConfig.load(contentsOf: path)
         logger.info("read config \(path)")
-        return config
+        // At start-up and at every reload: values the seed accepted that are not in effect.
+        for warning in loaded.warnings {
+            logger.warning("config: \(warning)")
+        }
+        return loaded.config
     } catch {
         throw StartupError(error)
     }
@@ -58,7 +62,8 @@ extension StartupError {
     }
 }
 
-/// `flowstat check-config FILE`: validate a config file without starting the agent.
+/// `flowstat check-config FILE`: validate a config file without starting the agent. Values
+/// that load but are not in effect are printed as `warning:` lines (the exit status stays 0).
 struct CheckConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
@@ -70,9 +75,13 @@ struct CheckConfigCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try FlowStatConfig(contentsOf: file)
-            print("\(file): OK")
-            print(config.summary)
+            let loaded = try FlowStatConfig.load(contentsOf: file)
+            let count = loaded.warnings.count
+            print("\(file): OK" + (count == 0 ? "" : " (\(count) warning\(count == 1 ? "" : "s"))"))
+            for warning in loaded.warnings {
+                print("warning: \(warning)")
+            }
+            print(loaded.config.summary)
         } catch {
             StartupError(error).report()
             throw ExitCode.failure
