@@ -21,7 +21,9 @@ struct HTTPHardeningTests {
         configure(&configuration)
         let server = try await MetricsServer.start(
             configuration: configuration,
-            scraper: Scraper(source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build),
+            scraper: Scraper(
+                source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build,
+                processMetrics: { Fixtures.process }),
             logger: logger)
         do {
             try await body(server)
