@@ -27,7 +27,8 @@ func writeSampleConfig(to path: String, force: Bool) throws {
     }
 }
 
-/// `flowstat check-config FILE`: validate a config file without starting the agent.
+/// `flowstat check-config FILE`: validate a config file without starting the agent. Values
+/// that load but are not in effect are printed as `warning:` lines (the exit status stays 0).
 struct CheckConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
@@ -39,9 +40,13 @@ struct CheckConfigCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try FlowStatConfig(contentsOf: file)
-            print("\(file): OK")
-            print(config.summary)
+            let loaded = try FlowStatConfig.load(contentsOf: file)
+            let count = loaded.warnings.count
+            print("\(file): OK" + (count == 0 ? "" : " (\(count) warning\(count == 1 ? "" : "s"))"))
+            for warning in loaded.warnings {
+                print("warning: \(warning)")
+            }
+            print(loaded.config.summary)
         } catch {
             StartupError(error).report()
             throw ExitCode.failure

@@ -112,7 +112,9 @@ struct ExpositionGoldenTests {
 enum GoldenExport {
     static func scrape(config: FlowStatConfig, snapshot: FlowSnapshot, format: MetricsEncoder.Format) throws -> String {
         let source = FakeFlowSource(snapshot: snapshot, info: Fixtures.sourceInfo)
-        let pipeline = ExportPipeline(source: source, config: config, servicePorts: ServicePorts(), build: Fixtures.build)
+        let pipeline = ExportPipeline(
+            source: source, config: config, servicePorts: ServicePorts(), build: Fixtures.build,
+            processMetrics: { Fixtures.process })
         defer { pipeline.stop() }
         return String(buffer: try pipeline.scrape(format: format))
     }

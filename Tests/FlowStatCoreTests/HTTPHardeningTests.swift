@@ -21,7 +21,8 @@ struct HTTPHardeningTests {
         configure(&configuration)
         let server = try await MetricsServer.start(
             configuration: configuration,
-            pipeline: ExportPipeline(source: source, config: Fixtures.uncapped, build: Fixtures.build),
+            pipeline: ExportPipeline(
+                source: source, config: Fixtures.uncapped, build: Fixtures.build, processMetrics: { Fixtures.process }),
             logger: logger)
         do {
             try await body(server)

@@ -10,7 +10,8 @@ struct MetricsServerTests {
         maxRequestHeadBytes: Int = 8 * 1024,
         _ body: (MetricsServer) async throws -> Void
     ) async throws {
-        let pipeline = ExportPipeline(source: source, config: Fixtures.uncapped, build: Fixtures.build)
+        let pipeline = ExportPipeline(
+            source: source, config: Fixtures.uncapped, build: Fixtures.build, processMetrics: { Fixtures.process })
         let server = try await MetricsServer.start(
             configuration: .init(
                 listenAddress: ListenAddress(host: "127.0.0.1", port: 0), maxRequestHeadBytes: maxRequestHeadBytes),
@@ -26,9 +27,10 @@ struct MetricsServerTests {
 
     /// The exposition of `Fixtures.snapshot` on a first scrape: the fixed text of the encoder's
     /// exact-text test, less the scrape duration's sample (no scrape has finished yet, so the
-    /// gauge has its HELP and TYPE only).
+    /// gauge has its HELP and TYPE only), then the process metrics the scraper read.
     private static let expectedFirstScrape = Fixtures.exposition.split(separator: "\n", omittingEmptySubsequences: false)
         .filter { !$0.hasPrefix("flowstat_scrape_duration_seconds ") }.joined(separator: "\n")
+        + Fixtures.processExposition
 
     @Test("binds an ephemeral port on the requested address")
     func ephemeralPort() async throws {

@@ -5,12 +5,24 @@ import Glibc
 #endif
 
 extension FlowStatConfig {
-    /// Parses a configuration document. `file` only names it in errors.
+    /// Parses a configuration document. `file` only names it in errors. Warnings are
+    /// dropped: use `FlowStatConfig.load(yaml:file:)` where an operator should see them.
+    public init(yaml text: String, file: String = "<string>") throws(ConfigError) {
+        self = try Self.load(yaml: text, file: file).config
+    }
+
+    /// Reads and parses the file at `path` (warnings dropped, as `init(yaml:file:)`).
+    public init(contentsOf path: String) throws(ConfigError) {
+        self = try Self.load(contentsOf: path).config
+    }
+
+    /// Parses a configuration document, with a warning for each value it loads but ignores
+    /// or adjusts (see `ConfigWarning`).
     ///
     /// Walks Yams' composed node tree rather than decoding with `Codable`, so that every
     /// error knows the line and key path of the value at fault and unknown keys are caught
     /// (a misspelt key silently falling back to its default is the worst config bug).
-    public init(yaml text: String, file: String = "<string>") throws(ConfigError) {
+    public static func load(yaml text: String, file: String = "<string>") throws(ConfigError) -> LoadedConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -21,13 +33,16 @@ extension FlowStatConfig {
                 file: file, line: nil, keyPath: "", problem: "cannot parse the YAML: \(error)",
                 fix: "check the file's indentation and quoting")
         }
-        self.init()
-        guard let root else { return }  // An empty file: every default.
-        try ConfigReader(file: file).read(ConfigNode(node: root, path: "", file: file), into: &self)
+        var config = FlowStatConfig()
+        guard let root else { return LoadedConfig(config: config) }  // An empty file: every default.
+        let warnings = ConfigWarnings()
+        try ConfigReader(file: file, warnings: warnings).read(
+            ConfigNode(node: root, path: "", file: file), into: &config)
+        return LoadedConfig(config: config, warnings: warnings.all)
     }
 
-    /// Reads and parses the file at `path`.
-    public init(contentsOf path: String) throws(ConfigError) {
+    /// Reads and parses the file at `path`, with its warnings.
+    public static func load(contentsOf path: String) throws(ConfigError) -> LoadedConfig {
         let text: String
         do {
             text = try readTextFile(path)
@@ -38,7 +53,7 @@ extension FlowStatConfig {
                     ? "check the path, or write a sample there with flowstat --create-config \(path)"
                     : "check the path and its permissions")
         }
-        try self.init(yaml: text, file: path)
+        return try load(yaml: text, file: path)
     }
 }
 
@@ -74,6 +89,16 @@ struct ConfigNode {
 
     func error(_ problem: String, fix: String) -> ConfigError {
         ConfigError(file: file, line: line, keyPath: path, problem: problem, fix: fix)
+    }
+
+    func warning(_ problem: String, action: String) -> ConfigWarning {
+        ConfigWarning(file: file, line: line, keyPath: path, problem: problem, action: action)
+    }
+
+    /// A scalar written as `""` or `''` (or an unquoted empty value inside a flow list).
+    var isEmptyString: Bool {
+        guard case .scalar(let scalar) = node else { return false }
+        return scalar.string.isEmpty
     }
 
     /// `key:` with nothing after it, `~` or `null`: the same as leaving the key out.
@@ -132,10 +157,17 @@ struct ConfigNode {
     }
 
     func bool() throws(ConfigError) -> Bool {
-        guard case .scalar = node, let value = node.bool else {
+        guard case .scalar(let scalar) = node else {
             throw error("expected true or false, found \(found)", fix: "write true or false")
         }
-        return value
+        if let value = node.bool { return value }
+        // Quoted: the seed's loader (NimYAML) read a value by the field's type, so
+        // `active: "false"` was false.
+        switch scalar.string.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error("expected true or false, found \(found)", fix: "write true or false")
+        }
     }
 
     func integer(in range: ClosedRange<Int>, unit: String = "") throws(ConfigError) -> Int {
@@ -247,6 +279,7 @@ extension String {
 /// Reads the document into a `FlowStatConfig`, section by section.
 private struct ConfigReader {
     let file: String
+    let warnings: ConfigWarnings
 
     func read(_ root: ConfigNode, into config: inout FlowStatConfig) throws(ConfigError) {
         let sections = try root.entries(["logic", "flowstat"])
@@ -255,7 +288,7 @@ private struct ConfigReader {
             if let metrics = parts["metrics"] { try readMetrics(metrics, into: &config) }
             if let compression = parts["compression"] {
                 if let folding = try compression.entries(["labelFolding"])["labelFolding"] {
-                    config.labelFolding = try folding.choice(LabelFolding.self)
+                    config.labelFolding = try readLabelFolding(folding) ?? config.labelFolding
                 }
             }
             if let selection = parts["selection"] { config.selection = try readSelection(selection) }
@@ -279,15 +312,43 @@ private struct ConfigReader {
         var enabled = Set(FlowMetric.allCases)
 
         if let histograms = groups["histograms"] {
-            // 2.x called the RTT histogram `latency`.
-            let (groupOn, entries) = try isActive(histograms, extraKeys: ["rtt"], aliases: ["latency": "rtt"])
+            // 2.x called the RTT histogram `latency`. The seed's own reference config.yml puts
+            // `bucketBounds` directly under `histograms`, where its loader never read them.
+            let (groupOn, entries) = try isActive(
+                histograms, extraKeys: ["rtt", "bucketBounds"], aliases: ["latency": "rtt"])
+            if let misplaced = entries["bucketBounds"] {
+                warnings.add(misplaced.warning(
+                    "bucket bounds directly under histograms are not the RTT histogram's (the seed never read them)",
+                    action: "ignored; the RTT histogram's bounds go under histograms.rtt.bucketBounds"))
+            }
             var rttOn = true
+            var boundsNode: ConfigNode?
             if let rtt = entries["rtt"] {
                 let (on, fields) = try isActive(rtt, extraKeys: ["bucketBounds"])
                 rttOn = on
-                if let bounds = fields["bucketBounds"] { config.rttBucketBounds = try readBucketBounds(bounds) }
+                boundsNode = fields["bucketBounds"]
             }
             config.rttHistogram = groupOn && rttOn
+            // Bounds are checked only where they take effect: the seed loaded an inactive
+            // histogram whatever its bounds (e.g. `rtt: {active: false, bucketBounds: []}`).
+            if let bounds = boundsNode {
+                if config.rttHistogram {
+                    if let seconds = try readBucketBounds(bounds, report: warnings) { config.rttBucketBounds = seconds }
+                } else {
+                    do {
+                        // Checked for the operator's sake, without effect: report only what
+                        // would be refused once the histogram is switched on.
+                        if let seconds = try readBucketBounds(bounds, report: ConfigWarnings()) {
+                            config.rttBucketBounds = seconds
+                        }
+                    } catch {
+                        warnings.add(bounds.warning(
+                            "not checked: the RTT histogram is off; switched on, this would be refused: "
+                                + "\(error.problem) (\(error.location))",
+                            action: "ignored while the histogram is off"))
+                    }
+                }
+            }
         }
 
         for group in ConfigSwitch.Group.allCases {
@@ -308,31 +369,71 @@ private struct ConfigReader {
     }
 
     /// Bucket bounds are milliseconds in the file (the seed's unit) and seconds inside.
-    private func readBucketBounds(_ node: ConfigNode) throws(ConfigError) -> [Double] {
-        let items = try node.list()
+    ///
+    /// What the seed loaded loads: an empty list (it exported only the `+Inf` bucket) gives
+    /// the default bounds, bounds out of order are sorted, repeated ones kept once, and
+    /// bounds of 0 or below (no RTT falls in them) left out, each with a warning. Nil: keep
+    /// the default bounds. Not numbers, or more than the kernel holds: refused.
+    private func readBucketBounds(_ node: ConfigNode, report: ConfigWarnings) throws(ConfigError) -> [Double]? {
+        let items = try listItems(node, report: report, what: "bucket bound")
         let limit = Int(FlowStatConfig.maxRTTBuckets)
-        guard !items.isEmpty else {
-            throw node.error("no bucket bounds", fix: "list at least one bound in milliseconds, or set active: false")
-        }
-        guard items.count <= limit else {
-            throw node.error("\(items.count) bucket bounds, more than the kernel histogram's \(limit)",
-                             fix: "list at most \(limit) bounds")
-        }
-        var seconds: [Double] = []
-        var previous: Double?
+        var bounds: [(milliseconds: Double, seconds: Double)] = []
         for item in items {
             let value = try item.number()
             guard value > 0 else {
-                throw item.error("bound \(item.found) is not positive", fix: "bounds are milliseconds above 0, e.g. 0.1")
+                report.add(item.warning(
+                    "bound \(item.found) is not positive: no round-trip time falls at or below it",
+                    action: "left out (the seed's bucket for it was always 0)"))
+                continue
             }
-            if let previous, value <= previous {
-                throw item.error("bound \(item.found) is not above the bound before it (\(PrometheusText.format(previous)))",
-                                 fix: "list the bounds in increasing order, each once")
-            }
-            previous = value
-            seconds.append(try millisecondsToSeconds(item))
+            bounds.append((value, try millisecondsToSeconds(item)))
         }
-        return seconds
+        guard !bounds.isEmpty else {
+            report.add(node.warning(
+                "no bucket bounds (the seed exported only the +Inf bucket)",
+                action: "the default bounds are used: 0.001 ms to 1000 ms in 1-2.5-5 steps"))
+            return nil
+        }
+        let ordered = bounds.sorted { $0.milliseconds < $1.milliseconds }
+        var unique: [(milliseconds: Double, seconds: Double)] = []
+        for bound in ordered where bound.milliseconds != unique.last?.milliseconds { unique.append(bound) }
+        if unique.count != bounds.count || !zip(bounds, unique).allSatisfy({ $0.milliseconds == $1.milliseconds }) {
+            report.add(node.warning(
+                "bounds not in increasing order, or one given twice",
+                action: "used sorted, each once: "
+                    + unique.map { PrometheusText.format($0.milliseconds) }.joined(separator: ", ") + " ms"))
+        }
+        guard unique.count <= limit else {
+            throw node.error("\(unique.count) bucket bounds, more than the kernel histogram's \(limit)",
+                             fix: "list at most \(limit) bounds")
+        }
+        return unique.map(\.seconds)
+    }
+
+    /// A list's items without `null` items and empty strings, which the seed loaded and
+    /// which select or count nothing: each is left out with a warning.
+    private func listItems(_ node: ConfigNode, report: ConfigWarnings, what: String) throws(ConfigError) -> [ConfigNode] {
+        try node.list().filter { item in
+            guard item.isNull || item.isEmptyString else { return true }
+            report.add(item.warning("empty \(what)", action: "ignored"))
+            return false
+        }
+    }
+
+    /// `labelFolding: raw_endpoint`, or 2.x's `label_folding: {origin: raw_endpoint}`. An
+    /// empty value (the seed then wrote `flow="flow_<sport>_<dport>"`) keeps the default.
+    private func readLabelFolding(_ node: ConfigNode) throws(ConfigError) -> LabelFolding? {
+        var value = node
+        if case .mapping = node.node {
+            guard let origin = try node.entries(["origin"])["origin"] else { return nil }
+            value = origin
+        }
+        if value.isEmptyString {
+            warnings.add(value.warning(
+                "empty label folding", action: "the default is used (one series per flow, by its endpoints)"))
+            return nil
+        }
+        return try value.choice(LabelFolding.self)
     }
 
     /// Shifts the decimal exponent of the value as written, so `0.0025` ms becomes exactly
@@ -351,6 +452,12 @@ private struct ConfigReader {
 
     // MARK: logic.selection
 
+    /// The items of an optional list, see `listItems`.
+    private func items(_ node: ConfigNode?, _ what: String) throws(ConfigError) -> [ConfigNode] {
+        guard let node else { return [] }
+        return try listItems(node, report: warnings, what: what)
+    }
+
     private func readSelection(_ node: ConfigNode) throws(ConfigError) -> FlowSelection {
         let groups = try node.entries(
             ["process", "peering", "portRanges", "localPortRanges"],
@@ -358,12 +465,11 @@ private struct ConfigReader {
         var selection = FlowSelection()
         if let process = groups["process"] {
             let fields = try process.entries(["pids", "cmds"])
-            for item in try fields["pids"]?.list() ?? [] {
+            for item in try items(fields["pids"], "pid") {
                 selection.pids.append(UInt32(try item.integer(in: 1...4_194_304)))
             }
-            for item in try fields["cmds"]?.list() ?? [] {
+            for item in try items(fields["cmds"], "process name") {
                 let name = try item.string()
-                guard !name.isEmpty else { throw item.error("empty process name", fix: "write a name such as nginx") }
                 guard !name.contains("/") else {
                     let base = name.split(separator: "/").last.map(String.init) ?? name
                     throw item.error("\"\(name)\" is a path; cmds match a process name",
@@ -373,8 +479,11 @@ private struct ConfigReader {
             }
         }
         if let peering = groups["peering"] {
-            let fields = try peering.entries(["addresses", "networks", "hosts"])
-            for item in try fields["addresses"]?.list() ?? [] {
+            // 2.x read its port ranges under peering (`selection.peering.portranges`).
+            let fields = try peering.entries(
+                ["addresses", "networks", "hosts", "portRanges"], aliases: ["portranges": "portRanges"])
+            if let ranges = fields["portRanges"] { selection.remotePorts += try readPortRanges(ranges) }
+            for item in try items(fields["addresses"], "address") {
                 let text = try item.string()
                 guard let address = IPAddress(text) else {
                     let fix = text.contains("/")
@@ -384,7 +493,7 @@ private struct ConfigReader {
                 }
                 selection.addresses.append(address)
             }
-            for item in try fields["networks"]?.list() ?? [] {
+            for item in try items(fields["networks"], "network") {
                 let text = try item.string()
                 let network: IPNetwork
                 do {
@@ -404,15 +513,15 @@ private struct ConfigReader {
                 }
                 selection.networks.append(network)
             }
-            for item in try fields["hosts"]?.list() ?? [] {
+            for item in try items(fields["hosts"], "host name") {
                 let name = try item.string()
-                guard !name.isEmpty, !name.contains(where: \.isWhitespace) else {
+                guard !name.contains(where: \.isWhitespace) else {
                     throw item.error("\"\(name)\" is not a host name", fix: "write a name such as db.example.com")
                 }
                 selection.hosts.append(name)
             }
         }
-        if let ranges = groups["portRanges"] { selection.remotePorts = try readPortRanges(ranges) }
+        if let ranges = groups["portRanges"] { selection.remotePorts += try readPortRanges(ranges) }
         if let ranges = groups["localPortRanges"] { selection.localPorts = try readPortRanges(ranges) }
         return selection
     }
@@ -421,7 +530,7 @@ private struct ConfigReader {
     /// single port.
     private func readPortRanges(_ node: ConfigNode) throws(ConfigError) -> [PortRange] {
         var ranges: [PortRange] = []
-        for item in try node.list() {
+        for item in try listItems(node, report: warnings, what: "port range") {
             if case .scalar = item.node {
                 let port = UInt16(try item.integer(in: 0...65_535, unit: " (a TCP port)"))
                 ranges.append(PortRange(lower: port, upper: port))

@@ -19,6 +19,11 @@ public struct ExpositionContext: Sendable {
     public var previousSnapshotDuration: Double?
     /// How the last config reload went; nil: not shown.
     public var configReload: ConfigReloadStatus?
+    /// Collections (scrapes) run since start, this one included, for the seed's
+    /// `collector_*` families in compat output; nil: not shown.
+    public var collectionRuns: UInt64?
+    /// The agent's own `process_*` metrics; nil: not shown.
+    public var process: ProcessMetrics?
 
     public init(
         build: BuildInfo = .current, source: SourceInfo, previousScrapeDuration: Double? = nil, totalFlows: Int? = nil,

@@ -151,6 +151,11 @@ public struct MetricsEncoder: Sendable {
         }
 
         writeSelfMetrics(snapshot, context: context, into: &buffer)
+        // Families written outside the encoder (CollectorMetrics.swift, ProcessMetrics.swift).
+        if options.output == .ssExporter, let runs = context.collectionRuns {
+            CollectorMetrics.write(runs: runs, status: .success(flows: flowCount), format: format, into: &buffer)
+        }
+        context.process?.write(format: format, into: &buffer)
 
         if format == .openMetrics {
             buffer.writeStaticString("# EOF\n")

@@ -29,11 +29,16 @@ public struct ConfigFile: Sendable {
         let path = explicitPath ?? (access(Self.defaultPath, F_OK) == 0 ? Self.defaultPath : nil)
         if let path {
             do {
-                config = try FlowStatConfig(contentsOf: path)
+                let loaded = try FlowStatConfig.load(contentsOf: path)
+                config = loaded.config
+                logger.info("read config \(path)")
+                // At start-up and at every reload: values the seed accepted that are not in effect.
+                for warning in loaded.warnings {
+                    logger.warning("config: \(warning)")
+                }
             } catch {
                 throw SetupError(error)
             }
-            logger.info("read config \(path)")
         } else {
             logger.info("no \(Self.defaultPath) in the working directory and none named: using the built-in defaults")
             config = FlowStatConfig()

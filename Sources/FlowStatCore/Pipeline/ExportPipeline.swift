@@ -19,6 +19,8 @@ public final class ExportPipeline: Sendable {
     public let source: any FlowSource
     /// The build information shown in `flowstat_build_info`.
     public let build: BuildInfo
+    /// Reads the `process_*` metrics at each scrape.
+    private let processMetrics: @Sendable () -> ProcessMetrics?
 
     private struct Work: Sendable {
         var encoder: MetricsEncoder
@@ -39,6 +41,8 @@ public final class ExportPipeline: Sendable {
         var stopping = false
         /// nil until `recordReload` is first called: then the reload metrics are exported.
         var reload: ConfigReloadStatus?
+        /// Scrapes that read the source, failed ones included (`collector_collection_runs_total`).
+        var collectionRuns: UInt64 = 0
     }
 
     // Two locks: `/health` must not wait for a scrape in progress.
@@ -49,12 +53,15 @@ public final class ExportPipeline: Sendable {
     ///   - config: the export settings: selection, metric switches, output names, labels
     ///     and the cardinality cap. Its kernel settings are the source's business.
     ///   - servicePorts: how aggregates find a flow's service port.
+    ///   - processMetrics: the agent's `process_*` metrics, read at each scrape; tests that
+    ///     compare exact text give fixed ones.
     public init(
         source: any FlowSource, config: FlowStatConfig = FlowStatConfig(), servicePorts: ServicePorts = .system(),
-        build: BuildInfo = .current
+        build: BuildInfo = .current, processMetrics: @escaping @Sendable () -> ProcessMetrics? = ProcessMetrics.read
     ) {
         self.source = source
         self.build = build
+        self.processMetrics = processMetrics
         self.work = NIOLockedValueBox(
             Work(
                 encoder: MetricsEncoder(), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
@@ -98,12 +105,23 @@ public final class ExportPipeline: Sendable {
     public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = ExportPipeline.monotonicNanoseconds()
+            let runs = status.withLockedValue { status in
+                status.collectionRuns += 1
+                return status.collectionRuns
+            }
             var snapshot: FlowSnapshot
             do {
                 snapshot = try source.snapshot()
             } catch {
                 status.withLockedValue { $0.lastError = String(describing: error) }
-                throw error
+                // The seed answered a failed collection with its status, not an HTTP error;
+                // its dashboards and alerts read that. flowstat's own output keeps the error.
+                guard work.encoder.options.output == .ssExporter else { throw error }
+                work.buffer.clear()
+                CollectorMetrics.write(runs: runs, status: .sourceFailed, format: format, into: &work.buffer)
+                processMetrics()?.write(format: format, into: &work.buffer)
+                if format == .openMetrics { work.buffer.writeStaticString("# EOF\n") }
+                return work.buffer
             }
             let snapshotDuration = Double(ExportPipeline.monotonicNanoseconds() &- started) / 1e9
             Self.select(&snapshot, work)
@@ -114,6 +132,8 @@ public final class ExportPipeline: Sendable {
                 build: build, source: source.info, previousScrapeDuration: previousDuration)
             context.configReload = reload
             context.previousSnapshotDuration = previousSnapshotDuration
+            context.collectionRuns = runs
+            context.process = processMetrics()
             // Aggregates exist where they carry something: a cap, or closed flows to keep.
             if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
                 let limited = work.limiter.apply(

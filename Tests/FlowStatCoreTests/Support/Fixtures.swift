@@ -179,4 +179,33 @@ enum Fixtures {
         # TYPE flowstat_snapshot_duration_seconds gauge
 
         """#
+
+    /// Fixed `process_*` values for the scraper in exact-text tests (the real ones change).
+    static let process = ProcessMetrics(
+        cpuSeconds: 12.5, residentMemoryBytes: 25_165_824, virtualMemoryBytes: 1_073_741_824,
+        startTimeSeconds: 1_700_000_000.25, openFDs: 17, maxFDs: 20_000)
+
+    /// `process` as the scraper appends it to the exposition, Prometheus text: names, types
+    /// and HELP texts as client_golang's process collector writes them.
+    static let processExposition = """
+        # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+        # TYPE process_cpu_seconds_total counter
+        process_cpu_seconds_total 12.5
+        # HELP process_open_fds Number of open file descriptors.
+        # TYPE process_open_fds gauge
+        process_open_fds 17
+        # HELP process_max_fds Maximum number of open file descriptors.
+        # TYPE process_max_fds gauge
+        process_max_fds 20000
+        # HELP process_virtual_memory_bytes Virtual memory size in bytes.
+        # TYPE process_virtual_memory_bytes gauge
+        process_virtual_memory_bytes 1073741824
+        # HELP process_resident_memory_bytes Resident memory size in bytes.
+        # TYPE process_resident_memory_bytes gauge
+        process_resident_memory_bytes 25165824
+        # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
+        # TYPE process_start_time_seconds gauge
+        process_start_time_seconds 1700000000.25
+
+        """
 }
