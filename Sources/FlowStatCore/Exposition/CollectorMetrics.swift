@@ -35,19 +35,18 @@ public enum CollectorMetrics {
     public static func write(
         runs: UInt64, status: Status, format: MetricsEncoder.Format, into buffer: inout ByteBuffer
     ) {
-        FamilyText.header(
-            "collector_collection_runs_total", help: "Collections run since start, one per scrape.", kind: .counter,
-            format: format, into: &buffer)
-        FamilyText.sample("collector_collection_runs_total", value: Double(runs), into: &buffer)
-        FamilyText.header(
+        let lines = FamilyWriter(format: format)
+        lines.family(
+            "collector_collection_runs_total", "Collections run since start, one per scrape.", .counter, Double(runs),
+            into: &buffer)
+        lines.header(
             "collector_data_status",
-            help: "Outcome of this scrape's collection: flows collected under status success, "
-                + "or 1 under ss2_command_failed when the flow source failed.",
-            kind: .gauge, format: format, into: &buffer)
+            "Outcome of this scrape's collection: flows collected under status success, or 1 under ss2_command_failed when the flow source failed.",
+            .gauge, into: &buffer)
         let value: Double = switch status {
         case .success(let flows): flows
         case .sourceFailed: 1
         }
-        FamilyText.sample("collector_data_status", labels: [("status", status.label)], value: value, into: &buffer)
+        lines.sample("collector_data_status", labels: [("status", status.label)], value: value, into: &buffer)
     }
 }

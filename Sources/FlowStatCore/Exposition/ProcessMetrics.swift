@@ -103,10 +103,10 @@ public struct ProcessMetrics: Sendable, Equatable {
 
     /// Writes the six families in `format`, HELP texts as client_golang's.
     public func write(format: MetricsEncoder.Format, into buffer: inout ByteBuffer) {
-        func family(_ name: String, _ help: String, _ kind: FamilyText.Kind, _ value: Double?) {
+        let lines = FamilyWriter(format: format)
+        func family(_ name: StaticString, _ help: StaticString, _ type: FamilyWriter.MetricType, _ value: Double?) {
             guard let value else { return }
-            FamilyText.header(name, help: help, kind: kind, format: format, into: &buffer)
-            FamilyText.sample(name, value: value, into: &buffer)
+            lines.family(name, help, type, value, into: &buffer)
         }
         family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", .counter, cpuSeconds)
         family("process_open_fds", "Number of open file descriptors.", .gauge, openFDs)
