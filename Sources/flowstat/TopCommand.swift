@@ -83,7 +83,7 @@ struct TopCommand: ParsableCommand {
         var nextRefresh: UInt64 = 0
         let step = UInt64(interval * 1e9)
         while terminal.stopRequestedBy == 0 {
-            let now = Self.monotonicNanoseconds()
+            let now = SystemClock.monotonicNanoseconds()
             var redraw = false
             if now >= nextRefresh {
                 try refresh(&view, pipeline, filter)
@@ -91,7 +91,7 @@ struct TopCommand: ParsableCommand {
                 redraw = true
             }
             if redraw { draw(view, terminal) }
-            let wait = Int32(min((nextRefresh - min(nextRefresh, Self.monotonicNanoseconds())) / 1_000_000, 60_000))
+            let wait = Int32(min((nextRefresh - min(nextRefresh, SystemClock.monotonicNanoseconds())) / 1_000_000, 60_000))
             for byte in terminal.readKeys(timeoutMilliseconds: wait) {
                 let key = Character(Unicode.Scalar(byte))
                 if key == "q" || key == "Q" || byte == 3 { return }
@@ -121,7 +121,7 @@ struct TopCommand: ParsableCommand {
                 problem: "cannot read the flows: \(error)", fix: "run with --log.level debug for the source's messages")
         }
         if let filter { flows = flows.filter { filter($0) } }
-        view.update(flows: flows, time: Self.monotonicNanoseconds())
+        view.update(flows: flows, time: SystemClock.monotonicNanoseconds())
     }
 
     private func sleepInterval() {
@@ -137,11 +137,5 @@ struct TopCommand: ParsableCommand {
         localtime_r(&now, &parts)
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-    }
-
-    private static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 }

@@ -25,7 +25,7 @@ struct NetworkNamespaces {
     /// the kernel just reported the namespace (it is new, not a vanished one), worth a rescan now.
     mutating func open(_ inode: UInt32, fresh: Bool = false) -> Int32? {
         if let fd = openChecked(inode) { return fd }
-        let now = monotonicNanoseconds()
+        let now = SystemClock.monotonicNanoseconds()
         guard fresh || now &- lastScan >= rescanInterval || lastScan == 0 else { return nil }
         lastScan = now
         scan()
@@ -34,7 +34,7 @@ struct NetworkNamespaces {
 
     /// Every namespace other than our own that a path was found for (rescans /proc).
     mutating func all() -> [UInt32] {
-        lastScan = monotonicNanoseconds()
+        lastScan = SystemClock.monotonicNanoseconds()
         scan()
         return Array(paths.keys)
     }
@@ -87,11 +87,4 @@ struct NetworkNamespaces {
         }
         return names
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() uses.
-func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }

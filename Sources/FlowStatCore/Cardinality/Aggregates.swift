@@ -113,15 +113,10 @@ public struct ServicePorts: Sendable, Hashable {
 
     /// The range in /proc/sys/net/ipv4/ip_local_port_range, or the kernel's default.
     public static func system() -> ServicePorts {
-        guard let file = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r") else { return ServicePorts() }
-        defer { fclose(file) }
-        var low: Int32 = 0
-        var high: Int32 = 0
-        guard withUnsafeMutablePointer(to: &low, { lowPointer in
-            withUnsafeMutablePointer(to: &high) { highPointer in
-                withVaList([lowPointer, highPointer]) { vfscanf(file, "%d %d", $0) }
-            }
-        }) == 2, 0 < low, low <= high, high <= 65_535 else { return ServicePorts() }
+        guard let text = try? SystemFile.readText("/proc/sys/net/ipv4/ip_local_port_range") else { return ServicePorts() }
+        let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        guard numbers.count == 2, let low = numbers.first, let high = numbers.last, 0 < low, low <= high, high <= 65_535
+        else { return ServicePorts() }
         return ServicePorts(ephemeral: UInt16(low)...UInt16(high))
     }
 

@@ -45,7 +45,7 @@ extension FlowStatConfig {
     public static func load(contentsOf path: String) throws(ConfigError) -> LoadedConfig {
         let text: String
         do {
-            text = try readTextFile(path)
+            text = try SystemFile.readText(path)
         } catch {
             throw ConfigError(
                 file: path, line: nil, keyPath: "", problem: "cannot read the file: \(error.message)",
@@ -643,30 +643,4 @@ private struct ConfigReader {
 extension FlowStatConfig {
     /// Most RTT histogram bounds the kernel histogram holds.
     public static let maxRTTBuckets = 32
-}
-
-/// Reads a whole file as UTF-8 (no Foundation in the agent).
-func readTextFile(_ path: String) throws(SystemCallError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemCallError(function: "open", errno: errno) }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw SystemCallError(function: "read", errno: errno)
-        }
-        if count == 0 { break }
-        bytes.append(contentsOf: chunk[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-/// A failed system call, with its errno.
-struct SystemCallError: Error {
-    var function: String
-    var errno: Int32
-    var message: String { "\(function): \(String(cString: strerror(errno)))" }
 }

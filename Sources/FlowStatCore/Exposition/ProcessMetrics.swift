@@ -40,13 +40,13 @@ public struct ProcessMetrics: Sendable, Equatable {
     /// This process's metrics now; nil when `/proc` cannot be read (then no family is
     /// written, as the client libraries do).
     public static func read() -> ProcessMetrics? {
-        guard let bootTime = bootTime, let stat = try? readTextFile("/proc/self/stat"),
+        guard let bootTime = bootTime, let stat = try? SystemFile.readText("/proc/self/stat"),
             var metrics = parse(
                 stat: stat, bootTime: bootTime, ticksPerSecond: Double(sysconf(Int32(_SC_CLK_TCK))),
                 pageSize: Double(sysconf(Int32(_SC_PAGESIZE))))
         else { return nil }
         metrics.openFDs = Double(countOpenFDs() ?? 0)
-        metrics.maxFDs = (try? readTextFile("/proc/self/limits")).flatMap(parseMaxOpenFiles)
+        metrics.maxFDs = (try? SystemFile.readText("/proc/self/limits")).flatMap(parseMaxOpenFiles)
         return metrics
     }
 
@@ -79,7 +79,7 @@ public struct ProcessMetrics: Sendable, Equatable {
 
     /// `btime` of `/proc/stat`: boot time, Unix seconds. Fixed while the system runs.
     private static let bootTime: Double? = {
-        guard let stat = try? readTextFile("/proc/stat") else { return nil }
+        guard let stat = try? SystemFile.readText("/proc/stat") else { return nil }
         for line in stat.split(separator: "\n") where line.hasPrefix("btime ") {
             return Double(line.dropFirst("btime ".count))
         }

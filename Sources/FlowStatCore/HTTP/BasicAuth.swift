@@ -63,7 +63,7 @@ final class BasicAuth: Sendable {
     func check(authorization: String?) -> Decision {
         guard let authorization, let credentials = BasicAuth.parse(authorization) else { return .denied }
         let key = cacheKey(credentials)
-        let now = BasicAuth.monotonicSeconds()
+        let now = SystemClock.monotonicNanoseconds() / 1_000_000_000
         let cached = cache.withLockedValue { cache in cache[key].flatMap { $0.expires > now ? $0.allowed : nil } }
         switch cached {
         case true: return .allowed
@@ -76,7 +76,7 @@ final class BasicAuth: Sendable {
     func verify(_ credentials: Credentials) -> Bool {
         let hash = users[credentials.user]
         let matches = fs_password_matches(credentials.password, hash ?? decoyHash) == 1 && hash != nil
-        let now = BasicAuth.monotonicSeconds()
+        let now = SystemClock.monotonicNanoseconds() / 1_000_000_000
         let entry = CacheEntry(
             allowed: matches, expires: now + (matches ? BasicAuth.successLifetime : BasicAuth.failureLifetime))
         let key = cacheKey(credentials)
@@ -121,11 +121,5 @@ final class BasicAuth: Sendable {
             return UInt64(bitPattern: Int64(hasher.finalize()))
         }
         return CacheKey(user: credentials.user, digest0: digest(0), digest1: digest(1))
-    }
-
-    private static func monotonicSeconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec)
     }
 }

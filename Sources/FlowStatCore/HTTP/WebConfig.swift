@@ -224,19 +224,13 @@ public struct WebConfig: Sendable {
         return "not valid PEM (\(error))"
     }
 
+    /// The file as text; at most 1 MiB (a certificate chain or a user list is far less).
     private static func readFile(_ path: String) throws -> String {
-        guard let file = fopen(path, "r") else { throw FileError(code: errno) }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[..<count])
-            guard bytes.count <= 1 << 20 else { throw FileError(code: EFBIG) }
+        do {
+            return try SystemFile.readText(path, limit: 1 << 20)
+        } catch {
+            throw FileError(code: error.errno)
         }
-        if ferror(file) != 0 { throw FileError(code: errno) }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     private struct FileError: Error, CustomStringConvertible {

@@ -118,7 +118,7 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     private func dumpAll() throws -> Int {
         var stored = try dump(fd: -1, inode: namespaces.own, after: 0)
         guard readOtherNamespaces else { return stored }
-        let now = monotonicNanoseconds()
+        let now = SystemClock.monotonicNanoseconds()
         if otherNamespacesScanned == 0 || now &- otherNamespacesScanned >= 5_000_000_000 {
             otherNamespaces = namespaces.all()
             otherNamespacesScanned = now
@@ -169,14 +169,9 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
 
     /// Whether capability number `bit` is in this process's effective set (/proc/self/status).
     static func hasCapability(_ bit: Int) -> Bool {
-        guard let file = fopen("/proc/self/status", "r") else { return false }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 512)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard text.hasPrefix("CapEff:") else { continue }
-            let hex = text.dropFirst("CapEff:".count).trimmingWhitespace()
-            guard let mask = UInt64(hex, radix: 16) else { return false }
+        guard let status = try? SystemFile.readText("/proc/self/status") else { return false }
+        for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
+            guard let mask = UInt64(line.dropFirst("CapEff:".count).trimmingWhitespace(), radix: 16) else { return false }
             return mask & (1 << UInt64(bit)) != 0
         }
         return false

@@ -104,7 +104,7 @@ public final class ExportPipeline: Sendable {
     /// storage if the response has been sent by then and allocates fresh storage otherwise.
     public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
         try work.withLockedValue { work in
-            let started = ExportPipeline.monotonicNanoseconds()
+            let started = SystemClock.monotonicNanoseconds()
             let runs = status.withLockedValue { status in
                 status.collectionRuns += 1
                 return status.collectionRuns
@@ -123,7 +123,7 @@ public final class ExportPipeline: Sendable {
                 if format == .openMetrics { work.buffer.writeStaticString("# EOF\n") }
                 return work.buffer
             }
-            let snapshotDuration = Double(ExportPipeline.monotonicNanoseconds() &- started) / 1e9
+            let snapshotDuration = Double(SystemClock.monotonicNanoseconds() &- started) / 1e9
             Self.select(&snapshot, work)
             let (previousDuration, previousSnapshotDuration, reload) = status.withLockedValue {
                 ($0.previousDuration, $0.previousSnapshotDuration, $0.reload)
@@ -150,7 +150,7 @@ public final class ExportPipeline: Sendable {
             }
             work.buffer.clear()
             work.encoder.encode(snapshot, context: context, format: format, into: &work.buffer)
-            let elapsed = Double(ExportPipeline.monotonicNanoseconds() &- started) / 1e9
+            let elapsed = Double(SystemClock.monotonicNanoseconds() &- started) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed
                 $0.previousSnapshotDuration = snapshotDuration
@@ -166,14 +166,8 @@ public final class ExportPipeline: Sendable {
         status.withLockedValue { status in
             let lastSuccess = status.reload?.timestamp ?? 0
             status.reload = ConfigReloadStatus(
-                successful: successful, timestamp: successful ? ExportPipeline.wallClockSeconds() : lastSuccess)
+                successful: successful, timestamp: successful ? SystemClock.unixSeconds() : lastSuccess)
         }
-    }
-
-    private static func wallClockSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     /// A snapshot for the landing page and its JSON API, selection applied: the previous one
@@ -184,7 +178,7 @@ public final class ExportPipeline: Sendable {
     /// most one snapshot per `maxAge` and a scrape waits for at most one of them.
     public func viewSnapshot(maxAge: Double = 1) throws -> FlowSnapshot {
         try work.withLockedValue { work in
-            let now = ExportPipeline.monotonicNanoseconds()
+            let now = SystemClock.monotonicNanoseconds()
             if let view = work.view, Double(now &- view.taken) / 1e9 < maxAge {
                 return view.snapshot
             }
@@ -197,7 +191,7 @@ public final class ExportPipeline: Sendable {
     /// A new snapshot with the selection applied and owners filled in where the config
     /// needs them, as the per-flow series would show it before the cap: for `dump` and `top`.
     public func selectedSnapshot() throws -> FlowSnapshot {
-        try work.withLockedValue { work in try selectedSnapshot(&work, now: ExportPipeline.monotonicNanoseconds()) }
+        try work.withLockedValue { work in try selectedSnapshot(&work, now: SystemClock.monotonicNanoseconds()) }
     }
 
     private func selectedSnapshot(_ work: inout Work, now: UInt64) throws -> FlowSnapshot {
@@ -240,11 +234,5 @@ public final class ExportPipeline: Sendable {
     public enum Health: Sendable, Hashable {
         case serving
         case unavailable(String)
-    }
-
-    private static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 }

@@ -122,7 +122,7 @@ public enum Privileges {
             let name = withUnsafeBytes(of: entry.pointee.d_name) {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
-            guard let tid = Int32(name), let status = readFile("/proc/self/task/\(name)/status") else { continue }
+            guard let tid = Int32(name), let status = try? SystemFile.readText("/proc/self/task/\(name)/status") else { continue }
             states.append(parseStatus(status, tid: tid))
         }
         return states
@@ -147,19 +147,5 @@ public enum Privileges {
             }
         }
         return state
-    }
-
-    private static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count <= 0 { break }
-            bytes.append(contentsOf: buffer[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

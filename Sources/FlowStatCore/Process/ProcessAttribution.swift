@@ -45,7 +45,7 @@ struct ProcessAttribution {
 
     /// Sets `pid` and `comm` of every flow with pid 0 whose owner can be found.
     @discardableResult
-    mutating func fill(_ flows: inout [FlowSample], now: UInt64 = monotonicNanoseconds()) -> Pass {
+    mutating func fill(_ flows: inout [FlowSample], now: UInt64 = SystemClock.monotonicNanoseconds()) -> Pass {
         var pass = Pass()
         var unknown: [Int] = []
         for index in flows.indices where flows[index].pid == 0 {
@@ -104,7 +104,7 @@ struct ProcessAttribution {
 
     /// `/proc/PID/comm` without its newline; empty if the process is gone.
     static func comm(of pid: UInt32) -> String {
-        guard var bytes = readSmallFile("/proc/\(pid)/comm") else { return "" }
+        guard var bytes = try? SystemFile.read("/proc/\(pid)/comm") else { return "" }
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -178,7 +178,7 @@ struct ProcScan {
 enum SocketTable {
     /// Adds `key → inode` for every socket with a remote end (listeners are skipped).
     static func read(_ path: String, family: AddressFamily, netns: UInt32, into table: inout [FlowKey: UInt64]) {
-        guard let bytes = readSmallFile(path) else { return }
+        guard let bytes = try? SystemFile.read(path) else { return }
         bytes.withUnsafeBufferPointer { text in
             var cursor = 0
             // Skip the header line.
@@ -279,21 +279,6 @@ enum SocketTable {
     }
 }
 
-/// A /proc file's bytes (their size is unknown until read), nil if it cannot be opened.
-func readSmallFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 256 * 1024)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        if count <= 0 { break }
-        bytes.append(contentsOf: chunk[0..<count])
-    }
-    return bytes
-}
 
 /// Thread-safe owner of a `ProcessAttribution`: fills pid and comm of the flows a scrape
 /// exports, for sources whose flows lack them (the BPF map has no owner).
@@ -316,10 +301,10 @@ public final class ProcessAttributor: Sendable {
 
     /// Sets `pid` and `comm` of the flows with pid 0 whose owner /proc shows.
     public func fill(_ flows: inout [FlowSample]) {
-        let started = monotonicNanoseconds()
+        let started = SystemClock.monotonicNanoseconds()
         let pass = state.withLockedValue { $0.fill(&flows, now: started) }
         if pass.walkedProcFDs {
-            let milliseconds = Double(monotonicNanoseconds() - started) / 1e6
+            let milliseconds = Double(SystemClock.monotonicNanoseconds() - started) / 1e6
             logger.debug(
                 "process attribution from /proc: \(pass.flowsAttributed) of \(pass.flowsLookedUp) new flows in \(milliseconds) ms")
         }
