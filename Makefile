@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # flowstat: build the BPF object, embed it, build the Swift agent, test it.
 #   make run     install what is missing, build (release), start the agent on :8020
 #   make test    install what is missing, build, run unit and privileged tests on this

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages flowstat needs to build, run and test, skipping
 # those already present. Idempotent; needs root (or sudo) only when something
 # is missing. Usage: scripts/install-deps.sh [build|test|kernels]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The kernel matrix: runs the privileged end-to-end tests (the built test binary, unchanged)
 # on this host's kernel and under each other kernel booted with scripts/run-in-kernel.sh, and
 # prints kernel x snapshot mode x hook variants x tests passed/failed/skipped.

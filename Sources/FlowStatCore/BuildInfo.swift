@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// The version of flowstat and of the compiler that built it, for `flowstat_build_info`,
 /// `--version` and the landing page.
 public struct BuildInfo: Sendable, Hashable {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 extension LabelFolding {
     /// Sums flows that share process, remote endpoint and network namespace into one sample
     /// each: counters, cwnd and delivery rate add up; RTT and its variance are averaged; the

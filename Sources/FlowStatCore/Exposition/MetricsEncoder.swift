@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOCore
 
 /// Renders a flow snapshot and the agent's self metrics as Prometheus text exposition

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import FlowStatCore
 
 /// Snapshots and contexts shared by the encoder and server tests.
