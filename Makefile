@@ -6,6 +6,8 @@
 #   make test-kernels  the whole end-to-end suite on this kernel, 6.1 and 6.12 (the matrix)
 #   make build   release binary at .build/release/flowstat
 #   make bench   benchmarks (not part of make test)
+#   make format  rewrite the Swift and C sources in the project's style
+#   make lint    check formatting, license headers, Prometheus files and shell scripts
 
 SHELL      := /bin/bash
 SWIFT      ?= swift
@@ -21,12 +23,16 @@ RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: all deps test-deps bpf build run test test-kernels unit-test bench clean kernel-probe
+.PHONY: all deps test-deps lint-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint
 
 all: build
 
 deps:
 	@scripts/install-deps.sh build
+
+# clang-format, shellcheck and promtool for make format and make lint.
+lint-deps:
+	@scripts/install-deps.sh lint
 
 # The test packages, plus QEMU, virtme-ng and the kernels of the matrix.
 test-deps:
@@ -76,6 +82,13 @@ unit-test: $(SKELETON)
 
 bench: build
 	scripts/bench.py $(BENCH_ARGS)
+
+# Style: .swift-format and .clang-format; scripts/lint.sh says what else lint checks.
+format: lint-deps
+	SWIFT=$(SWIFT) scripts/lint.sh --fix
+
+lint: lint-deps
+	SWIFT=$(SWIFT) scripts/lint.sh
 
 clean:
 	rm -rf .build .build-probe bpf/*.o Sources/CFlowStat/generated
