@@ -19,11 +19,13 @@ BPF_ARCH   := $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(ARCH)))
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
               -I/usr/include/$(ARCH)-linux-gnu -Ibpf -Wall -Werror
 SKELETON   := Sources/CFlowStat/generated/flowstat.skel.h
+# flowstat's version from git (scripts/version.sh), read by BuildInfo through CFlowStat.
+VERSION_H  := Sources/CFlowStat/generated/flowstat_version.h
 RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: all deps test-deps lint-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint
+.PHONY: FORCE all deps test-deps lint-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint
 
 all: build
 
@@ -38,7 +40,12 @@ lint-deps:
 test-deps:
 	@scripts/install-deps.sh kernels
 
-bpf: $(SKELETON)
+bpf: $(SKELETON) $(VERSION_H)
+
+# Checked on every make; the script rewrites the header only when the version or the
+# commit changed, so an unchanged tree does not rebuild.
+$(VERSION_H): FORCE
+	@scripts/version.sh --header $@
 
 bpf/flowstat.bpf.o: bpf/flowstat.bpf.c bpf/flowstat.h bpf/kernel_types.bpf.h
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -61,23 +68,23 @@ $(PROBE): Tests/Support/kernel-probe/kernel_probe.c Tests/Support/kernel-probe/p
 		-c Tests/Support/kernel-probe/probe.bpf.c -o $(dir $@)probe.bpf.o
 	$(CC) -O2 -Wall -Werror -o $@ Tests/Support/kernel-probe/kernel_probe.c -lbpf
 
-build: deps $(SKELETON)
+build: deps $(SKELETON) $(VERSION_H)
 	$(SWIFT) build -c release --static-swift-stdlib
 
 run: build
 	$(RELEASE) serve $(ARGS)
 
 # Privileged tests (BPF, network namespaces) need root; as root they all run.
-test: deps test-deps $(SKELETON) $(PROBE)
+test: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)
 	$(SWIFT) build --build-tests
 	set -o pipefail; timeout 1800 $(SWIFT) test --skip-build --no-parallel 2>&1 | scripts/test-summary.py
 	scripts/test-kernels.sh --core 6.1 6.12
 
-test-kernels: deps test-deps $(SKELETON) $(PROBE)
+test-kernels: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)
 	$(SWIFT) build --build-tests
 	scripts/test-kernels.sh
 
-unit-test: $(SKELETON)
+unit-test: $(SKELETON) $(VERSION_H)
 	$(SWIFT) test --filter FlowStatCoreTests
 
 bench: build
