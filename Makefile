@@ -2,9 +2,11 @@
 # flowstat: build the BPF object, embed it, build the Swift agent, test it.
 #   make run     install what is missing, build (release), start the agent on :8020
 #   make test    install what is missing, build, run unit and privileged tests on this
-#                kernel, then the core end-to-end tests under Debian's 6.1 and 6.12 kernels
+#                kernel, the release test (scripts/test-release.sh), then the core
+#                end-to-end tests under Debian's 6.1 and 6.12 kernels
 #   make test-kernels  the whole end-to-end suite on this kernel, 6.1 and 6.12 (the matrix)
 #   make build   release binary at .build/release/flowstat
+#   make release from a clean tree: dist/flowstat-VERSION-linux-ARCH.tar.gz and its .sha256
 #   make bench   benchmarks (not part of make test)
 #   make format  rewrite the Swift and C sources in the project's style
 #   make lint    check formatting, license headers, Prometheus files and shell scripts
@@ -25,7 +27,7 @@ RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: FORCE all deps test-deps lint-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint
+.PHONY: FORCE all deps test-deps lint-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint release
 
 all: build
 
@@ -71,6 +73,10 @@ $(PROBE): Tests/Support/kernel-probe/kernel_probe.c Tests/Support/kernel-probe/p
 build: deps $(SKELETON) $(VERSION_H)
 	$(SWIFT) build -c release --static-swift-stdlib
 
+# Refuses a dirty tree; version from git (scripts/version.sh). CONTRIBUTING.md: cutting a release.
+release: deps
+	@scripts/release.sh
+
 run: build
 	$(RELEASE) serve $(ARGS)
 
@@ -78,6 +84,7 @@ run: build
 test: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)
 	$(SWIFT) build --build-tests
 	set -o pipefail; timeout 1800 $(SWIFT) test --skip-build --no-parallel 2>&1 | scripts/test-summary.py
+	scripts/test-release.sh
 	scripts/test-kernels.sh --core 6.1 6.12
 
 test-kernels: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)
@@ -98,4 +105,4 @@ lint: lint-deps
 	SWIFT=$(SWIFT) scripts/lint.sh
 
 clean:
-	rm -rf .build .build-probe bpf/*.o Sources/CFlowStat/generated
+	rm -rf .build .build-probe bpf/*.o Sources/CFlowStat/generated dist
