@@ -39,9 +39,9 @@ fi
 flags=()
 [[ -z $(git status --porcelain --untracked-files=normal) ]] || flags=(--allow-dirty)
 if tarball=$(scripts/release.sh "${flags[@]}" | tail -n1) && [[ -f $tarball ]]; then
-	ok "scripts/release.sh ${flags[*]} packed $tarball"
+	ok "scripts/release.sh${flags[*]:+ ${flags[*]}} packed $tarball"
 else
-	not_ok "scripts/release.sh ${flags[*]} failed"
+	not_ok "scripts/release.sh${flags[*]:+ ${flags[*]}} failed"
 	echo "release: $passed passed, $((failed)) failed"
 	exit 1
 fi
