@@ -292,21 +292,18 @@ private struct ConfigReader {
             config.rttHistogram = groupOn && rttOn
         }
 
-        let gauges: [(String, FlowMetric)] = [
-            ("rtt", .rtt), ("cwnd", .cwnd), ("deliveryRate", .deliveryRate),
-            ("rttVariance", .rttVariance), ("minRtt", .minRTT), ("ssthresh", .ssthresh),
-        ]
-        let counters: [(String, FlowMetric)] = [
-            ("dataSegsIn", .dataSegmentsIn), ("dataSegsOut", .dataSegmentsOut),
-            ("bytesAcked", .bytesAcked), ("bytesReceived", .bytesReceived), ("retransmits", .retransmits),
-        ]
-        for (groupName, members) in [("gauges", gauges), ("counters", counters)] {
-            guard let group = groups[groupName] else { continue }
-            let (groupOn, entries) = try isActive(group, extraKeys: members.map(\.0), aliases: ["rttvar": "rttVariance"])
-            for (key, metric) in members {
+        for group in ConfigSwitch.Group.allCases {
+            guard let node = groups[group.rawValue] else { continue }
+            let members = FlowMetricCatalogue.all.filter { $0.configSwitch.group == group }
+            var aliases: [String: String] = [:]
+            for member in members {
+                for alias in member.configSwitch.aliases { aliases[alias] = member.configSwitch.key }
+            }
+            let (groupOn, entries) = try isActive(node, extraKeys: members.map(\.configSwitch.key), aliases: aliases)
+            for member in members {
                 var on = groupOn
-                if let member = entries[key], try !isActive(member).0 { on = false }
-                if !on { enabled.remove(metric) }
+                if let entry = entries[member.configSwitch.key], try !isActive(entry).0 { on = false }
+                if !on { enabled.remove(member.metric) }
             }
         }
         config.metrics = enabled

@@ -84,25 +84,6 @@ public struct FlowStatConfig: Sendable, Equatable {
     }
 }
 
-/// One per-flow metric family; each can be switched off in the config.
-public enum FlowMetric: String, Sendable, Hashable, CaseIterable, Comparable {
-    case rtt
-    case rttVariance
-    case minRTT
-    case cwnd
-    case ssthresh
-    case deliveryRate
-    case dataSegmentsIn
-    case dataSegmentsOut
-    case bytesAcked
-    case bytesReceived
-    case retransmits
-
-    public static func < (lhs: FlowMetric, rhs: FlowMetric) -> Bool {
-        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
-    }
-}
-
 /// The seed's `labelFolding`: how a flow's endpoints become labels.
 public enum LabelFolding: String, Sendable, Hashable, CaseIterable {
     /// flowstat's separate `src`, `sport`, `dst`, `dport` labels.

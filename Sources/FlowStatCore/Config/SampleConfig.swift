@@ -24,20 +24,11 @@ extension FlowStatConfig {
             # Per-flow gauges. `active: false` on the group turns all of its metrics off.
             gauges:
               active: true
-              rtt: {active: true}           # tcp_flow_rtt_seconds
-              cwnd: {active: true}          # tcp_flow_cwnd_segments
-              deliveryRate: {active: true}  # tcp_flow_delivery_rate_bytes_per_second
-              rttVariance: {active: true}   # tcp_flow_rtt_variance_seconds (flowstat)
-              minRtt: {active: true}        # tcp_flow_min_rtt_seconds (flowstat)
-              ssthresh: {active: true}      # tcp_flow_ssthresh_segments (flowstat)
+        \#(metricSwitches(.gauges))
             # Per-flow counters.
             counters:
               active: true
-              dataSegsIn: {active: true}    # tcp_flow_data_segments_in_total
-              dataSegsOut: {active: true}   # tcp_flow_data_segments_out_total
-              bytesAcked: {active: true}    # tcp_flow_bytes_acked_total (flowstat)
-              bytesReceived: {active: true} # tcp_flow_bytes_received_total (flowstat)
-              retransmits: {active: true}   # tcp_flow_retransmits_total (flowstat)
+        \#(metricSwitches(.counters))
           compression:
             # none: labels src, sport, dst, dport. raw_endpoint: one label
             # flow="(SRC#ip|port)(DST#ip|port)". pid_condensed: flow="(pid)(DST#ip|port)".
@@ -76,4 +67,15 @@ extension FlowStatConfig {
             comm: false                 # comm label
 
         """#
+
+    /// The switch lines of one group of per-flow metrics, from the catalogue: the seed's
+    /// metrics first, then flowstat's, each with its family name.
+    private static func metricSwitches(_ group: ConfigSwitch.Group) -> String {
+        let members = FlowMetricCatalogue.all.filter { $0.configSwitch.group == group }
+        return (members.filter { $0.seed != nil } + members.filter { $0.seed == nil }).map { metric in
+            let setting = "\(metric.configSwitch.key): {active: true}"
+            let padding = String(repeating: " ", count: max(30 - setting.count, 1))
+            return "      \(setting)\(padding)# \(metric.name)" + (metric.seed == nil ? " (flowstat)" : "")
+        }.joined(separator: "\n")
+    }
 }

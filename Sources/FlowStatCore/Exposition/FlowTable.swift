@@ -45,50 +45,26 @@ struct FlowTable {
         var labelsCount: Int
     }
 
-    /// The exported values, one array per value, indexed like `rows`.
+    /// The exported values: one column per catalogue entry (`FlowMetricCatalogue.all`),
+    /// indexed like `rows`; empty for metrics not exported. Integers as they are, reals as
+    /// their bit pattern (`FlowValue.bits`).
     struct Columns {
-        var rtt: [Double] = []
-        var rttVariance: [Double] = []
-        var minRTT: [Double] = []
-        var cwnd: [UInt64] = []
-        var ssthresh: [UInt64] = []
-        var deliveryRate: [Double] = []
-        var dataSegmentsIn: [UInt64] = []
-        var dataSegmentsOut: [UInt64] = []
-        var bytesAcked: [UInt64] = []
-        var bytesReceived: [UInt64] = []
-        var retransmits: [UInt64] = []
+        var values: [[UInt64]] = Array(repeating: [], count: FlowMetricCatalogue.all.count)
+        /// Catalogue positions of the metrics being filled.
+        var filled: [Int] = []
 
-        mutating func removeAll(reservingCapacity capacity: Int) {
-            func reset<Value>(_ column: inout [Value]) {
-                column.removeAll(keepingCapacity: true)
-                column.reserveCapacity(capacity)
+        mutating func removeAll(reservingCapacity capacity: Int, for metrics: Set<FlowMetric>) {
+            filled = FlowMetricCatalogue.all.indices.filter { metrics.contains(FlowMetricCatalogue.all[$0].metric) }
+            for index in values.indices {
+                values[index].removeAll(keepingCapacity: true)
+                if filled.contains(index) { values[index].reserveCapacity(capacity) }
             }
-            reset(&rtt)
-            reset(&rttVariance)
-            reset(&minRTT)
-            reset(&cwnd)
-            reset(&ssthresh)
-            reset(&deliveryRate)
-            reset(&dataSegmentsIn)
-            reset(&dataSegmentsOut)
-            reset(&bytesAcked)
-            reset(&bytesReceived)
-            reset(&retransmits)
         }
 
         mutating func append(_ flow: UnsafePointer<FlowSample>) {
-            rtt.append(flow.pointee.rtt)
-            rttVariance.append(flow.pointee.rttVariance)
-            minRTT.append(flow.pointee.minRTT)
-            cwnd.append(UInt64(flow.pointee.cwnd))
-            ssthresh.append(UInt64(flow.pointee.ssthresh))
-            deliveryRate.append(flow.pointee.deliveryRate)
-            dataSegmentsIn.append(flow.pointee.dataSegmentsIn)
-            dataSegmentsOut.append(flow.pointee.dataSegmentsOut)
-            bytesAcked.append(flow.pointee.bytesAcked)
-            bytesReceived.append(flow.pointee.bytesReceived)
-            retransmits.append(flow.pointee.retransmits)
+            for index in filled {
+                values[index].append(FlowMetricCatalogue.all[index].value.bits(of: flow))
+            }
         }
     }
 
@@ -108,12 +84,14 @@ struct FlowTable {
     ///   whose 4-tuple appears in more than one namespace.
     /// - Parameter owner: Add `pid` and/or `comm` labels (the owning process; empty when
     ///   unknown) after the endpoint labels.
+    /// - Parameter metrics: The metrics whose columns are filled.
     mutating func rebuild(
-        from flows: [FlowSample], alwaysNetns: Bool, style: LabelStyle = .endpoints, owner: OwnerLabels = []
+        from flows: [FlowSample], alwaysNetns: Bool, style: LabelStyle = .endpoints, owner: OwnerLabels = [],
+        metrics: Set<FlowMetric> = Set(FlowMetric.allCases)
     ) {
         rows.removeAll(keepingCapacity: true)
         arena.removeAll(keepingCapacity: true)
-        columns.removeAll(reservingCapacity: flows.count)
+        columns.removeAll(reservingCapacity: flows.count, for: metrics)
         duplicatesDropped = 0
         rows.reserveCapacity(flows.count)
         arena.reserveCapacity(flows.count * 96)

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 extension LabelFolding {
-    /// Sums flows that share process, remote endpoint and network namespace into one sample
-    /// each: counters, cwnd and delivery rate add up; RTT and its variance are averaged; the
-    /// minimum RTT is the least; ssthresh the least.
+    /// Combines flows that share process, remote endpoint and network namespace into one
+    /// sample each, every metric by its catalogue folding rule (counters, cwnd and delivery
+    /// rate add up; RTTs are averaged; the minimum RTT and ssthresh are the least).
     ///
     /// The result's local address carries the pid (and its local port is 0) so that the
     /// encoder's sort and duplicate check, which compare endpoints, keep processes apart;
@@ -37,20 +37,33 @@ extension LabelFolding {
 }
 
 extension FlowSample {
-    /// Adds `other` to this sum of `count - 1` flows.
+    /// Adds `other` to this sum of `count - 1` flows, each metric by its catalogue folding rule.
     fileprivate mutating func merge(_ other: FlowSample, into count: Int) {
         let weight = 1 / Double(count)
-        rtt += (other.rtt - rtt) * weight
-        rttVariance += (other.rttVariance - rttVariance) * weight
-        minRTT = minRTT == 0 ? other.minRTT : (other.minRTT == 0 ? minRTT : Swift.min(minRTT, other.minRTT))
-        cwnd &+= other.cwnd
-        ssthresh = Swift.min(ssthresh, other.ssthresh)
-        deliveryRate += other.deliveryRate
-        dataSegmentsIn &+= other.dataSegmentsIn
-        dataSegmentsOut &+= other.dataSegmentsOut
-        bytesAcked &+= other.bytesAcked
-        bytesReceived &+= other.bytesReceived
-        retransmits &+= other.retransmits
+        withUnsafeMutablePointer(to: &self) { sum in
+            withUnsafePointer(to: other) { other in
+                for metric in FlowMetricCatalogue.all {
+                    switch metric.value {
+                    case .real(let get, let set):
+                        let (a, b) = (get(sum), get(other))
+                        switch metric.folding {
+                        case .sum: set(sum, a + b)
+                        case .mean: set(sum, a + (b - a) * weight)
+                        case .least: set(sum, Swift.min(a, b))
+                        case .leastNonZero: set(sum, a == 0 ? b : (b == 0 ? a : Swift.min(a, b)))
+                        }
+                    case .integer(let get, let set):
+                        let (a, b) = (get(sum), get(other))
+                        switch metric.folding {
+                        case .sum: set(sum, a &+ b)
+                        case .mean: set(sum, a + UInt64((Double(b) - Double(a)) * weight))
+                        case .least: set(sum, Swift.min(a, b))
+                        case .leastNonZero: set(sum, a == 0 ? b : (b == 0 ? a : Swift.min(a, b)))
+                        }
+                    }
+                }
+            }
+        }
         lastUpdate = Swift.max(lastUpdate, other.lastUpdate)
     }
 }

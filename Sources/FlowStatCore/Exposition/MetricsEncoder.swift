@@ -105,7 +105,8 @@ public struct MetricsEncoder: Sendable {
         let flows = options.labelFolding == .pidCondensed
             ? LabelFolding.condenseByProcess(snapshot.flows) : snapshot.flows
         table.rebuild(
-            from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle, owner: options.ownerLabels)
+            from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle, owner: options.ownerLabels,
+            metrics: options.enabledFlowMetrics)
         let flowCount = Double(context.totalFlows ?? snapshot.flows.count)
         switch options.output {
         case .flowstat:
@@ -164,61 +165,27 @@ public struct MetricsEncoder: Sendable {
 
     // MARK: - Per-flow families
 
+    /// The catalogue's families with flowstat's names, in catalogue order.
     private func writePerFlowFamilies(into buffer: inout ByteBuffer) {
-        let columns = table.columns
-        writeFlowFamily(
-            "tcp_flow_rtt_seconds", "Smoothed round-trip time of the TCP flow.", .gauge,
-            columns.rtt, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_rtt_variance_seconds", "Round-trip time variance (mean deviation) of the TCP flow.", .gauge,
-            columns.rttVariance, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_min_rtt_seconds", "Minimum round-trip time seen on the TCP flow.", .gauge,
-            columns.minRTT, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_cwnd_segments", "Congestion window of the TCP flow.", .gauge,
-            columns.cwnd, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_ssthresh_segments", "Slow-start threshold of the TCP flow.", .gauge,
-            columns.ssthresh, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_delivery_rate_bytes_per_second", "Most recent delivery rate estimate of the TCP flow.", .gauge,
-            columns.deliveryRate, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_data_segments_in_total", "Segments carrying data received on the TCP flow.", .counter,
-            columns.dataSegmentsIn, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_data_segments_out_total", "Segments carrying data sent on the TCP flow.", .counter,
-            columns.dataSegmentsOut, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_bytes_acked_total", "Bytes sent on the TCP flow and acknowledged by the peer.", .counter,
-            columns.bytesAcked, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_bytes_received_total", "Bytes received on the TCP flow.", .counter,
-            columns.bytesReceived, into: &buffer)
-        writeFlowFamily(
-            "tcp_flow_retransmits_total", "Segments retransmitted on the TCP flow.", .counter,
-            columns.retransmits, into: &buffer)
+        for (index, metric) in FlowMetricCatalogue.all.enumerated()
+        where options.enabledFlowMetrics.contains(metric.metric) {
+            writeFlowFamily(
+                metric.name, metric.help, MetricType(metric.type), table.columns.values[index],
+                as: metric.value.isReal ? .real : .integer, into: &buffer)
+        }
     }
 
     /// The seed exporter's names and units (`--compat ss-exporter`). Its counters lack the
     /// `_total` suffix and its flow count has one, against Prometheus' naming rules; they
     /// are typed `untyped` so that the names dashboards use stay and linters still pass.
     private func writeSeedFamilies(flowCount: Double, rttHistogram: Histogram?, into buffer: inout ByteBuffer) {
-        let columns = table.columns
-        writeFlowFamily(
-            "tcp_rtt", "Smoothed round-trip time of the TCP flow, milliseconds.", .gauge,
-            columns.rtt.map(Self.milliseconds), into: &buffer)
-        writeFlowFamily("tcp_cwnd", "Congestion window of the TCP flow, segments.", .gauge, columns.cwnd, into: &buffer)
-        writeFlowFamily(
-            "tcp_delivery_rate", "Most recent delivery rate estimate of the TCP flow, bytes per second.", .gauge,
-            columns.deliveryRate, into: &buffer)
-        writeFlowFamily(
-            "tcp_data_segs_in", "Segments carrying data received on the TCP flow (a counter).", .untyped,
-            columns.dataSegmentsIn, into: &buffer)
-        writeFlowFamily(
-            "tcp_data_segs_out", "Segments carrying data sent on the TCP flow (a counter).", .untyped,
-            columns.dataSegmentsOut, into: &buffer)
+        for (index, metric) in FlowMetricCatalogue.all.enumerated()
+        where options.enabledFlowMetrics.contains(metric.metric) {
+            guard let seed = metric.seed else { continue }
+            let encoding: ColumnEncoding = seed.milliseconds ? .milliseconds : (metric.value.isReal ? .real : .integer)
+            writeFlowFamily(
+                seed.name, seed.help, MetricType(seed.type), table.columns.values[index], as: encoding, into: &buffer)
+        }
         if let histogram = rttHistogram {
             let milliseconds = Histogram(
                 bounds: histogram.bounds.map(Self.milliseconds), counts: histogram.counts,
@@ -236,21 +203,38 @@ public struct MetricsEncoder: Sendable {
         (seconds * 1e12).rounded() / 1e9
     }
 
-    /// Writes one family: one series per row of the table, with the value from `values`
+    /// How a column's values are written.
+    private enum ColumnEncoding {
+        case integer
+        case real
+        /// Seconds written as milliseconds (the seed's unit).
+        case milliseconds
+    }
+
+    /// Writes one family: one series per row of the table, with the value from `column`
     /// at the same index.
-    ///
-    /// Generic and always inlined so that each family's loop is specialized for its value
-    /// type and the writer's cursor stays in a register: a call per series costs measurably
-    /// at hundreds of thousands of series.
-    @inline(__always)
-    private func writeFlowFamily<Value: SampleValue>(
-        _ name: StaticString,
-        _ help: StaticString,
-        _ type: MetricType,
-        _ values: [Value],
-        into buffer: inout ByteBuffer
+    private func writeFlowFamily(
+        _ name: StaticString, _ help: StaticString, _ type: MetricType, _ column: [UInt64],
+        as encoding: ColumnEncoding, into buffer: inout ByteBuffer
     ) {
-        if let metric = FlowMetric(familyName: name), !options.enabledFlowMetrics.contains(metric) { return }
+        switch encoding {
+        case .integer: writeFlowFamily(name, help, type, column, into: &buffer) { $0.write($1) }
+        case .real: writeFlowFamily(name, help, type, column, into: &buffer) { $0.write(Double(bitPattern: $1)) }
+        case .milliseconds:
+            writeFlowFamily(name, help, type, column, into: &buffer) {
+                $0.write(Self.milliseconds(Double(bitPattern: $1)))
+            }
+        }
+    }
+
+    /// The loop of `writeFlowFamily`, always inlined so that each encoding gets a loop of its
+    /// own with the writer's cursor in a register: a call per series costs measurably at
+    /// hundreds of thousands of series.
+    @inline(__always)
+    private func writeFlowFamily(
+        _ name: StaticString, _ help: StaticString, _ type: MetricType, _ column: [UInt64],
+        into buffer: inout ByteBuffer, value write: (inout ByteWriter, UInt64) -> Void
+    ) {
         writeHeader(name, help, type, into: &buffer)
         let rows = table.rows
         guard !rows.isEmpty else { return }
@@ -260,7 +244,7 @@ public struct MetricsEncoder: Sendable {
         let bound = table.labelBytes + rows.count * perSeries
 
         table.arena.withUnsafeBufferPointer { arena in
-            values.withUnsafeBufferPointer { values in
+            column.withUnsafeBufferPointer { values in
                 let arenaBase = arena.baseAddress!
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
                     var writer = ByteWriter(destination)
@@ -268,7 +252,7 @@ public struct MetricsEncoder: Sendable {
                         writer.write(nameBytes)
                         writer.write(UnsafeBufferPointer(start: arenaBase + row.labelsStart, count: row.labelsCount))
                         writer.write(byte: UInt8(ascii: " "))
-                        values[index].write(to: &writer)
+                        write(&writer, values[index])
                         writer.write(byte: UInt8(ascii: "\n"))
                     }
                     return writer.count
@@ -445,6 +429,14 @@ public struct MetricsEncoder: Sendable {
     // MARK: - Lines
 
     private enum MetricType {
+        init(_ type: FlowMetricType) {
+            switch type {
+            case .gauge: self = .gauge
+            case .counter: self = .counter
+            case .untyped: self = .untyped
+            }
+        }
+
         case gauge
         case counter
         case histogram
@@ -583,46 +575,6 @@ public struct MetricsEncoder: Sendable {
             writer.write(value)
             writer.write(byte: UInt8(ascii: "\n"))
             return writer.count
-        }
-    }
-}
-
-/// A per-flow value type; lets `writeFlowFamily` specialize per column type.
-private protocol SampleValue {
-    /// Writes at most `ByteWriter.maxDoubleLength` bytes.
-    func write(to writer: inout ByteWriter)
-}
-
-extension Double: SampleValue {
-    fileprivate func write(to writer: inout ByteWriter) { writer.write(self) }
-}
-
-extension UInt64: SampleValue {
-    fileprivate func write(to writer: inout ByteWriter) { writer.write(self) }
-}
-
-extension FlowMetric {
-    /// The metric a per-flow family name (flowstat's or the seed's) exports.
-    init?(familyName name: StaticString) {
-        switch name.description {
-        case "tcp_flow_rtt_seconds": self = .rtt
-        case "tcp_flow_rtt_variance_seconds": self = .rttVariance
-        case "tcp_flow_min_rtt_seconds": self = .minRTT
-        case "tcp_flow_cwnd_segments": self = .cwnd
-        case "tcp_flow_ssthresh_segments": self = .ssthresh
-        case "tcp_flow_delivery_rate_bytes_per_second": self = .deliveryRate
-        case "tcp_flow_data_segments_in_total": self = .dataSegmentsIn
-        case "tcp_flow_data_segments_out_total": self = .dataSegmentsOut
-        case "tcp_flow_bytes_acked_total": self = .bytesAcked
-        case "tcp_flow_bytes_received_total": self = .bytesReceived
-        case "tcp_flow_retransmits_total": self = .retransmits
-        // The seed's names (--compat ss-exporter).
-        case "tcp_rtt": self = .rtt
-        case "tcp_cwnd": self = .cwnd
-        case "tcp_delivery_rate": self = .deliveryRate
-        case "tcp_data_segs_in": self = .dataSegmentsIn
-        case "tcp_data_segs_out": self = .dataSegmentsOut
-        default: return nil
         }
     }
 }

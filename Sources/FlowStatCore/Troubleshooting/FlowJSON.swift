@@ -35,12 +35,14 @@ public enum FlowJSON {
     }
 
     /// One flow as a JSON object:
-    /// `{"state":"ESTAB","src":"10.0.0.1","sport":443,"dst":…,"dport":…,"netns":…,"rtt_seconds":…,…}`.
-    /// `pid` and `comm` are null when unknown.
+    /// `{"state":"ESTAB","src":"10.0.0.1","sport":443,"dst":…,"dport":…,"netns":…,"rtt_seconds":…,…}`:
+    /// every catalogue metric under its `jsonName`. `pid` and `comm` are null when unknown.
     public static func writeFlow(_ flow: borrowing FlowSample, into buffer: inout ByteBuffer) {
-        // Fixed text under 400 bytes, numbers at most 32 each, two addresses, comm escaped
-        // at most 6 bytes per byte.
-        let bound = 400 + 20 * ByteWriter.maxDoubleLength + 2 * IPAddress.maxTextLength + 6 * flow.comm.utf8.count
+        // Fixed text under 128 bytes, each metric's name and number, two addresses, comm
+        // escaped at most 6 bytes per byte.
+        let bound =
+            128 + FlowMetricCatalogue.all.count * (64 + ByteWriter.maxDoubleLength) + 2 * IPAddress.maxTextLength
+            + 6 * flow.comm.utf8.count
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
             var writer = ByteWriter(destination)
             writer.write("{\"state\":\"")
@@ -55,32 +57,23 @@ public enum FlowJSON {
             writer.write(UInt64(flow.key.remotePort))
             writer.write(",\"netns\":")
             writer.write(UInt64(flow.key.netns))
-            writer.write(",\"rtt_seconds\":")
-            writer.writeJSONNumber(flow.rtt)
-            writer.write(",\"rtt_variance_seconds\":")
-            writer.writeJSONNumber(flow.rttVariance)
-            writer.write(",\"min_rtt_seconds\":")
-            writer.writeJSONNumber(flow.minRTT)
-            writer.write(",\"cwnd_segments\":")
-            writer.write(UInt64(flow.cwnd))
-            writer.write(",\"ssthresh_segments\":")
-            if flow.ssthresh >= 0x7fff_ffff {
-                writer.write("null")  // still "infinite": the kernel has not set it
-            } else {
-                writer.write(UInt64(flow.ssthresh))
+            withUnsafePointer(to: flow) { flow in
+                for metric in FlowMetricCatalogue.all {
+                    writer.write(",\"")
+                    writer.write(metric.jsonName)
+                    writer.write("\":")
+                    switch metric.value {
+                    case .real(let get, _): writer.writeJSONNumber(get(flow))
+                    case .integer(let get, _):
+                        let value = get(flow)
+                        if let unset = metric.unsetFrom, value >= unset {
+                            writer.write("null")  // the kernel has not set it yet
+                        } else {
+                            writer.write(value)
+                        }
+                    }
+                }
             }
-            writer.write(",\"delivery_rate_bytes_per_second\":")
-            writer.writeJSONNumber(flow.deliveryRate)
-            writer.write(",\"data_segments_in\":")
-            writer.write(flow.dataSegmentsIn)
-            writer.write(",\"data_segments_out\":")
-            writer.write(flow.dataSegmentsOut)
-            writer.write(",\"bytes_acked\":")
-            writer.write(flow.bytesAcked)
-            writer.write(",\"bytes_received\":")
-            writer.write(flow.bytesReceived)
-            writer.write(",\"retransmits\":")
-            writer.write(flow.retransmits)
             writer.write(",\"pid\":")
             if flow.pid == 0 { writer.write("null") } else { writer.write(UInt64(flow.pid)) }
             writer.write(",\"comm\":")

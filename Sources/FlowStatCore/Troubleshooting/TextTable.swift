@@ -113,34 +113,23 @@ public enum FlowFormat {
     }
 }
 
-/// The `ss -ti`-like table of `flowstat dump`.
+/// The `ss -ti`-like table of `flowstat dump`: state, endpoints, the catalogue's columns,
+/// the owning process.
 public enum FlowDumpTable {
     /// Renders the flows at `indices` (in that order).
     public static func render(_ flows: [FlowSample], indices: [Int]) -> [String] {
-        var table = TextTable(columns: [
-            .init("State", alignRight: false), .init("Local", alignRight: false), .init("Peer", alignRight: false),
-            .init("rtt/rttvar ms"), .init("minrtt ms"), .init("cwnd"), .init("ssthresh"), .init("delivery"),
-            .init("segs_in"), .init("segs_out"), .init("bytes_acked"), .init("bytes_received"), .init("retrans"),
-            .init("process", alignRight: false),
-        ])
+        let metricColumns = FlowMetricCatalogue.all.compactMap(\.column)
+        var table = TextTable(
+            columns: [.init("State", alignRight: false), .init("Local", alignRight: false), .init("Peer", alignRight: false)]
+                + metricColumns.map { .init($0.title) } + [.init("process", alignRight: false)])
         for index in indices {
             let flow = flows[index]
-            table.append([
-                TCPStateName.name(flow.state),
-                FlowFormat.endpoint(flow.key.local, flow.key.localPort),
-                FlowFormat.endpoint(flow.key.remote, flow.key.remotePort),
-                FlowFormat.milliseconds(flow.rtt) + "/" + FlowFormat.milliseconds(flow.rttVariance),
-                FlowFormat.milliseconds(flow.minRTT),
-                String(flow.cwnd),
-                FlowFormat.ssthresh(flow.ssthresh),
-                FlowFormat.scaled(flow.deliveryRate * 8, unit: "bps"),
-                String(flow.dataSegmentsIn),
-                String(flow.dataSegmentsOut),
-                String(flow.bytesAcked),
-                String(flow.bytesReceived),
-                String(flow.retransmits),
-                FlowFormat.process(pid: flow.pid, comm: flow.comm),
-            ])
+            table.append(
+                [
+                    TCPStateName.name(flow.state),
+                    FlowFormat.endpoint(flow.key.local, flow.key.localPort),
+                    FlowFormat.endpoint(flow.key.remote, flow.key.remotePort),
+                ] + metricColumns.map { $0.cell(flow) } + [FlowFormat.process(pid: flow.pid, comm: flow.comm)])
         }
         return table.render()
     }
