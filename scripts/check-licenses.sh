@@ -27,8 +27,9 @@ done
 [[ -s LICENSE ]] || fail "LICENSE is missing"
 
 # Source files: code, scripts, build and deployment files. Not checked: prose (*.md),
-# license texts, tool configuration (.gitignore, .swift-format, .clang-format) and
-# generated files (Package.resolved, which SwiftPM rewrites).
+# license texts, tool configuration (.gitignore, .swift-format, .clang-format), generated
+# files (Package.resolved, which SwiftPM rewrites) and the golden files tests compare
+# output with (Tests/*/Fixtures/golden/).
 is_source() {
 	case $1 in
 	*.swift | *.c | *.h | *.py | *.sh | *.yml | *.yaml | *.json | *.service | Makefile | */Makefile | .ci/run) return 0 ;;
@@ -39,6 +40,8 @@ is_source() {
 
 while IFS= read -r -d '' file; do
 	[[ -f $file ]] || continue # deleted in the work tree, not yet committed
+	# Recorded test outputs, compared byte for byte: not source.
+	[[ $file == */Fixtures/golden/* ]] && continue
 	is_source "$file" || continue
 	if [[ $file == *.json ]]; then
 		[[ -f $file.license ]] || {
