@@ -8,30 +8,6 @@ import Logging
 import Glibc
 #endif
 
-/// The config file `serve` reads when `-c` is not given: the seed exporter's default.
-let defaultConfigPath = "config.yml"
-
-/// Reads the config: `explicitPath` must exist; without it, `config.yml` in the working
-/// directory is read if it exists, and the built-in defaults are used otherwise.
-func loadConfig(explicitPath: String?, logger: Logger) throws -> FlowStatConfig {
-    let path: String
-    if let explicitPath {
-        path = explicitPath
-    } else if access(defaultConfigPath, F_OK) == 0 {
-        path = defaultConfigPath
-    } else {
-        logger.info("no \(defaultConfigPath) in the working directory and no -c/--config: using the built-in defaults")
-        return FlowStatConfig()
-    }
-    do {
-        let config = try FlowStatConfig(contentsOf: path)
-        logger.info("read config \(path)")
-        return config
-    } catch {
-        throw StartupError(error)
-    }
-}
-
 /// Writes `FlowStatConfig.sampleYAML` to `path`; an existing file is kept unless `force`.
 func writeSampleConfig(to path: String, force: Bool) throws {
     let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL)
@@ -53,13 +29,6 @@ func writeSampleConfig(to path: String, force: Bool) throws {
     }
 }
 
-extension StartupError {
-    /// `config.yml:14: logic.selection.portRanges[0]: lower 443 is above upper 80; write lower <= upper`.
-    init(_ error: ConfigError) {
-        self.init(problem: "\(error.location): \(error.problem)", fix: error.fix)
-    }
-}
-
 /// `flowstat check-config FILE`: validate a config file without starting the agent.
 struct CheckConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,7 +37,7 @@ struct CheckConfigCommand: ParsableCommand {
     )
 
     @Argument(help: "The config file.", completion: .file())
-    var file = defaultConfigPath
+    var file = ConfigFile.defaultPath
 
     func run() throws {
         do {

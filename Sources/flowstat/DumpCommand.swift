@@ -39,7 +39,7 @@ struct DumpCommand: ParsableCommand {
         help: "Least severe messages to log on stderr: debug, info, warning or error.")
     var logLevel = LogLevelOption.warning
 
-    /// Which flows to show; nil: every flow. The configuration's selection joins here.
+    /// The `--netns` narrowing; nil: every flow the config's selection selects.
     func makeFilter() throws -> FlowPredicate? { try filterFlags.filter() }
 
     func validate() throws {
@@ -50,18 +50,20 @@ struct DumpCommand: ParsableCommand {
         _ = bootstrapLogging(level: logLevel.level)
         do {
             let filter = try makeFilter()
-            let selection = try filterFlags.selection(logger: Logger(label: "flowstat"))
-            defer { selection?.resolver?.stop() }
-            let source = try sourceFlags.open(logger: Logger(label: "flowstat.source"))
+            let config = try troubleshootingConfig(filterFlags, sourceFlags, logger: Logger(label: "flowstat"))
+            let source = try openSource(config: config, logger: Logger(label: "flowstat.source"))
             defer { source.shutdown() }
-            let snapshot: FlowSnapshot
+            let pipeline = ExportPipeline(source: source, config: config)
+            defer { pipeline.stop() }
+            var flows: [FlowSample]
             do {
-                snapshot = try source.snapshot()
+                flows = try pipeline.selectedSnapshot().flows
             } catch {
                 throw StartupError(
                     problem: "cannot read the flows: \(error)", fix: "run with --log.level debug for the source's messages")
             }
-            writeStandardOutput(Self.render(selectFlows(snapshot, filter: filter, selection: selection), sort: sort, limit: limit, json: json))
+            if let filter { flows = flows.filter { filter($0) } }
+            writeStandardOutput(Self.render(flows, sort: sort, limit: limit, json: json))
         } catch let error as StartupError {
             error.report()
             throw ExitCode.failure

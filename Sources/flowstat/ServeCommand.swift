@@ -42,34 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Least severe messages to log: debug, info, warning or error.")
     var logLevel = LogLevelOption.info
 
-    @Option(help: "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data).")
-    var source = SourceChoice.auto
-
-    @Option(help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it (default: config, else 65536).")
-    var mapEntries: Int?
-
-    @Option(
-        name: .customLong("bpf.tcp-rcv-hooks"),
-        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order).")
-    var receiveHooks = "fentry,tp_btf,raw_tp,tracepoint"
-
-    @Option(
-        name: .customLong("bpf.mode"),
-        help: "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all).")
-    var bpfMode = "auto"
-
-    @Option(
-        name: .customLong("bpf.min-update-interval"),
-        help: "Per flow, least seconds between updates from per-packet and RTT events (0: every event; default: config, else 0).")
-    var minUpdateInterval: Double?
-
-    @Option(name: .customLong("bpf.cgroup-path"), help: "cgroup v2 directory to attach sockops to (default: from /proc/mounts).")
-    var cgroupPath: String?
-
-    @Flag(
-        name: .customLong("bpf.refresh"), inversion: .prefixedNo,
-        help: "Refresh every flow from its socket just before each scrape, so idle flows read as ss shows them (default: config, else on).")
-    var refresh: Bool?
+    @OptionGroup var sourceFlags: SourceFlags
 
     @Flag(help: "Add a netns label to every flow, not only to 4-tuples seen in several network namespaces.")
     var netnsLabel = false
@@ -137,8 +110,8 @@ struct ServeCommand: AsyncParsableCommand {
         let signals = SignalNotifier(signals: [SIGINT, SIGTERM])
         // Caught from the start: SIGHUP's default action would end the agent.
         let reloads = SignalNotifier(signals: [SIGHUP], exitOnRepeat: false)
-        let config = try loadConfig(explicitPath: configPath, logger: logger)
-        let address = try resolvedListenAddress(config: config)
+        let file = ConfigFile(explicitPath: configPath, overrides: try overrides())
+        let config = try file.load(logger: logger)
         var webConfig: WebConfig?
         if let webConfigFile {
             do {
@@ -147,37 +120,16 @@ struct ServeCommand: AsyncParsableCommand {
                 throw StartupError(problem: error.description, fix: error.fix)
             }
         }
-        if let mapEntries, !(1...(1 << 24)).contains(mapEntries) {
-            throw StartupError(
-                problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
-        }
 
         let runAsUser = try runAs.map(RunAsUser.init(parsing:))
         try runAsUser?.checkCanSwitch()
 
-        let flowSource: any FlowSource
-        do {
-            flowSource = try makeSource(
-                SourceOptions(choice: source, bpf: try bpfOptions(config: config), logger: Logger(label: "flowstat.source")))
-        } catch let error as StartupError {
-            throw error
-        } catch {
-            throw StartupError(
-                problem: "cannot open the \(source.rawValue) flow source: \(error)",
-                fix: "see the log lines above; --source fake serves demo data without kernel access")
-        }
-        let scraper = Scraper(source: flowSource)
-        let overrides = try exportOverrides()
-        let reloader: ConfigReloader
-        do {
-            reloader = try ConfigReloader(
-                scraper: scraper, config: config, configPath: configPath,
-                settings: { try overrides.settings(for: $0) }, logger: logger)
-        } catch {
-            flowSource.shutdown()
-            throw error
-        }
-        defer { reloader.stop() }
+        // --run-as drops CAP_SYS_ADMIN, which reading other namespaces' flows needs.
+        let flowSource = try openSource(
+            config: config, keepsNamespaceAccess: runAs == nil, logger: Logger(label: "flowstat.source"))
+        let pipeline = ExportPipeline(source: flowSource, config: config)
+        defer { pipeline.stop() }
+        let reloader = ConfigReloader(pipeline: pipeline, file: file, loaded: config, logger: logger)
         let reloadTask = Task {
             for await _ in reloads.stream {
                 logger.info("received SIGHUP, reloading the config")
@@ -194,8 +146,8 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             server = try await MetricsServer.start(
                 configuration: MetricsServer.Configuration(
-                    listenAddress: address, webConfig: webConfig, reload: lifecycleReload),
-                scraper: scraper,
+                    listenAddress: config.listenAddress, webConfig: webConfig, reload: lifecycleReload),
+                pipeline: pipeline,
                 logger: Logger(label: "flowstat.http"))
         } catch {
             flowSource.shutdown()
@@ -222,56 +174,44 @@ struct ServeCommand: AsyncParsableCommand {
         if case .serverClosed = stop { throw ExitCode.failure }
     }
 
-    /// The config's kernel settings, with the command line's overrides.
-    private func bpfOptions(config: FlowStatConfig) throws -> BPFOptions {
-        var options = BPFOptions()
-        options.mapEntries = mapEntries.map { UInt32($0) } ?? config.bpf.mapEntries
-        options.receiveVariants = try BPFFlagValues.receiveVariants(receiveHooks)
-        options.modes = try BPFFlagValues.modes(bpfMode)
-        options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(
-            minUpdateInterval ?? config.sampling.minUpdateInterval)
-        options.cgroupPath = cgroupPath
-        options.keepsNamespaceAccess = runAs == nil
-        options.refreshBeforeSnapshot = refresh ?? config.bpf.refresh
-        options.rttBucketBounds = config.rttHistogram ? config.rttBucketBounds : []
-        options.rttSampleEvery = config.sampling.rttSampleEvery
-        return options
-    }
-
-    /// The command line's overrides of export settings, checked once at start-up.
-    private func exportOverrides() throws -> ExportOverrides {
-        if let maxFlows, maxFlows < 0 {
+    /// Every flag that sets a config value, as changes to the config; checked once, applied
+    /// at start-up and at every reload.
+    private func overrides() throws -> @Sendable (inout FlowStatConfig) -> Void {
+        if let maxFlows, !FlowStatConfig.maxFlowsRange.contains(maxFlows) {
             throw StartupError(
-                problem: "--cardinality.max-flows \(maxFlows) is negative", fix: "use 0 (no cap) or a positive number")
+                problem: "--cardinality.max-flows \(maxFlows) is out of range",
+                fix: "use 0 (no cap) or a positive number up to \(FlowStatConfig.maxFlowsRange.upperBound)")
         }
-        if let maxAggregates, maxAggregates < 1 {
+        if let maxAggregates, !FlowStatConfig.maxAggregatesRange.contains(maxAggregates) {
             throw StartupError(
-                problem: "--cardinality.max-aggregates \(maxAggregates) is below 1",
-                fix: "use a positive number; 1 folds every aggregate into peer=\"other\",port=\"other\"")
+                problem: "--cardinality.max-aggregates \(maxAggregates) is out of range",
+                fix: "use a positive number up to \(FlowStatConfig.maxAggregatesRange.upperBound); 1 folds every aggregate into peer=\"other\",port=\"other\"")
         }
-        return ExportOverrides(
-            netnsLabel: netnsLabel, format: compat, labelFolding: labelFolding, maxFlows: maxFlows, rankBy: rankBy,
-            maxAggregates: maxAggregates)
-    }
-
-    private func resolvedListenAddress(config: FlowStatConfig) throws -> ListenAddress {
-        var address = config.listenAddress
-        if let listenAddress {
-            do {
-                address = try ListenAddress(parsing: listenAddress)
-            } catch {
-                throw StartupError(
-                    problem: error.description, fix: "write --web.listen-address as :8020, 127.0.0.1:8020 or [::1]:8020")
-            }
+        let listen: ListenAddress?
+        do {
+            listen = try listenAddress.map { try ListenAddress(parsing: $0) }
+        } catch {
+            throw StartupError(
+                problem: "\(error)", fix: "write --web.listen-address as :8020, 127.0.0.1:8020 or [::1]:8020")
         }
-        if let port {
-            guard (0...65_535).contains(port) else {
-                throw StartupError(
-                    problem: "port \(port) is out of range", fix: "use -p with a port from 1 to 65535 (0 picks a free one)")
-            }
-            address = address.withPort(port)
+        if let port, !(0...65_535).contains(port) {
+            throw StartupError(
+                problem: "port \(port) is out of range", fix: "use -p with a port from 1 to 65535 (0 picks a free one)")
         }
-        return address
+        let source = try sourceFlags.overrides()
+        let (netnsLabel, compat, labelFolding, maxFlows, rankBy, maxAggregates, port) =
+            (netnsLabel, compat, labelFolding, maxFlows, rankBy, maxAggregates, port)
+        return { config in
+            source(&config)
+            if netnsLabel { config.labels.netns = true }
+            if let compat { config.output = compat }
+            if let labelFolding { config.labelFolding = labelFolding }
+            if let maxFlows { config.cardinality.maxFlows = maxFlows }
+            if let rankBy { config.cardinality.rankBy = rankBy }
+            if let maxAggregates { config.cardinality.maxAggregates = maxAggregates }
+            if let listen { config.listenAddress = listen }
+            if let port { config.listenAddress = config.listenAddress.withPort(port) }
+        }
     }
 
     private enum Stop {
@@ -337,37 +277,3 @@ extension MetricsServerError {
 extension FlowRank: ExpressibleByArgument {}
 extension OutputMode: ExpressibleByArgument {}
 extension LabelFolding: ExpressibleByArgument {}
-
-/// Export settings given on the command line; they win over the config file, at start-up
-/// and at every reload.
-struct ExportOverrides: Sendable {
-    var netnsLabel: Bool
-    var format: OutputMode?
-    var labelFolding: LabelFolding?
-    var maxFlows: Int?
-    var rankBy: FlowRank?
-    var maxAggregates: Int?
-
-    func settings(for config: FlowStatConfig) throws -> ExportSettings {
-        let maxFlows = maxFlows ?? config.cardinality.maxFlows
-        let maxAggregates = maxAggregates ?? config.cardinality.maxAggregates
-        guard maxFlows >= 0, maxAggregates >= 1 else {
-            throw StartupError(
-                problem: "flowstat.cardinality: maxFlows \(maxFlows) or maxAggregates \(maxAggregates) out of range",
-                fix: "use maxFlows >= 0 (0: no cap) and maxAggregates >= 1")
-        }
-        var filter: FlowFilter?
-        if !config.selection.selectsEverything {
-            filter = FlowFilter(selection: config.selection)
-        }
-        return ExportSettings(
-            options: MetricsEncoder.Options(
-                netnsLabel: netnsLabel || config.labels.netns, output: format ?? config.output,
-                labelFolding: labelFolding ?? config.labelFolding, enabledFlowMetrics: config.metrics,
-                pidLabel: config.labels.pid, commLabel: config.labels.comm),
-            limits: CardinalityLimits(
-                maxFlows: maxFlows, rankBy: rankBy ?? config.cardinality.rankBy, maxAggregates: maxAggregates),
-            filter: filter,
-            attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)
-    }
-}

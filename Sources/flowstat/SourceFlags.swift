@@ -8,67 +8,69 @@ import Logging
 import Glibc
 #endif
 
-/// The flow-source flags of the troubleshooting commands (`dump`, `top`), with the same names
-/// and meaning as `serve`'s, so a command line moves between them unchanged.
+/// The flow-source flags of every command (`serve`, `dump`, `top`): each overrides its
+/// config setting when given, so a command line moves between commands unchanged and every
+/// command honours the config file's `flowstat.source` and `flowstat.bpf` sections.
 struct SourceFlags: ParsableArguments {
-    @Option(help: "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data).")
-    var source = SourceChoice.auto
+    @Option(
+        help: "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data) (default: config, else auto).")
+    var source: SourceChoice?
 
-    @Option(help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it.")
-    var mapEntries = 65_536
+    @Option(
+        help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it (default: config, else 65536).")
+    var mapEntries: Int?
 
     @Option(
         name: .customLong("bpf.tcp-rcv-hooks"),
-        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order).")
-    var receiveHooks = "fentry,tp_btf,raw_tp,tracepoint"
+        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order; default: config, else all).")
+    var receiveHooks: String?
 
     @Option(
         name: .customLong("bpf.mode"),
-        help: "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all).")
-    var bpfMode = "auto"
+        help: "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all; default: config, else auto).")
+    var bpfMode: String?
 
     @Option(
         name: .customLong("bpf.min-update-interval"),
-        help: "Per flow, least seconds between updates from per-packet and RTT events (0: every event).")
-    var minUpdateInterval = 0.0
+        help: "Per flow, least seconds between updates from per-packet and RTT events (0: every event; default: config, else 0).")
+    var minUpdateInterval: Double?
 
-    @Option(name: .customLong("bpf.cgroup-path"), help: "cgroup v2 directory to attach sockops to (default: from /proc/mounts).")
+    @Option(name: .customLong("bpf.cgroup-path"), help: "cgroup v2 directory to attach sockops to (default: config, else from /proc/mounts).")
     var cgroupPath: String?
 
     @Flag(
         name: .customLong("bpf.refresh"), inversion: .prefixedNo,
-        help: "Refresh every flow from its socket before each snapshot, so idle flows read as ss shows them.")
-    var refresh = true
+        help: "Refresh every flow from its socket just before each snapshot, so idle flows read as ss shows them (default: config, else on).")
+    var refresh: Bool?
 
-    /// Opens the source these flags describe.
+    /// The flags as changes to a config, checked once.
     ///
-    /// - Throws: `StartupError` naming the problem and the fix.
-    func open(logger: Logger) throws -> any FlowSource {
-        guard (1...(1 << 24)).contains(mapEntries) else {
+    /// - Throws: `StartupError` naming the flag and the fix.
+    func overrides() throws -> @Sendable (inout FlowStatConfig) -> Void {
+        if let mapEntries, !FlowStatConfig.mapEntriesRange.contains(mapEntries) {
             throw StartupError(
-                problem: "--map-entries \(mapEntries) is out of range", fix: "use a value from 1 to 16777216")
+                problem: "--map-entries \(mapEntries) is out of range",
+                fix: "use a value from \(FlowStatConfig.mapEntriesRange.lowerBound) to \(FlowStatConfig.mapEntriesRange.upperBound)")
         }
-        var options = BPFOptions()
-        options.mapEntries = UInt32(mapEntries)
-        options.receiveVariants = try BPFFlagValues.receiveVariants(receiveHooks)
-        options.modes = try BPFFlagValues.modes(bpfMode)
-        options.minUpdateInterval = try BPFFlagValues.minUpdateInterval(minUpdateInterval)
-        options.cgroupPath = cgroupPath
-        options.refreshBeforeSnapshot = refresh
-        do {
-            return try makeSource(SourceOptions(choice: source, bpf: options, logger: logger))
-        } catch let error as StartupError {
-            throw error
-        } catch {
+        if let minUpdateInterval, !minUpdateInterval.isFinite || !FlowStatConfig.minUpdateIntervalRange.contains(minUpdateInterval) {
             throw StartupError(
-                problem: "cannot open the \(source.rawValue) flow source: \(error)",
-                fix: "run as root (or with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN); --source fake shows demo data")
+                problem: "--bpf.min-update-interval \(minUpdateInterval) is out of range", fix: "use seconds from 0 to 60, e.g. 0.01")
+        }
+        let variants = try receiveHooks.map(Self.receiveVariants)
+        let modes = try bpfMode.map(Self.modes)
+        let (source, mapEntries, minUpdateInterval, cgroupPath, refresh) =
+            (source, mapEntries, minUpdateInterval, cgroupPath, refresh)
+        return { config in
+            if let source { config.source = source }
+            if let mapEntries { config.bpf.mapEntries = UInt32(mapEntries) }
+            if let variants { config.bpf.receiveVariants = variants }
+            if let modes { config.bpf.modes = modes }
+            if let minUpdateInterval { config.sampling.minUpdateInterval = minUpdateInterval }
+            if let cgroupPath { config.bpf.cgroupPath = cgroupPath }
+            if let refresh { config.bpf.refresh = refresh }
         }
     }
-}
 
-/// Checks of the BPF flags that `serve`, `dump` and `top` share.
-enum BPFFlagValues {
     /// `--bpf.tcp-rcv-hooks`: a comma-separated list of known variants.
     static func receiveVariants(_ text: String) throws -> Set<String> {
         let variants = text.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
@@ -89,19 +91,15 @@ enum BPFFlagValues {
         guard !modes.isEmpty, modes.count == names.count else {
             throw StartupError(
                 problem: "--bpf.mode \"\(text)\" names no mode or an unknown one",
-                fix: "use auto, or one or more of \(BPFMode.allCases.map(\.rawValue).joined(separator: ", ")), comma-separated")
+                fix: "use auto, or one or more of \(BPFMode.spellings), comma-separated")
         }
         return Set(modes)
     }
+}
 
-    /// `--bpf.min-update-interval`: seconds from 0 to 60, in nanoseconds.
-    static func minUpdateInterval(_ seconds: Double) throws -> UInt64 {
-        guard seconds.isFinite, (0...60).contains(seconds) else {
-            throw StartupError(
-                problem: "--bpf.min-update-interval \(seconds) is out of range", fix: "use seconds from 0 to 60, e.g. 0.01")
-        }
-        return UInt64(seconds * 1e9)
-    }
+/// Opens the source `config` names.
+func openSource(config: FlowStatConfig, keepsNamespaceAccess: Bool = true, logger: Logger) throws -> any FlowSource {
+    try openFlowSource(config: config, keepsNamespaceAccess: keepsNamespaceAccess, logger: logger)
 }
 
 /// Which flows the troubleshooting commands show, besides the config file's selection.
@@ -119,17 +117,8 @@ struct FilterFlags: ParsableArguments {
 
     @Option(
         name: [.short, .customLong("config")],
-        help: "Show only the flows this config file's selection selects (default: config.yml if it exists), as serve exports them.")
+        help: "Config file: its selection and source settings apply, as serve uses them (default: config.yml if it exists).")
     var configPath: String?
-
-    /// The config file's selection, hosts resolved; nil when it selects everything.
-    func selection(logger: Logger) throws -> FlowFilter? {
-        let config = try loadConfig(explicitPath: configPath, logger: logger)
-        guard !config.selection.selectsEverything else { return nil }
-        let filter = FlowFilter(selection: config.selection)
-        filter.resolver?.start()
-        return filter
-    }
 
     /// The filter the flags ask for; nil when they ask for nothing.
     func filter() throws -> FlowPredicate? {
@@ -153,16 +142,16 @@ struct FilterFlags: ParsableArguments {
     }
 }
 
-/// The flows of `snapshot` that `filter` and the config's `selection` keep (all of them
-/// without either); owners are looked up in /proc where the selection needs processes.
-func selectFlows(_ snapshot: FlowSnapshot, filter: FlowPredicate?, selection: FlowFilter? = nil) -> [FlowSample] {
-    var flows = snapshot.flows
-    if let filter { flows = flows.filter { filter($0) } }
-    if let selection { flows = selection.apply(to: flows, attributor: ProcessAttributor()) }
-    return flows
+/// The config a troubleshooting command runs with: the file `-c` names (or config.yml),
+/// with the source flags over it.
+func troubleshootingConfig(_ filterFlags: FilterFlags, _ sourceFlags: SourceFlags, logger: Logger) throws
+    -> FlowStatConfig
+{
+    try ConfigFile(explicitPath: filterFlags.configPath, overrides: sourceFlags.overrides()).load(logger: logger)
 }
 
 extension FlowSortKey: ExpressibleByArgument {}
+extension SourceChoice: ExpressibleByArgument {}
 extension TopView.SortKey: ExpressibleByArgument {}
 
 /// Writes all of `text` to standard output with write(2), unbuffered: `top` draws a frame in

@@ -1,19 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import FlowStatCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A problem that stops `flowstat` from starting, reported as one line on stderr with the
 /// fix, then exit code 1.
-struct StartupError: Error, CustomStringConvertible {
-    /// What went wrong, naming the thing at fault.
-    var problem: String
-    /// What the operator should do about it.
-    var fix: String
+typealias StartupError = SetupError
 
-    var description: String { "\(problem); \(fix)" }
-
+extension SetupError {
     /// Writes `flowstat: error: <problem>; <fix>` to stderr.
     func report() {
         var line = "flowstat: error: \(description)\n"

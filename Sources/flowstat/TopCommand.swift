@@ -56,20 +56,21 @@ struct TopCommand: ParsableCommand {
         _ = bootstrapLogging(level: logLevel.level)
         do {
             let filter = try makeFilter()
-            let selection = try filterFlags.selection(logger: Logger(label: "flowstat"))
-            defer { selection?.resolver?.stop() }
-            let source = try sourceFlags.open(logger: Logger(label: "flowstat.source"))
+            let config = try troubleshootingConfig(filterFlags, sourceFlags, logger: Logger(label: "flowstat"))
+            let source = try openSource(config: config, logger: Logger(label: "flowstat.source"))
             defer { source.shutdown() }
+            let pipeline = ExportPipeline(source: source, config: config)
+            defer { pipeline.stop() }
             var view = TopView(sort: sort)
             if once || isatty(0) == 0 || isatty(1) == 0 {
-                try refresh(&view, source, filter, selection)
+                try refresh(&view, pipeline, filter)
                 sleepInterval()
-                try refresh(&view, source, filter, selection)
+                try refresh(&view, pipeline, filter)
                 let lines = view.frame(width: 1000, height: limit + 4, clock: Self.clock(), interval: interval)
                 writeStandardOutput(lines.joined(separator: "\n") + "\n")
                 return
             }
-            try live(&view, source, filter, selection)
+            try live(&view, pipeline, filter)
         } catch let error as StartupError {
             error.report()
             throw ExitCode.failure
@@ -77,7 +78,7 @@ struct TopCommand: ParsableCommand {
     }
 
     private func live(
-        _ view: inout TopView, _ source: any FlowSource, _ filter: FlowPredicate?, _ selection: FlowFilter?
+        _ view: inout TopView, _ pipeline: ExportPipeline, _ filter: FlowPredicate?
     ) throws {
         let terminal = try RawTerminal()
         defer { terminal.restore() }
@@ -87,7 +88,7 @@ struct TopCommand: ParsableCommand {
             let now = Self.monotonicNanoseconds()
             var redraw = false
             if now >= nextRefresh {
-                try refresh(&view, source, filter, selection)
+                try refresh(&view, pipeline, filter)
                 nextRefresh = now + step
                 redraw = true
             }
@@ -113,17 +114,16 @@ struct TopCommand: ParsableCommand {
         terminal.draw(view.frame(width: size.width, height: size.height, clock: Self.clock(), interval: interval))
     }
 
-    private func refresh(
-        _ view: inout TopView, _ source: any FlowSource, _ filter: FlowPredicate?, _ selection: FlowFilter?
-    ) throws {
-        let snapshot: FlowSnapshot
+    private func refresh(_ view: inout TopView, _ pipeline: ExportPipeline, _ filter: FlowPredicate?) throws {
+        var flows: [FlowSample]
         do {
-            snapshot = try source.snapshot()
+            flows = try pipeline.selectedSnapshot().flows
         } catch {
             throw StartupError(
                 problem: "cannot read the flows: \(error)", fix: "run with --log.level debug for the source's messages")
         }
-        view.update(flows: selectFlows(snapshot, filter: filter, selection: selection), time: Self.monotonicNanoseconds())
+        if let filter { flows = flows.filter { filter($0) } }
+        view.update(flows: flows, time: Self.monotonicNanoseconds())
     }
 
     private func sleepInterval() {

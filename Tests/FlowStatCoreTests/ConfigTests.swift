@@ -110,7 +110,7 @@ struct ConfigTests {
             ("logic:\n  selection:\n    portRange: []\n",
              "config.yml:3: logic.selection.portRange: unknown key \"portRange\"; did you mean portRanges? known keys here: process, peering, portRanges, localPortRanges"),
             ("flowstat:\n  zzz: 1\n",
-             "config.yml:2: flowstat.zzz: unknown key \"zzz\"; known keys here: output, web, bpf, sampling, cardinality, labels"),
+             "config.yml:2: flowstat.zzz: unknown key \"zzz\"; known keys here: output, source, web, bpf, sampling, cardinality, labels"),
             // wrong types
             ("logic:\n  metrics:\n    gauges:\n      active: maybe\n",
              "config.yml:4: logic.metrics.gauges.active: expected true or false, found \"maybe\"; write true or false"),
@@ -151,6 +151,14 @@ struct ConfigTests {
              "config.yml:4: logic.metrics.histograms.rtt.bucket_bounds: \"bucket_bounds\" repeats \"bucketBounds\" (both mean bucketBounds); keep one of them"),
             ("logic:\n  metrics: [\n",
              "config.yml:3: invalid YAML: did not find expected node content; check the YAML syntax near that line (indentation, a missing \":\", unbalanced quotes or brackets)"),
+            ("flowstat:\n  cardinality: {maxAggregates: 0}\n",
+             "config.yml:2: flowstat.cardinality.maxAggregates: 0 is out of range; write a number from 1 to 1048576"),
+            ("flowstat:\n  bpf: {mode: [live_tcp_iter, fast]}\n",
+             "config.yml:2: flowstat.bpf.mode[1]: \"fast\" is not one of live_storage_iter, live_tcp_iter, event; write one of live_storage_iter, live_tcp_iter, event"),
+            ("flowstat:\n  bpf: {tcpRcvHooks: [kprobe]}\n",
+             "config.yml:2: flowstat.bpf.tcpRcvHooks[0]: \"kprobe\" is not a tcp_rcv_established variant; list one or more of fentry, tp_btf, raw_tp, tracepoint"),
+            ("flowstat:\n  source: ebpf\n",
+             "config.yml:2: flowstat.source: \"ebpf\" is not one of auto, bpf, inet_diag, fake; write one of auto, bpf, inet_diag, fake"),
             ("flowstat:\n  web: {listenAddress: \"localhost\"}\n",
              "config.yml:2: flowstat.web.listenAddress: invalid listen address \"localhost\": missing port; write :8020, 127.0.0.1:8020 or [::1]:8020"),
         ] as [(String, String)])
@@ -161,6 +169,27 @@ struct ConfigTests {
         } catch {
             #expect(error.description == message)
         }
+    }
+
+    @Test("flowstat.source and flowstat.bpf's mode, receive hooks and cgroup path reach the config")
+    func sourceSettings() throws {
+        let config = try FlowStatConfig(yaml: """
+            flowstat:
+              source: inet_diag
+              bpf:
+                mode: [live_tcp_iter, event]
+                tcpRcvHooks: [raw_tp, tracepoint]
+                cgroupPath: /sys/fs/cgroup/unified
+            """)
+        #expect(config.source == .inetDiag)
+        #expect(config.bpf.modes == [.liveTCPIterator, .event])
+        #expect(config.bpf.receiveVariants == ["raw_tp", "tracepoint"])
+        #expect(config.bpf.cgroupPath == "/sys/fs/cgroup/unified")
+        let auto = try FlowStatConfig(yaml: "flowstat: {bpf: {mode: auto, cgroupPath: \"\"}}")
+        #expect(auto.bpf.modes == Set(BPFMode.allCases) && auto.bpf.cgroupPath == nil)
+        let options = BPFOptions(config: config, keepsNamespaceAccess: false)
+        #expect(options.modes == config.bpf.modes && options.receiveVariants == config.bpf.receiveVariants)
+        #expect(options.cgroupPath == "/sys/fs/cgroup/unified" && !options.keepsNamespaceAccess)
     }
 
     @Test("a missing file is a located error")

@@ -110,21 +110,12 @@ struct ExpositionGoldenTests {
     }
 }
 
-/// One scrape of a fixed snapshot under a config, as `serve` would export it.
+/// One scrape of a fixed snapshot under a config, as `serve` exports it.
 enum GoldenExport {
     static func scrape(config: FlowStatConfig, snapshot: FlowSnapshot, format: MetricsEncoder.Format) throws -> String {
         let source = FakeFlowSource(snapshot: snapshot, info: Fixtures.sourceInfo)
-        let filter = config.selection.selectsEverything ? nil : FlowFilter(selection: config.selection)
-        let scraper = Scraper(
-            source: source,
-            options: MetricsEncoder.Options(
-                netnsLabel: config.labels.netns, output: config.output, labelFolding: config.labelFolding,
-                enabledFlowMetrics: config.metrics, pidLabel: config.labels.pid, commLabel: config.labels.comm),
-            limits: CardinalityLimits(
-                maxFlows: config.cardinality.maxFlows, rankBy: config.cardinality.rankBy,
-                maxAggregates: config.cardinality.maxAggregates),
-            servicePorts: ServicePorts(), build: Fixtures.build, filter: filter,
-            attributor: config.needsProcessAttribution ? ProcessAttributor() : nil)
-        return String(buffer: try scraper.scrape(format: format))
+        let pipeline = ExportPipeline(source: source, config: config, servicePorts: ServicePorts(), build: Fixtures.build)
+        defer { pipeline.stop() }
+        return String(buffer: try pipeline.scrape(format: format))
     }
 }

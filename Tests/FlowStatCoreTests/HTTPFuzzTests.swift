@@ -12,7 +12,7 @@ import Testing
 
 /// Bounded randomized testing of the request path: random and mutated byte strings go
 /// through the server's own pipeline (deadlines, NIO's HTTP/1 codec, the request handler,
-/// a real thread pool and scraper; basic auth on every other input), and every output must
+/// a real thread pool and pipeline; basic auth on every other input), and every output must
 /// be well-formed responses, with the connection closed once every deadline has passed.
 ///
 /// `make test` runs 2,000 inputs from a fixed seed. For a longer run:
@@ -88,7 +88,7 @@ struct HTTPFuzzTests {
         let authPool = NIOThreadPool(numberOfThreads: 1)
         authPool.start()
         let auth = BasicAuth(users: ["foo": bcrypt("bar", cost: 4)])
-        let scraper = Scraper(source: FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), build: Fixtures.build)
+        let pipeline = ExportPipeline(source: FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), build: Fixtures.build)
         var rng = SeededGenerator(seed: Self.seed)
         var statuses: [Int: Int] = [:]
         for iteration in 0..<Self.iterations {
@@ -98,7 +98,7 @@ struct HTTPFuzzTests {
             let outcome: Outcome
             do {
                 outcome = try await Self.run(
-                    input, chunks: chunks, pool: pool, auth: iteration % 2 == 1 ? (auth, authPool) : nil, scraper: scraper)
+                    input, chunks: chunks, pool: pool, auth: iteration % 2 == 1 ? (auth, authPool) : nil, pipeline: pipeline)
             } catch {
                 Issue.record("\(error); \(context)")
                 try await pool.shutdownGracefully()
@@ -131,7 +131,7 @@ struct HTTPFuzzTests {
 
     private static func run(
         _ input: [UInt8], chunks: Int, pool: NIOThreadPool, auth: (check: BasicAuth, pool: NIOThreadPool)?,
-        scraper: Scraper
+        pipeline: ExportPipeline
     ) async throws -> Outcome {
         let channel = NIOAsyncTestingChannel()
         let loop = channel.testingEventLoop
@@ -140,12 +140,12 @@ struct HTTPFuzzTests {
         logger.logLevel = .critical
         let quietLogger = logger
         try await loop.executeInContext {
-            let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(ConnectionGuard(timeouts: timeouts, logger: quietLogger))
-            try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-            try pipeline.addHandler(
+            let handlers = channel.pipeline.syncOperations
+            try handlers.addHandler(ConnectionGuard(timeouts: timeouts, logger: quietLogger))
+            try handlers.configureHTTPServerPipeline(withErrorHandling: true)
+            try handlers.addHandler(
                 HTTPRequestHandler(
-                    scraper: scraper, threadPool: pool, maxRequestHeadBytes: 1_024, auth: auth, logger: quietLogger))
+                    pipeline: pipeline, threadPool: pool, maxRequestHeadBytes: 1_024, auth: auth, logger: quietLogger))
         }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9))
 

@@ -23,7 +23,7 @@ struct HTTPHardeningTests {
         configure(&configuration)
         let server = try await MetricsServer.start(
             configuration: configuration,
-            scraper: Scraper(source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build),
+            pipeline: ExportPipeline(source: source, config: Fixtures.uncapped, build: Fixtures.build),
             logger: logger)
         do {
             try await body(server)

@@ -11,7 +11,7 @@ struct LandingPageAPITests {
         let source = FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo)
         let server = try await MetricsServer.start(
             configuration: .init(listenAddress: ListenAddress(host: "127.0.0.1", port: 0)),
-            scraper: Scraper(source: source, build: Fixtures.build))
+            pipeline: ExportPipeline(source: source, build: Fixtures.build))
         do {
             try await body(server, source)
         } catch {
@@ -69,7 +69,7 @@ struct LandingPageAPITests {
         let source = CountingFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo)
         let server = try await MetricsServer.start(
             configuration: .init(listenAddress: ListenAddress(host: "127.0.0.1", port: 0)),
-            scraper: Scraper(source: source, build: Fixtures.build))
+            pipeline: ExportPipeline(source: source, build: Fixtures.build))
         do {
             try await checkReuse(server: server, source: source)
         } catch {

@@ -12,11 +12,11 @@ struct MetricsServerTests {
         maxRequestHeadBytes: Int = 8 * 1024,
         _ body: (MetricsServer) async throws -> Void
     ) async throws {
-        let scraper = Scraper(source: source, limits: CardinalityLimits(maxFlows: 0), build: Fixtures.build)
+        let pipeline = ExportPipeline(source: source, config: Fixtures.uncapped, build: Fixtures.build)
         let server = try await MetricsServer.start(
             configuration: .init(
                 listenAddress: ListenAddress(host: "127.0.0.1", port: 0), maxRequestHeadBytes: maxRequestHeadBytes),
-            scraper: scraper)
+            pipeline: pipeline)
         do {
             try await body(server)
         } catch {
@@ -205,7 +205,7 @@ struct MetricsServerTests {
             await #expect {
                 _ = try await MetricsServer.start(
                     configuration: .init(listenAddress: ListenAddress(host: "127.0.0.1", port: server.port)),
-                    scraper: Scraper(source: FakeFlowSource()))
+                    pipeline: ExportPipeline(source: FakeFlowSource()))
             } throws: { error in
                 guard let error = error as? MetricsServerError else { return false }
                 return error.reason == .addressInUse && error.description.contains("already in use")
@@ -220,7 +220,7 @@ struct MetricsServerTests {
             // 192.0.2.0/24 is reserved for documentation: never assigned to this host.
             _ = try await MetricsServer.start(
                 configuration: .init(listenAddress: ListenAddress(host: "192.0.2.1", port: 0)),
-                scraper: Scraper(source: FakeFlowSource()))
+                pipeline: ExportPipeline(source: FakeFlowSource()))
         } throws: { error in
             (error as? MetricsServerError)?.reason == .addressNotAvailable
         }
@@ -231,13 +231,13 @@ struct MetricsServerTests {
         let source = FakeFlowSource()
         let server = try await MetricsServer.start(
             configuration: .init(listenAddress: ListenAddress(host: "127.0.0.1", port: 0)),
-            scraper: Scraper(source: source))
+            pipeline: ExportPipeline(source: source))
         let port = server.port
         #expect(try TestHTTPConnection.request("GET", "/health", port: port).status == 200)
         await server.shutdown()
         await server.shutdown()  // idempotent
         #expect(throws: TestHTTPConnection.Failure.self) { try TestHTTPConnection(port: port) }
-        #expect(server.scraper.health == .unavailable("shutting down"))
+        #expect(server.pipeline.health == .unavailable("shutting down"))
         #expect(!source.isShutDown)
     }
 }

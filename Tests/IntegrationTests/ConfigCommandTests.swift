@@ -57,7 +57,7 @@ struct ConfigCommandTests {
         try "flowstat:\n  bpf:\n    mapEntrys: 10\n".write(toFile: directory + "/config.yml", atomically: true, encoding: .utf8)
         let serve = try flowstat(["serve", "--source", "fake", "--web.listen-address", "127.0.0.1:0"])
         #expect(serve.status == 1)
-        #expect(serve.stderr.hasSuffix("flowstat: error: config.yml:3: flowstat.bpf.mapEntrys: unknown key \"mapEntrys\"; did you mean mapEntries? known keys here: mapEntries, refresh\n"))
+        #expect(serve.stderr.hasSuffix("flowstat: error: config.yml:3: flowstat.bpf.mapEntrys: unknown key \"mapEntrys\"; did you mean mapEntries? known keys here: mapEntries, refresh, mode, tcpRcvHooks, cgroupPath\n"))
     }
 
     @Test("an explicit -c that does not exist is an error")

@@ -85,10 +85,12 @@ struct DeploymentKitTests {
             kind: .bpf, hooks: [HookStatus(name: "sockops", variant: "cgroup_sockops", attached: true)],
             mode: .event, missingHooks: ["tcp_rcv_established"])
         let source = FakeFlowSource(snapshot: snapshot, info: info)
-        let scraper = Scraper(source: source, limits: CardinalityLimits(maxFlows: 1))
-        scraper.recordReload(successful: true)
-        _ = try scraper.scrape()
-        let buffer = try scraper.scrape()
+        var config = FlowStatConfig()
+        config.cardinality.maxFlows = 1
+        let pipeline = ExportPipeline(source: source, config: config)
+        pipeline.recordReload(successful: true)
+        _ = try pipeline.scrape()
+        let buffer = try pipeline.scrape()
         return buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes) ?? ""
     }
 

@@ -383,12 +383,12 @@ struct EndToEndTests {
         let server = try Self.startServer(network, network.serverIPv4, 5099)
         defer { server.stop() }
         // One kept-alive scrape connection: scraping adds no flow between the two scrapes.
-        let scraper = try Child(["python3", packageRoot.appendingPathComponent("Tests/Support/keepalive_scrape.py").path,
+        let pipeline = try Child(["python3", packageRoot.appendingPathComponent("Tests/Support/keepalive_scrape.py").path,
                                  "127.0.0.1", String(agent.port)])
-        defer { scraper.stop() }
+        defer { pipeline.stop() }
         func scrape() throws -> [String: Double] {
-            scraper.send("scrape")
-            let line = try #require(scraper.readLine(), "the scraper stopped")
+            pipeline.send("scrape")
+            let line = try #require(pipeline.readLine(), "the pipeline stopped")
             return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double])
         }
         let active = #"tcp_flows_opened_total{direction="active"}"#

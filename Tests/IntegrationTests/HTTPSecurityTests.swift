@@ -5,7 +5,7 @@ import Testing
 
 /// The agent's HTTP side against real clients, on loopback, with `--source fake` (no BPF,
 /// no privileges): TLS and basic auth from a `--web.config.file` through curl, gzip and
-/// OpenMetrics negotiation, start-up errors, and a batch of bad clients while a scraper
+/// OpenMetrics negotiation, start-up errors, and a batch of bad clients while a pipeline
 /// keeps scraping.
 @Suite("HTTP security and robustness (flowstat binary, curl)")
 struct HTTPSecurityTests {
@@ -274,13 +274,13 @@ struct HTTPSecurityTests {
         deinit { close(fd) }
     }
 
-    @Test("bad clients (malformed, oversized, slowloris, idle, bad methods, bodies) while a scraper scrapes: every scrape succeeds")
+    @Test("bad clients (malformed, oversized, slowloris, idle, bad methods, bodies) while a pipeline scrapes: every scrape succeeds")
     func badInputBatch() throws {
         let agent = try Agent(["--source", "fake"])
         defer { agent.stop() }
         let port = agent.port
 
-        // The scraper: one GET /metrics after another until the batch is done.
+        // The pipeline: one GET /metrics after another until the batch is done.
         final class Tally: @unchecked Sendable {
             let lock = NSLock()
             var ok = 0
@@ -289,7 +289,7 @@ struct HTTPSecurityTests {
             var done = false
         }
         let tally = Tally()
-        let scraper = Thread {
+        let pipeline = Thread {
             while !tally.lock.withLock({ tally.done }) {
                 let outcome: String?
                 do {
@@ -307,7 +307,7 @@ struct HTTPSecurityTests {
                 usleep(50_000)
             }
         }
-        scraper.start()
+        pipeline.start()
 
         let group = DispatchGroup()
         func attack(_ name: String, count: Int, _ body: @escaping @Sendable (Int) throws -> String?) {
@@ -373,7 +373,7 @@ struct HTTPSecurityTests {
 
         group.wait()
         tally.lock.withLock { tally.done = true }
-        while scraper.isExecuting { usleep(10_000) }
+        while pipeline.isExecuting { usleep(10_000) }
         let (ok, failures, problems) = tally.lock.withLock { (tally.ok, tally.failures, tally.problems) }
         #expect(problems.isEmpty, "\(problems)")
         #expect(failures.isEmpty, "\(failures.count) failed scrapes: \(failures.prefix(5))")

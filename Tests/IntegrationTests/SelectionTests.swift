@@ -99,6 +99,24 @@ struct SelectionTests {
         #expect(!metrics.text.contains("tcp_flow_cwnd_segments"))
         #expect(metrics.samples("flowstat_map_capacity").first?.value == 4096)
         #expect(metrics.samples("tcp_rtt_seconds_bucket").map { $0.labels["le"]! } == ["0.0005", "0.005", "0.05", "+Inf"])
+
+        // Closed flows pass the same selection before they reach the aggregates: once every
+        // client has closed its flows, the only closed flows counted are the selected
+        // process's two to port 5101 (not the other clients', nor the servers' ends).
+        clients.forEach { $0.1.stop() }
+        func closed(_ metrics: Exposition) -> [String: Double] {
+            Dictionary(uniqueKeysWithValues: metrics.samples("tcp_peer_flows_closed_total").map {
+                ("\($0.labels["peer"]!):\($0.labels["port"]!)", $0.value)
+            })
+        }
+        var closedFlows = closed(try agent.scrape())
+        _ = waitUntil(seconds: 10) {
+            if let scraped = try? agent.scrape() { closedFlows.merge(closed(scraped)) { max($0, $1) } }
+            return closedFlows["\(network.serverIPv4):5101"] == 2
+        }
+        usleep(500_000)  // anything else that closed would have arrived by now
+        closedFlows.merge(closed(try agent.scrape())) { max($0, $1) }
+        #expect(closedFlows.filter { $0.value > 0 } == ["\(network.serverIPv4):5101": 2])
         #expect(agent.stop() == 0)
     }
 }

@@ -103,6 +103,32 @@ struct TroubleshootingDemoTests {
         let bad = try run([flowstatBinary, "dump", "--source", "fake", "--sort", "size"], check: false)
         #expect(bad.status != 0 && bad.stderr.contains("size"))
     }
+
+    @Test("dump and top read the config file as serve does: its source and selection, with flags over them")
+    func configFile() throws {
+        let all = try run([flowstatBinary, "dump", "--source", "fake", "--json"]).stdout
+        let allFlows = try #require(try JSONSerialization.jsonObject(with: Data(all.utf8)) as? [[String: Any]])
+        let postgres = allFlows.filter { $0["comm"] as? String == "postgres" }
+        #expect(!postgres.isEmpty && postgres.count < allFlows.count)
+
+        let path = "/tmp/fs-dump-config-\(getpid()).yml"
+        try "flowstat: {source: fake}\nlogic: {selection: {process: {cmds: [postgres]}}}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let selected = try run([flowstatBinary, "dump", "-c", path, "--json"]).stdout
+        let flows = try #require(try JSONSerialization.jsonObject(with: Data(selected.utf8)) as? [[String: Any]])
+        #expect(flows.count == postgres.count && flows.allSatisfy { $0["comm"] as? String == "postgres" })
+        let frame = try run([flowstatBinary, "top", "-c", path, "--interval", "0.2"]).stdout
+        #expect(frame.contains("flows: \(postgres.count)"), "\(frame)")
+
+        // A flag wins over the file: this host's flows, not the demo's.
+        let real = try run([flowstatBinary, "dump", "-c", path, "--source", "inet_diag", "--json"]).stdout
+        #expect(!real.contains("2001:db8::10"))
+
+        try "flowstat: {bpf: {mapEntries: 0}}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let broken = try run([flowstatBinary, "dump", "-c", path], check: false)
+        #expect(broken.status == 1 && broken.stderr.contains("flowstat.bpf.mapEntries: 0 is out of range"), "\(broken.stderr)")
+    }
 }
 
 /// `dump`, `top` and the landing page on real flows between network namespaces.

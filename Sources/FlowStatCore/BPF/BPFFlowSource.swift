@@ -97,8 +97,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let refreshesTracked: Bool
     /// How snapshots are taken (see `BPFMode`).
     private let mode: BPFMode
-    /// Drains the closed-flow ring buffer on its own thread.
-    private let closedFlows: ClosedFlowCollector
+    /// Drains the closed-flow ring buffer on its own thread into `closedFlows`.
+    private let closedFlowReader: ClosedFlowCollector
+    public let closedFlows: ClosedFlowAggregates?
     /// Whether the snapshot array overflowed once already (logged once, not per scrape).
     private var warnedSnapshotFull = false
     /// Live mode: flows left out of snapshots for want of room, summed over snapshots.
@@ -189,7 +190,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             reason: Self.whyNotBetter(than: mode, hooks: hooks, asked: options, note: modeNote), mode: mode,
             missingHooks: Self.missingHooks(mode: mode, hooks: hooks))
         self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
-        self.closedFlows = try ClosedFlowCollector(agent: agent, servicePorts: .system(), logger: logger)
+        let closedFlows = ClosedFlowAggregates(servicePorts: .system())
+        self.closedFlows = closedFlows
+        self.closedFlowReader = try ClosedFlowCollector(agent: agent, into: closedFlows, logger: logger)
         // The shim seeded our own namespace; flows that already exist in the others (containers)
         // have no sockops callbacks enabled and may be idle: seed them too.
         if info.hooks.contains(where: { $0.name == "iter_tcp" && $0.attached }) {
@@ -264,7 +267,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     }
 
     deinit {
-        closedFlows.stop()
+        closedFlowReader.stop()
         if let agent { fs_agent_close(agent) }
         keys.deallocate()
         values.deallocate()
@@ -276,7 +279,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
 
     public func shutdown() {
         serving.withLockedValue { $0 = false }
-        closedFlows.stop()  // before the agent closes: its thread reads the ring buffer
+        closedFlowReader.stop()  // before the agent closes: its thread reads the ring buffer
         lock.withLock {
             if let agent { fs_agent_close(agent) }
             agent = nil
@@ -290,7 +293,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             }
             var snapshot = try readRefreshed(agent)
             // Once per snapshot: a batch taken by a read that is then redone would be lost.
-            snapshot.closedSinceLastSnapshot = closedFlows.drain()
+            snapshot.closedSinceLastSnapshot = closedFlows?.drain()
             return snapshot
         }
     }

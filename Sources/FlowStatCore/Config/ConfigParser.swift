@@ -443,7 +443,8 @@ private struct ConfigReader {
     // MARK: flowstat
 
     private func readExtensions(_ node: ConfigNode, into config: inout FlowStatConfig) throws(ConfigError) {
-        let sections = try node.entries(["output", "web", "bpf", "sampling", "cardinality", "labels"])
+        let sections = try node.entries(["output", "source", "web", "bpf", "sampling", "cardinality", "labels"])
+        if let source = sections["source"] { config.source = try source.choice(SourceChoice.self) }
         if let output = sections["output"] {
             let text = try output.string()
             guard let mode = OutputMode(rawValue: text == "ss_exporter" ? "ss-exporter" : text) else {
@@ -460,17 +461,51 @@ private struct ConfigReader {
             }
         }
         if let bpf = sections["bpf"] {
-            let fields = try bpf.entries(["mapEntries", "refresh"])
+            let fields = try bpf.entries(["mapEntries", "refresh", "mode", "tcpRcvHooks", "cgroupPath"])
             if let entries = fields["mapEntries"] {
-                config.bpf.mapEntries = UInt32(try entries.integer(in: 1...(1 << 24)))
+                config.bpf.mapEntries = UInt32(try entries.integer(in: FlowStatConfig.mapEntriesRange))
             }
             if let refresh = fields["refresh"] { config.bpf.refresh = try refresh.bool() }
+            if let mode = fields["mode"] {
+                if case .scalar = mode.node, try mode.string() == "auto" {
+                    config.bpf.modes = Set(BPFMode.allCases)
+                } else {
+                    let items = try mode.list()
+                    guard !items.isEmpty else {
+                        throw mode.error("no snapshot mode", fix: "write auto, or list modes from \(BPFMode.spellings)")
+                    }
+                    var modes: Set<BPFMode> = []
+                    for item in items { modes.insert(try item.choice(BPFMode.self)) }
+                    config.bpf.modes = modes
+                }
+            }
+            if let hooks = fields["tcpRcvHooks"] {
+                let items = try hooks.list()
+                let known = BPFOptions.receiveVariantNames
+                var variants: Set<String> = []
+                for item in items {
+                    let name = try item.string()
+                    guard known.contains(name) else {
+                        throw item.error("\"\(name)\" is not a tcp_rcv_established variant",
+                                         fix: "list one or more of \(known.joined(separator: ", "))")
+                    }
+                    variants.insert(name)
+                }
+                guard !variants.isEmpty else {
+                    throw hooks.error("no variant", fix: "list one or more of \(known.joined(separator: ", "))")
+                }
+                config.bpf.receiveVariants = variants
+            }
+            if let path = fields["cgroupPath"] {
+                let text = try path.string()
+                config.bpf.cgroupPath = text.isEmpty ? nil : text
+            }
         }
         if let sampling = sections["sampling"] {
             let fields = try sampling.entries(["minUpdateInterval", "rttSampleEvery"])
             if let interval = fields["minUpdateInterval"] {
                 let seconds = try interval.number()
-                guard (0...60).contains(seconds) else {
+                guard FlowStatConfig.minUpdateIntervalRange.contains(seconds) else {
                     throw interval.error("\(interval.found) s is out of range", fix: "write seconds from 0 to 60, e.g. 0.01")
                 }
                 config.sampling.minUpdateInterval = seconds
@@ -482,11 +517,11 @@ private struct ConfigReader {
         if let cardinality = sections["cardinality"] {
             let fields = try cardinality.entries(["maxFlows", "rankBy", "maxAggregates"])
             if let maxFlows = fields["maxFlows"] {
-                config.cardinality.maxFlows = try maxFlows.integer(in: 0...(1 << 24), unit: " (0: no cap)")
+                config.cardinality.maxFlows = try maxFlows.integer(in: FlowStatConfig.maxFlowsRange, unit: " (0: no cap)")
             }
             if let rank = fields["rankBy"] { config.cardinality.rankBy = try rank.choice(FlowRank.self) }
             if let maxAggregates = fields["maxAggregates"] {
-                config.cardinality.maxAggregates = try maxAggregates.integer(in: 0...(1 << 20))
+                config.cardinality.maxAggregates = try maxAggregates.integer(in: FlowStatConfig.maxAggregatesRange)
             }
         }
         if let labels = sections["labels"] {

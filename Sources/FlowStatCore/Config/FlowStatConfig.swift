@@ -32,8 +32,16 @@ public struct FlowStatConfig: Sendable, Equatable {
     public var bpf = BPF()
     /// Optional per-flow labels (`flowstat.labels`).
     public var labels = Labels()
+    /// Where flows come from (`flowstat.source`). Default: auto.
+    public var source = SourceChoice.auto
 
     public init() {}
+
+    /// Valid values, for the file and the command line alike.
+    public static let mapEntriesRange = 1...(1 << 24)
+    public static let maxFlowsRange = 0...(1 << 24)
+    public static let maxAggregatesRange = 1...(1 << 20)
+    public static let minUpdateIntervalRange = 0.0...60.0
 
     /// `flowstat.cardinality`: at most `maxFlows` flows get their own series, ranked by
     /// `rankBy`; the rest fold into at most `maxAggregates` per-peer/per-port aggregates.
@@ -59,10 +67,17 @@ public struct FlowStatConfig: Sendable, Equatable {
 
     /// `flowstat.bpf`.
     public struct BPF: Sendable, Equatable {
-        /// Capacity of the kernel flow map. Default 65536. (`--map-entries` overrides it.)
+        /// Capacity of the kernel flow map. Default 65536.
         public var mapEntries: UInt32 = 65_536
         /// Refresh every flow from its socket before each scrape. Default true.
         public var refresh = true
+        /// Snapshot modes the agent may run in, the best the kernel allows first (`mode`:
+        /// `auto` or a list). Default: all.
+        public var modes: Set<BPFMode> = Set(BPFMode.allCases)
+        /// `tcp_rcv_established` variants to try (`tcpRcvHooks`). Default: all, fastest first.
+        public var receiveVariants: Set<String> = Set(BPFOptions.receiveVariantNames)
+        /// cgroup v2 directory to attach sockops to (`cgroupPath`); nil: from /proc/mounts.
+        public var cgroupPath: String?
         public init() {}
     }
 

@@ -49,11 +49,15 @@ extension FlowStatConfig {
         # flowstat's own settings.
         flowstat:
           output: flowstat              # or ss-exporter: the seed's metric names and flow label
+          source: auto                  # bpf, inet_diag (no privileges), fake (demo); auto: bpf, else inet_diag
           web:
             listenAddress: ":8020"      # --web.listen-address / -p override it
           bpf:
             mapEntries: 65536           # kernel flow map capacity (--map-entries)
             refresh: true               # refresh flows from their sockets before each scrape
+            mode: auto                  # or a list of live_storage_iter, live_tcp_iter, event (--bpf.mode)
+            tcpRcvHooks: [fentry, tp_btf, raw_tp, tracepoint]  # receive hook variants to try, in this order
+            cgroupPath: ""              # cgroup v2 directory for sockops; "": from /proc/mounts
           sampling:
             minUpdateInterval: 0        # seconds between per-flow updates; 0: every event
             rttSampleEvery: 1           # count 1 in N RTT samples in the histogram

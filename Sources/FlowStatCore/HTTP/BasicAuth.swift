@@ -5,7 +5,7 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// HTTP basic authentication against the web config's bcrypt hashes, with a cache so that
-/// a scraper's every request does not pay bcrypt's cost (tens of milliseconds at cost 10).
+/// a pipeline's every request does not pay bcrypt's cost (tens of milliseconds at cost 10).
 ///
 /// `check` answers from the cache on the event loop; what it cannot answer goes to
 /// `verify`, which runs bcrypt and must run off the event loop. Successes are remembered

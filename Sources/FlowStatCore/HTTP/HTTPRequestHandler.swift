@@ -35,7 +35,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// False once the channel is gone, so late thread-pool results do not write into it.
     private var isActive = true
 
-    private let scraper: Scraper
+    private let pipeline: ExportPipeline
     private let threadPool: NIOThreadPool
     private let maxRequestHeadBytes: Int
     private let auth: (check: BasicAuth, pool: NIOThreadPool)?
@@ -48,12 +48,12 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     ///   - auth: the credentials check and the pool its bcrypt runs on (a pool of its own,
     ///     so that a flood of wrong passwords cannot delay scrapes); `nil` for no auth.
     init(
-        scraper: Scraper, threadPool: NIOThreadPool, maxRequestHeadBytes: Int,
+        pipeline: ExportPipeline, threadPool: NIOThreadPool, maxRequestHeadBytes: Int,
         auth: (check: BasicAuth, pool: NIOThreadPool)? = nil, reload: (@Sendable () -> String?)? = nil,
         logger: Logger
     ) {
         self.reload = reload
-        self.scraper = scraper
+        self.pipeline = pipeline
         self.threadPool = threadPool
         self.maxRequestHeadBytes = maxRequestHeadBytes
         self.auth = auth
@@ -189,9 +189,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 respond(context, to: head, with: .text(.badRequest, error.message + "\n"))
                 return
             }
-            respondFromThreadPool(context, to: head) { [scraper, logger] in
+            respondFromThreadPool(context, to: head) { [pipeline, logger] in
                 do {
-                    let snapshot = try scraper.viewSnapshot()
+                    let snapshot = try pipeline.viewSnapshot()
                     return .json(FlowQuery.document(query, snapshot: snapshot))
                 } catch {
                     logger.error("snapshot for /api/flows failed: \(error)")
@@ -203,9 +203,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 respond(context, to: head, with: .text(.badRequest, "/api/histogram takes no parameters\n"))
                 return
             }
-            respondFromThreadPool(context, to: head) { [scraper, logger] in
+            respondFromThreadPool(context, to: head) { [pipeline, logger] in
                 do {
-                    let snapshot = try scraper.viewSnapshot()
+                    let snapshot = try pipeline.viewSnapshot()
                     var buffer = ByteBufferAllocator().buffer(capacity: 2048)
                     buffer.writeStaticString("{\"histogram\":")
                     FlowJSON.writeHistogram(snapshot.rttHistogram, into: &buffer)
@@ -217,20 +217,20 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         case .landing:
-            let page = LandingPage.render(build: scraper.build, source: scraper.source.info)
+            let page = LandingPage.render(build: pipeline.build, source: pipeline.source.info)
             let response = Response(status: .ok, contentType: "text/html; charset=utf-8", body: page)
             respond(context, to: head, with: response.encoded(gzip: negotiation.gzip))
         case .health:
-            respondFromThreadPool(context, to: head) { [scraper] in
-                switch scraper.health {
+            respondFromThreadPool(context, to: head) { [pipeline] in
+                switch pipeline.health {
                 case .serving: .text(.ok, "ok")
                 case .unavailable(let reason): .text(.serviceUnavailable, "unavailable: \(reason)\n")
                 }
             }
         case .metrics:
-            respondFromThreadPool(context, to: head) { [scraper, logger] in
+            respondFromThreadPool(context, to: head) { [pipeline, logger] in
                 do {
-                    let body = try scraper.scrape(format: negotiation.format)
+                    let body = try pipeline.scrape(format: negotiation.format)
                     let response = Response(status: .ok, contentType: negotiation.format.contentType, body: body)
                     return response.encoded(gzip: negotiation.gzip)
                 } catch {

@@ -17,7 +17,7 @@ import Glibc
 /// It owns one event loop thread for the connections, one pool thread for scrapes and
 /// compression, and one for bcrypt when basic auth is on, so neither a slow snapshot nor
 /// password checks stall accepting or answering other connections; writes to slow readers
-/// are asynchronous. Start it with `start(configuration:scraper:logger:)`; call
+/// are asynchronous. Start it with `start(configuration:pipeline:logger:)`; call
 /// `shutdown()` before the process exits.
 public final class MetricsServer: Sendable {
     /// Settings of the listener and its connections.
@@ -66,7 +66,7 @@ public final class MetricsServer: Sendable {
     }
 
     /// What the server serves.
-    public let scraper: Scraper
+    public let pipeline: ExportPipeline
     /// The address the socket is bound to (with the real port when port 0 was asked for).
     public let localAddress: SocketAddress
 
@@ -91,13 +91,13 @@ public final class MetricsServer: Sendable {
     public let usesTLS: Bool
 
     private init(
-        scraper: Scraper, configuredHost: String?, serverChannel: any Channel,
+        pipeline: ExportPipeline, configuredHost: String?, serverChannel: any Channel,
         group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, authPool: NIOThreadPool?, usesTLS: Bool,
         logger: Logger
     ) {
         self.authPool = authPool
         self.usesTLS = usesTLS
-        self.scraper = scraper
+        self.pipeline = pipeline
         self.configuredHost = configuredHost
         self.serverChannel = serverChannel
         self.localAddress = serverChannel.localAddress!
@@ -115,7 +115,7 @@ public final class MetricsServer: Sendable {
     ///   permission, unknown host, …).
     public static func start(
         configuration: Configuration,
-        scraper: Scraper,
+        pipeline: ExportPipeline,
         logger: Logger = Logger(label: "flowstat.http")
     ) async throws(MetricsServerError) -> MetricsServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -133,25 +133,25 @@ public final class MetricsServer: Sendable {
             let channel: any Channel
             if let host = address.host {
                 channel = try await makeBootstrap(
-                    group: group, threadPool: threadPool, auth: auth, scraper: scraper, configuration: configuration,
+                    group: group, threadPool: threadPool, auth: auth, pipeline: pipeline, configuration: configuration,
                     logger: logger, dualStack: false
                 ).bind(host: host, port: address.port).get()
             } else {
                 do {
                     channel = try await makeBootstrap(
-                        group: group, threadPool: threadPool, auth: auth, scraper: scraper, configuration: configuration,
+                        group: group, threadPool: threadPool, auth: auth, pipeline: pipeline, configuration: configuration,
                         logger: logger, dualStack: true
                     ).bind(to: SocketAddress(ipAddress: "::", port: address.port)).get()
                 } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
                     logger.debug("IPv6 unavailable (\(error)), listening on IPv4 only")
                     channel = try await makeBootstrap(
-                        group: group, threadPool: threadPool, auth: auth, scraper: scraper, configuration: configuration,
+                        group: group, threadPool: threadPool, auth: auth, pipeline: pipeline, configuration: configuration,
                         logger: logger, dualStack: false
                     ).bind(host: "0.0.0.0", port: address.port).get()
                 }
             }
             return MetricsServer(
-                scraper: scraper, configuredHost: address.host, serverChannel: channel, group: group,
+                pipeline: pipeline, configuredHost: address.host, serverChannel: channel, group: group,
                 threadPool: threadPool, authPool: auth?.pool, usesTLS: configuration.webConfig?.tls != nil,
                 logger: logger)
         } catch {
@@ -166,7 +166,7 @@ public final class MetricsServer: Sendable {
         group: MultiThreadedEventLoopGroup,
         threadPool: NIOThreadPool,
         auth: (check: BasicAuth, pool: NIOThreadPool)?,
-        scraper: Scraper,
+        pipeline: ExportPipeline,
         configuration: Configuration,
         logger: Logger,
         dualStack: Bool
@@ -198,17 +198,17 @@ public final class MetricsServer: Sendable {
             }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
+                    let handlers = channel.pipeline.syncOperations
                     if let tlsContext {
                         // A failed handshake (plain HTTP on this port, a bad client
                         // certificate) reaches errorCaught and closes the connection.
-                        try pipeline.addHandler(NIOSSLServerHandler(context: tlsContext))
+                        try handlers.addHandler(NIOSSLServerHandler(context: tlsContext))
                     }
-                    try pipeline.addHandler(ConnectionGuard(timeouts: timeouts, logger: logger))
-                    try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-                    try pipeline.addHandler(
+                    try handlers.addHandler(ConnectionGuard(timeouts: timeouts, logger: logger))
+                    try handlers.configureHTTPServerPipeline(withErrorHandling: true)
+                    try handlers.addHandler(
                         HTTPRequestHandler(
-                            scraper: scraper, threadPool: threadPool, maxRequestHeadBytes: maxHeadBytes,
+                            pipeline: pipeline, threadPool: threadPool, maxRequestHeadBytes: maxHeadBytes,
                             auth: auth, reload: reload, logger: logger))
                 }
             }
@@ -223,7 +223,7 @@ public final class MetricsServer: Sendable {
             return !wasShutDown
         }
         guard first else { return }
-        scraper.markStopping()
+        pipeline.markStopping()
         try? await serverChannel.close().get()
         // The pool before the loop: a running scrape still needs the loop to answer.
         try? await threadPool.shutdownGracefully()

@@ -24,10 +24,15 @@ public protocol FlowSource: Sendable {
     /// Called once, after the HTTP server has stopped; later `snapshot()` calls may throw.
     /// Defaults to doing nothing.
     func shutdown()
+
+    /// Where the source sums the flows that close between snapshots (the pipeline sets its
+    /// selection); nil for sources that do not see flows close. Defaults to nil.
+    var closedFlows: ClosedFlowAggregates? { get }
 }
 
 extension FlowSource {
     public var isServing: Bool { true }
+    public var closedFlows: ClosedFlowAggregates? { nil }
     public func shutdown() {}
 }
 
@@ -76,6 +81,9 @@ public enum BPFMode: String, Sendable, Hashable, CaseIterable, CustomStringConve
     case event
 
     public var description: String { rawValue }
+
+    /// The modes' names, for messages: `live_storage_iter, live_tcp_iter, event`.
+    public static var spellings: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }
 
 /// Describes a flow source: its kind and the state of each hook it tried to attach.

@@ -67,6 +67,13 @@ enum Fixtures {
 
     static let build = BuildInfo(version: "1.2.3", revision: "1a2b3c4d", swiftVersion: "6.3")
 
+    /// The default config without the cardinality cap: every flow keeps its series.
+    static let uncapped: FlowStatConfig = {
+        var config = FlowStatConfig()
+        config.cardinality.maxFlows = 0
+        return config
+    }()
+
     static let context = ExpositionContext(build: build, source: sourceInfo, previousScrapeDuration: 0.0042)
 
     /// `snapshot` as the encoder must write it, fixed text: the oracle of the exact-text tests

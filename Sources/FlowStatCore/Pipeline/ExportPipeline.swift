@@ -7,14 +7,16 @@ import NIOCore
 import Glibc
 #endif
 
-/// Turns a flow source into exposition bytes: takes a snapshot, encodes it, and remembers
-/// what the next scrape and `/health` need (the duration, the last error).
+/// The export path, source to bytes: snapshot → selection → owners → cardinality cap →
+/// encoder. Built from a config value in one place (`apply`), and used by every command:
+/// `serve` scrapes it, the landing page and `dump`/`top` read its selected flows, and a config
+/// reload swaps its settings in one step.
 ///
 /// Scrapes run one at a time under a lock, so one encoder and one output buffer serve every
 /// scrape and keep their capacity (tens of megabytes at 400,000 series) instead of being
 /// reallocated. `scrape()` blocks for as long as the snapshot and encoding take: call it from
 /// a thread pool, never from an event loop.
-public final class Scraper: Sendable {
+public final class ExportPipeline: Sendable {
     /// The source every scrape reads.
     public let source: any FlowSource
     /// The build information shown in `flowstat_build_info`.
@@ -46,33 +48,58 @@ public final class Scraper: Sendable {
     private let status = NIOLockedValueBox(Status())
 
     /// - Parameters:
-    ///   - limits: the cardinality cap applied after selection.
-    ///   - filter: drops the flows the selection does not select before encoding, so
-    ///     `tcp_flows` and the per-flow families count only selected flows (the map and kernel
-    ///     counters stay host-wide).
-    ///   - attributor: looks up the owning process (pid, comm) of the exported flows the
-    ///     source has none for; needed by selection by process and by process labels.
+    ///   - config: the export settings: selection, metric switches, output names, labels
+    ///     and the cardinality cap. Its kernel settings are the source's business.
+    ///   - servicePorts: how aggregates find a flow's service port.
     public init(
-        source: any FlowSource, options: MetricsEncoder.Options = .init(), limits: CardinalityLimits = .init(),
-        servicePorts: ServicePorts = .system(), build: BuildInfo = .current,
-        filter: FlowFilter? = nil, attributor: ProcessAttributor? = nil
+        source: any FlowSource, config: FlowStatConfig = FlowStatConfig(), servicePorts: ServicePorts = .system(),
+        build: BuildInfo = .current
     ) {
         self.source = source
         self.build = build
         self.work = NIOLockedValueBox(
             Work(
-                encoder: MetricsEncoder(options: options), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
-                limiter: CardinalityLimiter(limits: limits, servicePorts: servicePorts), filter: filter,
-                attributor: attributor))
+                encoder: MetricsEncoder(), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
+                limiter: CardinalityLimiter(servicePorts: servicePorts)))
+        apply(config)
+    }
+
+    /// Applies a config's export settings from the next scrape on (a scrape in progress
+    /// finishes with the old ones): selection (live and closed flows alike), metric
+    /// switches, output names, labels, the cap. The cap's aggregates are kept. Host names in
+    /// the selection are resolved in the background from now on, the previous selection's
+    /// no longer.
+    public func apply(_ config: FlowStatConfig) {
+        let filter = config.selection.selectsEverything ? nil : FlowFilter(selection: config.selection)
+        filter?.resolver?.start()
+        let previous = work.withLockedValue { work in
+            work.encoder.options = MetricsEncoder.Options(
+                netnsLabel: config.labels.netns, output: config.output, labelFolding: config.labelFolding,
+                enabledFlowMetrics: config.metrics, pidLabel: config.labels.pid, commLabel: config.labels.comm)
+            work.limiter.limits = CardinalityLimits(
+                maxFlows: config.cardinality.maxFlows, rankBy: config.cardinality.rankBy,
+                maxAggregates: config.cardinality.maxAggregates)
+            work.attributor = config.needsProcessAttribution ? (work.attributor ?? ProcessAttributor()) : nil
+            work.view = nil
+            defer { work.filter = filter }
+            return work.filter
+        }
+        source.closedFlows?.select(with: filter)
+        previous?.resolver?.stop()
+    }
+
+    /// Stops background work (host name resolution); the source is the caller's to shut down.
+    public func stop() {
+        work.withLockedValue { $0.filter?.resolver?.stop() }
     }
 
     /// Takes a snapshot and returns its exposition in `format`.
     ///
-    /// The returned buffer shares storage with the scraper's; the next scrape reuses that
+    /// The returned buffer shares storage with the pipeline's; the next scrape reuses that
     /// storage if the response has been sent by then and allocates fresh storage otherwise.
     public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
         try work.withLockedValue { work in
-            let started = Scraper.monotonicNanoseconds()
+            let started = ExportPipeline.monotonicNanoseconds()
             var snapshot: FlowSnapshot
             do {
                 snapshot = try source.snapshot()
@@ -80,12 +107,8 @@ public final class Scraper: Sendable {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 throw error
             }
-            let snapshotDuration = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
-            if let filter = work.filter, !filter.selectsEverything {
-                snapshot.flows = filter.apply(to: snapshot.flows, attributor: work.attributor)
-            } else {
-                work.attributor?.fill(&snapshot.flows)
-            }
+            let snapshotDuration = Double(ExportPipeline.monotonicNanoseconds() &- started) / 1e9
+            Self.select(&snapshot, work)
             let (previousDuration, previousSnapshotDuration, reload) = status.withLockedValue {
                 ($0.previousDuration, $0.previousSnapshotDuration, $0.reload)
             }
@@ -109,7 +132,7 @@ public final class Scraper: Sendable {
             }
             work.buffer.clear()
             work.encoder.encode(snapshot, context: context, format: format, into: &work.buffer)
-            let elapsed = Double(Scraper.monotonicNanoseconds() &- started) / 1e9
+            let elapsed = Double(ExportPipeline.monotonicNanoseconds() &- started) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed
                 $0.previousSnapshotDuration = snapshotDuration
@@ -119,26 +142,13 @@ public final class Scraper: Sendable {
         }
     }
 
-    /// Applies a reloaded config's export settings from the next scrape on (a scrape in
-    /// progress finishes with the old ones). The cap's aggregates are kept.
-    public func reconfigure(
-        options: MetricsEncoder.Options, limits: CardinalityLimits, filter: FlowFilter?, attributor: ProcessAttributor?
-    ) {
-        work.withLockedValue { work in
-            work.encoder.options = options
-            work.limiter.limits = limits
-            work.filter = filter
-            work.attributor = attributor
-        }
-    }
-
     /// Records the outcome of a config (re)load for `flowstat_config_last_reload_*`; call it
     /// for the load at start-up too, which turns those metrics on.
     public func recordReload(successful: Bool) {
         status.withLockedValue { status in
             let lastSuccess = status.reload?.timestamp ?? 0
             status.reload = ConfigReloadStatus(
-                successful: successful, timestamp: successful ? Scraper.wallClockSeconds() : lastSuccess)
+                successful: successful, timestamp: successful ? ExportPipeline.wallClockSeconds() : lastSuccess)
         }
     }
 
@@ -148,27 +158,48 @@ public final class Scraper: Sendable {
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
-    /// A snapshot for the landing page and its JSON API: the previous one if it is younger
-    /// than `maxAge` seconds, else a new one.
+    /// A snapshot for the landing page and its JSON API, selection applied: the previous one
+    /// if it is younger than `maxAge` seconds, else a new one.
     ///
     /// Taken under the same lock as scrapes, because a source must never take two snapshots
     /// at once; and reused for `maxAge`, so however many browsers poll, the page costs at
     /// most one snapshot per `maxAge` and a scrape waits for at most one of them.
     public func viewSnapshot(maxAge: Double = 1) throws -> FlowSnapshot {
         try work.withLockedValue { work in
-            let now = Scraper.monotonicNanoseconds()
+            let now = ExportPipeline.monotonicNanoseconds()
             if let view = work.view, Double(now &- view.taken) / 1e9 < maxAge {
                 return view.snapshot
             }
-            var snapshot = try source.snapshot()
-            // The flows that closed since the last snapshot belong to the aggregates, which
-            // only scrapes export: hand them over now, or they would be lost.
-            if let closed = snapshot.closedSinceLastSnapshot {
-                work.limiter.addClosed(closed, now: Double(now) / 1e9)
-                snapshot.closedSinceLastSnapshot = nil
-            }
+            let snapshot = try selectedSnapshot(&work, now: now)
             work.view = (snapshot, now)
             return snapshot
+        }
+    }
+
+    /// A new snapshot with the selection applied and owners filled in where the config
+    /// needs them, as the per-flow series would show it before the cap: for `dump` and `top`.
+    public func selectedSnapshot() throws -> FlowSnapshot {
+        try work.withLockedValue { work in try selectedSnapshot(&work, now: ExportPipeline.monotonicNanoseconds()) }
+    }
+
+    private func selectedSnapshot(_ work: inout Work, now: UInt64) throws -> FlowSnapshot {
+        var snapshot = try source.snapshot()
+        // The flows that closed since the last snapshot belong to the aggregates, which
+        // only scrapes export: hand them over now, or they would be lost.
+        if let closed = snapshot.closedSinceLastSnapshot {
+            work.limiter.addClosed(closed, now: Double(now) / 1e9)
+            snapshot.closedSinceLastSnapshot = nil
+        }
+        Self.select(&snapshot, work)
+        return snapshot
+    }
+
+    /// Keeps the flows the selection selects, owners filled in where needed.
+    private static func select(_ snapshot: inout FlowSnapshot, _ work: Work) {
+        if let filter = work.filter, !filter.selectsEverything {
+            snapshot.flows = filter.apply(to: snapshot.flows, attributor: work.attributor)
+        } else {
+            work.attributor?.fill(&snapshot.flows)
         }
     }
 
