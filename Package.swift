@@ -1,4 +1,6 @@
 // swift-tools-version:6.0
+// SPDX-License-Identifier: Apache-2.0
+
 // Swift 6 language mode (strict concurrency) is the default for tools version 6.0.
 import PackageDescription
 

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * flowstat.h: the records shared by the kernel program (flowstat.bpf.c) and
  * user space (Sources/CFlowStat). Fixed-width __u* types and explicit padding

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The few kernel-internal types flowstat.bpf.c reads, declared by hand instead
  * of pinning a multi-megabyte vmlinux.h. Only the members we touch are listed:

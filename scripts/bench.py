@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """flowstat benchmarks (`make bench`): sets up its own load on this machine, measures
 the agent against `ss`, and prints a markdown table. Needs root. Stdlib only.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /*
  * bench_churn.c: short request/response TCP connections over loopback, as fast
  * as the machine allows, for a fixed time; prints connections per second.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Long-lived loopback TCP flows with a little traffic, for scripts/bench.py.
 
   bench_flows.py server ADDR PORT

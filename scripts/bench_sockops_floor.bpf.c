@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The floor of any sockops-based agent, for `make bench`: a sockops program that does no
  * work but turn on the callbacks flowstat asks for (state changes, RTT samples). Churn

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages flowstat needs to build, run and test, skipping
 # those already present. Idempotent; needs root (or sudo) only when something
-# is missing. Usage: scripts/install-deps.sh [build|test|kernels]
+# is missing. Usage: scripts/install-deps.sh [build|lint|test|kernels]
 # Each group includes the ones before it; `kernels` adds what
 # scripts/run-in-kernel.sh needs to run the tests under other kernels.
 set -euo pipefail
@@ -9,6 +10,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build_packages=(libbpf-dev libelf-dev zlib1g-dev libdeflate-dev libcrypt-dev bpftool make)
+# make format and make lint: clang-format for C, shellcheck, promtool (in prometheus).
+# Swift's formatter comes with the toolchain (swift format).
+lint_packages=(clang-format shellcheck prometheus)
 # openssl makes the TLS tests' certificates; python3-prometheus-client's OpenMetrics
 # parser checks the exposition (Debian's python3, /usr/bin/python3); python3-yaml reads
 # the DaemonSet; tmux drives `flowstat top`; chromium renders the landing page.
@@ -27,10 +31,11 @@ group=${1:-build}
 want=("${build_packages[@]}")
 case $group in
 build) ;;
-test) want+=("${test_packages[@]}") ;;
-kernels) want+=("${test_packages[@]}" "${kernel_packages[@]}") ;;
+lint) want+=("${lint_packages[@]}") ;;
+test) want+=("${lint_packages[@]}" "${test_packages[@]}") ;;
+kernels) want+=("${lint_packages[@]}" "${test_packages[@]}" "${kernel_packages[@]}") ;;
 *)
-	echo "usage: $0 [build|test|kernels]" >&2
+	echo "usage: $0 [build|lint|test|kernels]" >&2
 	exit 2
 	;;
 esac

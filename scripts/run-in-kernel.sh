@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Boots another kernel under QEMU (virtme-ng, emulated: no KVM) over the host's
 # root filesystem and runs COMMAND in it as root, from the current directory.
 # Prints COMMAND's output and exits with its status.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The kernel matrix: runs the privileged end-to-end tests (the built test binary, unchanged)
 # on this host's kernel and under each other kernel booted with scripts/run-in-kernel.sh, and
 # prints kernel x snapshot mode x hook variants x tests passed/failed/skipped.
@@ -29,6 +30,7 @@ tests=$root/.build/debug/flowstatPackageTests.xctest
 export FLOWSTAT_CHURN_CONNECTIONS=${FLOWSTAT_CHURN_CONNECTIONS:-2000}
 
 # One run: the kernel's release, then the tests through the summary (its last line counts them).
+# shellcheck disable=SC2016 # expanded by the inner bash, under the booted kernel
 run_tests=(bash -c 'echo "kernel-release: $(uname -r)"; set -o pipefail
 	"$0" --testing-library swift-testing --filter "$1" 2>&1 | scripts/test-summary.py' "$tests" "$filter")
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Summarises the output of `swift test`, both XCTest and Swift Testing.
 
     swift test ... 2>&1 | scripts/test-summary.py

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: Apache-2.0
 /*
  * cflowstat.c: everything flowstat does through libbpf. See cflowstat.h.
  *

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: Apache-2.0
 /*
  * http_support.c: gzip and password checks for the HTTP server. See
  * cflowstat_http.h.

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: Apache-2.0
 /*
  * inet_diag.c: the fallback flow source. One NETLINK_SOCK_DIAG dump of the TCP
  * sockets of a network namespace (IPv4, then IPv6) with struct tcp_info attached,

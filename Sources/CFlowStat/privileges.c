@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: Apache-2.0
 /*
  * privileges.c: switching a running agent from root to an unprivileged user
  * (`flowstat serve --run-as`), with raw prctl/capget/capset (no libcap).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// prometheus_ss_exporter's command-line syntax, for its own flags only, so that a unit file
 /// or container command written for it starts flowstat unchanged.
 ///

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import FlowStatCore
 import NIOCore
 import Testing
@@ -133,7 +135,7 @@ struct MetricsEncoderTests {
         let samples = output.split(separator: "\n").filter { !$0.hasPrefix("#") }
         #expect(samples == [
             "tcp_flows 0",
-            #"flowstat_build_info{version="1.2.3",swift="6.3"} 1"#,
+            #"flowstat_build_info{version="1.2.3",revision="1a2b3c4d",swift="6.3"} 1"#,
             #"flowstat_source_info{source="inet_diag",hook="",variant=""} 1"#,
             "flowstat_map_entries 0",
             "flowstat_map_capacity 0",
@@ -216,7 +218,7 @@ struct MetricsEncoderTests {
         let context = ExpositionContext(
             build: BuildInfo(version: "1.0 \"beta\"\nC:\\x", swiftVersion: "6.3"), source: SourceInfo(kind: .fake))
         let output = encode(FlowSnapshot(flows: [], mapEntries: 0, mapCapacity: 0), context: context)
-        #expect(output.contains(#"flowstat_build_info{version="1.0 \"beta\"\nC:\\x",swift="6.3"} 1"#))
+        #expect(output.contains(#"flowstat_build_info{version="1.0 \"beta\"\nC:\\x",revision="unknown",swift="6.3"} 1"#))
     }
 
     @Test("an encoder reused across snapshots gives the same output as a fresh one")

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import Foundation
 import NIOCore
 import Testing
@@ -80,8 +82,8 @@ struct OpenMetricsTests {
             # HELP tcp_flows_closed Established TCP flows that closed on this host.
             tcp_flows_closed_total 9
             # TYPE flowstat_build info
-            # HELP flowstat_build flowstat version and the Swift version it was built with.
-            flowstat_build_info{version="1.2.3",swift="6.3"} 1
+            # HELP flowstat_build flowstat version, commit and the Swift version it was built with.
+            flowstat_build_info{version="1.2.3",revision="1a2b3c4d",swift="6.3"} 1
             # TYPE flowstat_source info
             # HELP flowstat_source Flow source in use, one series per attached kernel hook.
             flowstat_source_info{source="bpf",hook="inet_sock_set_state",variant="tracepoint"} 1

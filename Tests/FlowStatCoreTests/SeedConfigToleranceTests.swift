@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import FlowStatCore
 import Testing
 
@@ -229,7 +231,7 @@ struct SeedConfigToleranceTests {
         expected.labelFolding = .rawEndpoint
         #expect(loaded.config == expected)
         #expect(loaded.warnings.map(\.description) == [
-            "\(path):8: logic.metrics.histograms.bucketBounds: bucket bounds directly under histograms are not the "
+            "\(path):9: logic.metrics.histograms.bucketBounds: bucket bounds directly under histograms are not the "
                 + "RTT histogram's (the seed never read them); ignored; the RTT histogram's bounds go under "
                 + "histograms.rtt.bucketBounds",
         ])

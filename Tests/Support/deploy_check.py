@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for flowstat's deployment-kit tests (Debian python3 and python3-yaml).
 
   deploy_check.py yaml FILE      every YAML document of FILE, as one JSON array

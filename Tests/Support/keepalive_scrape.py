@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Scrapes flowstat over ONE kept-alive HTTP connection, so that scraping adds no TCP
 flow of its own between two scrapes (host-wide flow counters stay exact).
 

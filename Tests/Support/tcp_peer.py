@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Real TCP peers for flowstat's privileged tests, run inside network namespaces.
 
   tcp_peer.py serve ADDR PORT          accept flows, read them to EOF; prints "ready"

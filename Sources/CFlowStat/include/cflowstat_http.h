@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cflowstat_http.h: the C calls of flowstat's HTTP side: gzip (libdeflate) and
  * password hash checks (libxcrypt). Same rules as cflowstat.h: prefixed

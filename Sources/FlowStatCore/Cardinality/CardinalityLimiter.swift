@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// How many per-flow series the exposition may hold, and which flows get them.
 public struct CardinalityLimits: Sendable, Hashable {
     /// Most flows exported with their own series; 0 exports every flow.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOConcurrencyHelpers
 
 /// The flows that closed since the last snapshot, selected and summed per aggregate key.

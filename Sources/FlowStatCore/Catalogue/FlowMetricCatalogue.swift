@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// One per-flow metric family: everything the outputs need to know about it, in one place.
 ///
 /// The catalogue (`FlowMetricCatalogue.all`) drives the encoder (both formats, flowstat's

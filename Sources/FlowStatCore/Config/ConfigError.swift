@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// A configuration file flowstat cannot use, located down to the line and key.
 ///
 /// Its description is one line for a terminal or a log:

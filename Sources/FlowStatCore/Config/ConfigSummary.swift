@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 extension FlowStatConfig {
     /// The settings in a few indented lines, for `flowstat check-config`.
     public var summary: String {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// A value in a configuration file that flowstat loads but ignores or adjusts, located down
 /// to the line and key, with what flowstat does instead.
 ///

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Everything flowstat's YAML configuration file sets, with every value defaulted.
 ///
 /// Read with `FlowStatConfig(yaml:file:)` or `FlowStatConfig(contentsOf:)`. The file may be

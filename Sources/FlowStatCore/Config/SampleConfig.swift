@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 extension FlowStatConfig {
     /// The file `flowstat --create-config FILE` writes: every key, set to its default, with a
     /// comment. It parses to `FlowStatConfig()` (a test checks).

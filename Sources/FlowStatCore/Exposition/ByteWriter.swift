@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// A forward-only cursor over memory that the caller has already sized, with the
 /// Prometheus-specific number and escaping routines the encoder needs.
 ///

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOCore
 
 /// The seed exporter's collector self-metrics, written in compat output (`--compat

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Everything the exposition shows besides the snapshot: the agent's own state.
 public struct ExpositionContext: Sendable {
     /// Version information for `flowstat_build_info`.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOCore
 
 /// Writes metric families line by line in one exposition format: the metadata lines by each

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// One snapshot's flows in output order, laid out for writing: every flow's label set
 /// rendered once into one arena, and every exported value in its own column.
 ///

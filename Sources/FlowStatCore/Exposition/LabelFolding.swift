@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 extension LabelFolding {
     /// Combines flows that share process, remote endpoint and network namespace into one
     /// sample each, every metric by its catalogue folding rule (counters, cwnd and delivery

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Orders flows by label tuple: source address and port, destination address and port,
 /// numerically, then network namespace; flows with equal tuples stay in input order.
 ///

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOCore
 
 /// Renders a flow snapshot and the agent's self metrics as Prometheus text exposition
@@ -329,10 +331,15 @@ public struct MetricsEncoder: Sendable {
     // MARK: - Self metrics
 
     private func writeSelfMetrics(_ snapshot: FlowSnapshot, context: ExpositionContext, into buffer: inout ByteBuffer) {
-        writeHeader("flowstat_build_info", "flowstat version and the Swift version it was built with.", .info, into: &buffer)
+        writeHeader(
+            "flowstat_build_info", "flowstat version, commit and the Swift version it was built with.", .info,
+            into: &buffer)
         writeSample(
             "flowstat_build_info",
-            labels: [("version", context.build.version), ("swift", context.build.swiftVersion)],
+            labels: [
+                ("version", context.build.version), ("revision", context.build.revision),
+                ("swift", context.build.swiftVersion),
+            ],
             value: 1, into: &buffer)
 
         writeHeader(

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Text-format building blocks as standalone functions, for code that writes exposition
 /// outside `MetricsEncoder` (compatibility output, tests) and wants the same spelling.
 ///

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// What a request's `Accept` and `Accept-Encoding` headers ask for, as far as `/metrics`
 /// cares: the exposition format and whether to gzip.
 ///

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOCore
 
 /// The parameters of `GET /api/flows?top=N&sort=KEY`, validated: `top` from 1 to

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// The HTML page served at `/`: a live table of the top flows and a chart of the RTT
 /// histogram, refreshed every 3 s from `/api/flows` and `/api/histogram` by inline script
 /// (no CDN: agents often run where browsers reach no internet), plus which source and hooks

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Where the HTTP server listens, as given by `--web.listen-address`.
 ///
 /// Accepts the forms Prometheus exporters use: `:8020` (every interface), `host:port`,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// The address family of the socket that owns a flow.
 ///
 /// Raw values are the kernel's `AF_INET` and `AF_INET6`, so the C shim's key field converts

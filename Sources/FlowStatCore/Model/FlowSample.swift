@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// The TCP state of one flow at the moment a source read it: the `tcp_info`-like fields the
 /// agent exports, in base units.
 ///

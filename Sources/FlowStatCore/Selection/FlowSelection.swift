@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Which flows flowstat exports, as the config's `logic.selection` gives it.
 ///
 /// Four groups: process (`pids`, `cmds`), peering (`addresses`, `networks`, `hosts`, all

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOConcurrencyHelpers
 
 /// A flow source that returns a snapshot given to it, for tests and `--source fake` demos.

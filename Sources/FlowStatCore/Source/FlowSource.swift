@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// Where flow data comes from: the BPF maps, an inet_diag dump, or a fixed snapshot in tests.
 ///
 /// The HTTP server calls `snapshot()` once per scrape, from a dedicated thread, never from

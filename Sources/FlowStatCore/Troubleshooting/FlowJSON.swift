@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import NIOCore
 
 /// Writes flows and histograms as JSON, for `flowstat dump --json` and the landing page's

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// What `dump`, `top` and the landing page sort flows by: the worst or busiest first.
 public enum FlowSortKey: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// Smoothed RTT, highest first.

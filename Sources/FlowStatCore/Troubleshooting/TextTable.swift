@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// A plain-text table with columns sized to their content, for `flowstat dump` and
 /// `flowstat top`. Text only; terminals get the same bytes as pipes.
 public struct TextTable: Sendable {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 /// The state behind `flowstat top`: the last snapshot, rates against the one before it, the
 /// sort key, and the frame to draw. No terminal code here, so a frame can be tested as text.
 public struct TopView: Sendable {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import FlowStatCore
 
 /// Snapshots and contexts shared by the encoder and server tests.
@@ -63,7 +65,7 @@ enum Fixtures {
             HookStatus(name: "tcp_rcv_established", variant: "tp_btf", attached: true),
         ])
 
-    static let build = BuildInfo(version: "1.2.3", swiftVersion: "6.3")
+    static let build = BuildInfo(version: "1.2.3", revision: "1a2b3c4d", swiftVersion: "6.3")
 
     /// The default config without the cardinality cap: every flow keeps its series.
     static let uncapped: FlowStatConfig = {
@@ -158,9 +160,9 @@ enum Fixtures {
         # HELP tcp_flows TCP flows the agent sees now (selected ones, before the cardinality cap).
         # TYPE tcp_flows gauge
         tcp_flows 5
-        # HELP flowstat_build_info flowstat version and the Swift version it was built with.
+        # HELP flowstat_build_info flowstat version, commit and the Swift version it was built with.
         # TYPE flowstat_build_info gauge
-        flowstat_build_info{version="1.2.3",swift="6.3"} 1
+        flowstat_build_info{version="1.2.3",revision="1a2b3c4d",swift="6.3"} 1
         # HELP flowstat_source_info Flow source in use, one series per attached kernel hook.
         # TYPE flowstat_source_info gauge
         flowstat_source_info{source="bpf",hook="inet_sock_set_state",variant="tracepoint"} 1

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import Foundation
 
 /// Seeds for the tests that draw random inputs: `FLOWSTAT_TEST_SEED` when set, else a fresh

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import Foundation
 
 /// A flowstat process under test, serving on a loopback port of its own. Tests also stop it

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import Foundation
 
 /// The kernel's own TCP counters (`/proc/net/snmp`, one set per network namespace): the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import Foundation
 
 /// A real Prometheus server (the Debian package) on a free loopback port, with its own

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 import Foundation
 
 /// Two network namespaces joined by a veth pair, with IPv4 and IPv6 addresses: two real

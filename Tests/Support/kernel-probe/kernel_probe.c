@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: Apache-2.0
 /*
  * kernel_probe: asks the running kernel which kinds of BPF program flowstat uses it will
  * load, attach and run, one minimal program at a time (probe.bpf.c). Prints one line per

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * probe.bpf.c: one minimal program per kind of hook flowstat uses, for the tests' kernel
  * probe (kernel_probe.c). The tests' expectations of which variants attach and which
