@@ -4,7 +4,8 @@
 #                kernel, then the core end-to-end tests under Debian's 6.1 and 6.12 kernels
 #   make test-kernels  the whole end-to-end suite on this kernel, 6.1 and 6.12 (the matrix)
 #   make build   release binary at .build/release/flowstat
-#   make bench   benchmarks (not part of make test)
+#   make bench   benchmarks (not part of make test; root): BENCH_ARGS="--flows 10000 --runs 3",
+#                or BENCH_ARGS="--inet-diag-table --flows 10000 --runs 15" for the inet_diag table
 
 SHELL      := /bin/bash
 SWIFT      ?= swift
@@ -20,7 +21,7 @@ RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: all deps test-deps bpf build run test test-kernels unit-test bench clean kernel-probe
+.PHONY: all deps test-deps bench-deps bpf build run test test-kernels unit-test bench clean kernel-probe
 
 all: build
 
@@ -30,6 +31,10 @@ deps:
 # The test packages, plus QEMU, virtme-ng and the kernels of the matrix.
 test-deps:
 	@scripts/install-deps.sh kernels
+
+# What the bench needs besides the build: the seed's collector (ss2) in .venv-bench/.
+bench-deps:
+	@scripts/install-deps.sh bench
 
 bpf: $(SKELETON)
 
@@ -73,7 +78,7 @@ test-kernels: deps test-deps $(SKELETON) $(PROBE)
 unit-test: $(SKELETON)
 	$(SWIFT) test --filter FlowStatCoreTests
 
-bench: build
+bench: build bench-deps
 	scripts/bench.py $(BENCH_ARGS)
 
 clean:

@@ -14,10 +14,12 @@
  *  - "tight": what the agent's encoder does, written in plain C: each flow's label set
  *    rendered once (dotted quad by hand, inet_ntop for IPv6), then per family a memcpy of
  *    the name and the label set and the value (integers by hand; a double as an integer
- *    when integral, as a fixed-point decimal when it has at most nine decimals, else the
- *    shortest %.*g that reads back equal: the agent's rules). This is the floor.
+ *    when integral, as a fixed-point decimal when it has at most nine decimals, else its
+ *    shortest round-trip text, from double-conversion (scripts/bench_shortest.cc): the
+ *    agent's rules). This is the floor.
  *  - "snprintf": the same structure with snprintf doing every piece (label set once per
- *    flow, one snprintf per series): what a straightforward C exporter writes.
+ *    flow, one snprintf per series; shortest doubles by the %.*g that reads back equal):
+ *    what a straightforward C exporter writes.
  *
  * Both outputs are compared byte for byte with the agent's text for those families, so
  * the floor formats exactly the same series (same names, labels and values). "sort" times,
@@ -26,7 +28,7 @@
  *
  * Output, one JSON object: series, flows, bytes, match_tight, match_snprintf and the
  * nanoseconds of each timed pass (tight_ns, snprintf_ns, sort_ns).
- * Built by scripts/bench.py with gcc -O2 (no other library).
+ * Built by scripts/bench.py with gcc -O2, with bench_shortest.cc and -ldouble-conversion.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -107,8 +109,10 @@ static inline char *put_u64(char *p, uint64_t v)
 	return p + n;
 }
 
-/* The shortest %.*g that parses back to v (the agent prints Swift's shortest form; the
- * two agree on values of this kind, and the byte comparison below checks it). */
+/* Shortest round-trip text (scripts/bench_shortest.cc, double-conversion), as Swift's. */
+int fs_bench_shortest(double value, char *out, int room);
+
+/* The shortest %.*g that parses back to v: what snprintf alone can do. */
 static int shortest_g(char *out, size_t room, double v)
 {
 	for (int prec = 1; prec <= 17; prec++) {
@@ -153,10 +157,7 @@ static inline char *put_double(char *p, double v)
 			return p;
 		}
 	}
-	char tmp[40];
-	int n = shortest_g(tmp, sizeof tmp, v);
-	memcpy(p, tmp, (size_t)n);
-	return p + n;
+	return p + fs_bench_shortest(v, p, 40);
 }
 
 static inline char *put_dotted_quad(char *p, const unsigned char *a)
