@@ -7,7 +7,8 @@
 #   make test-kernels  the whole end-to-end suite on this kernel, 6.1 and 6.12 (the matrix)
 #   make build   release binary at .build/release/flowstat
 #   make release from a clean tree: dist/flowstat-VERSION-linux-ARCH.tar.gz and its .sha256
-#   make bench   benchmarks (not part of make test)
+#   make bench   benchmarks (not part of make test; root): BENCH_ARGS="--flows 10000 --runs 3",
+#                or BENCH_ARGS="--inet-diag-table --flows 10000 --runs 15" for the inet_diag table
 #   make format  rewrite the Swift and C sources in the project's style
 #   make lint    check formatting, license headers, Prometheus files and shell scripts
 
@@ -27,7 +28,7 @@ RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: FORCE all deps test-deps lint-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint release
+.PHONY: FORCE all deps test-deps lint-deps bench-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint release
 
 all: build
 
@@ -41,6 +42,10 @@ lint-deps:
 # The test packages, plus QEMU, virtme-ng and the kernels of the matrix.
 test-deps:
 	@scripts/install-deps.sh kernels
+
+# What the bench needs besides the build: the seed's collector (ss2) in .venv-bench/.
+bench-deps:
+	@scripts/install-deps.sh bench
 
 bpf: $(SKELETON) $(VERSION_H)
 
@@ -94,7 +99,7 @@ test-kernels: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)
 unit-test: $(SKELETON) $(VERSION_H)
 	$(SWIFT) test --filter FlowStatCoreTests
 
-bench: build
+bench: build bench-deps
 	scripts/bench.py $(BENCH_ARGS)
 
 # Style: .swift-format and .clang-format; scripts/lint.sh says what else lint checks.

@@ -1,21 +1,38 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""flowstat benchmarks (`make bench`): sets up its own load on this machine, measures
-the agent against `ss`, and prints a markdown table. Needs root. Stdlib only.
+"""flowstat benchmarks (`make bench`): sets up its own load on this machine, measures the
+agent against like-for-like baselines in the same invocation, and prints markdown tables.
+Needs root. Stdlib only; `scripts/install-deps.sh bench` (run by `make bench`) installs
+what it builds and runs: gcc, g++ and libdouble-conversion for the C programs, and the
+seed's collector (pyroute2 0.7.8's ss2, with psutil) in .venv-bench/.
 
   scripts/bench.py [--flows 10000,40000] [--runs 5] [--churn-seconds 5] [--binary PATH]
+  scripts/bench.py --inet-diag-table [--flows 10000] [--runs 15]
 
 N counts flows as the agent and `ss -tin` see them: one per socket end. Every load
 connection here has both ends on this host, so N flows are N/2 loopback connections
 (127.2.0.S servers, 127.1.C.x clients), spread over processes of at most 5,000
 connections each (one process may hold 20,000 files).
 
-Each figure is the median of --runs runs. Everything it starts (load processes, agents)
-is ended on exit, and kernel.bpf_stats_enabled is restored; the agent's BPF programs
-are links owned by its process, so they go with it.
+Before it times anything at a given N, the bench checks that the agent sees all N flows
+(its tcp_flows gauge) and fails if not; every baseline checks its flow count too.
+
+Every figure is the median over --runs runs, with the min-max over the runs beside it.
+In each run every side (the agent in each configuration, ss -tin, the in-process
+inet_diag dump, the C encoding floor, the seed's collector) is measured once, in an
+order that changes from run to run (reversed every other run, rotated every two), each
+warmed the same way (--warmup untimed passes) and then timed over --samples passes whose
+median is the run's figure. Agents started for a run are stopped, and their maps seen gone
+from the kernel, before the next side runs.
+
+Everything it starts (load processes, agents) is ended on exit, and
+kernel.bpf_stats_enabled is restored; the agent's BPF programs are links owned by its
+process, so they go with it.
 """
 import argparse
 import atexit
+import ctypes
+import gzip
 import http.client
 import json
 import os
@@ -28,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,6 +54,8 @@ CONNS_PER_PROCESS = 5000
 AGENT_PORT = 18020
 FLOW_PORT_BASE = 19100
 CHURN_PORT = 19001
+SS2 = os.path.join(ROOT, ".venv-bench", "bin", "ss2")
+DIAG_NETNS = "flowstat-bench-diag"
 
 children = []          # every process we started, ended at exit
 restore_sysctls = {}   # sysctl path -> original value
@@ -43,6 +63,11 @@ restore_sysctls = {}   # sysctl path -> original value
 
 def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def fail(msg):
+    """A check failed: no figure is printed for a bench that did not measure what it says."""
+    raise SystemExit(f"bench: FAILED: {msg}")
 
 
 def cleanup():
@@ -79,6 +104,38 @@ def set_sysctl(name, value):
 
 def median(values):
     return statistics.median(values) if values else float("nan")
+
+
+def spread(values, fmt, unit=""):
+    """median (min–max) of one figure over the runs, e.g. "3.3 (3.2–3.5) ms"."""
+    values = [v for v in values if v is not None]
+    unit = " " + unit if unit and unit not in ("x", "%", "/s") else unit
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return fmt(values[0]) + unit
+    return f"{fmt(median(values))} ({fmt(min(values))}–{fmt(max(values))}){unit}"
+
+
+def f1(x):
+    return f"{x:.1f}"
+
+
+def f0(x):
+    return f"{x:,.0f}"
+
+
+def ms(values):
+    return spread([v * 1e3 if v is not None else None for v in values], f1, "ms")
+
+
+def ratio(values):
+    return spread(values, lambda x: f"{x:.2f}", "x")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 # ---------------------------------------------------------------- load
@@ -124,7 +181,7 @@ class FlowLoad:
             servers.append((proc, addr, port))
         for proc, _, _ in servers:
             if proc.stdout.readline().strip() != "ready":
-                raise SystemExit("bench: a flow server did not start")
+                fail("a flow server did not start")
         clients = []
         for s, (_, addr, port) in enumerate(servers):
             count = conns // nproc + (1 if s < conns % nproc else 0)
@@ -133,12 +190,14 @@ class FlowLoad:
             clients.append(proc)
         for proc in clients:
             if proc.stdout.readline().strip() != "connected":
-                raise SystemExit("bench: a flow client did not connect")
+                fail("a flow client did not connect")
         self.procs = [p for p, _, _ in servers] + clients
         deadline = time.monotonic() + 30
         while established_count() - base < 2 * conns and time.monotonic() < deadline:
             time.sleep(0.2)
         self.flows = established_count()
+        if self.flows - base < 2 * conns:
+            fail(f"only {self.flows - base} of the {2 * conns} load flows are established")
         log(f"load: {2 * conns} flow ends over {len(self.procs)} processes "
             f"({self.flows} established TCP sockets on the host)")
 
@@ -163,15 +222,23 @@ class AgentRefused(Exception):
     """The agent exited at start-up (e.g. a --bpf.mode the kernel refuses), with its message."""
 
 
+def drop_to_nobody():
+    raise_nofile()
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
 class Agent:
-    def __init__(self, binary, extra=()):
+    def __init__(self, binary, extra=(), source="bpf", unprivileged=False):
         self.port = AGENT_PORT
         start = time.perf_counter()
         self.proc = subprocess.Popen(
             # --source bpf: a BPF failure must stop the bench, not measure the inet_diag fallback.
-            [binary, "serve", "--source", "bpf", "--web.listen-address", f"127.0.0.1:{self.port}",
+            [binary, "serve", "--source", source, "--web.listen-address", f"127.0.0.1:{self.port}",
              "--log.level", "warning", *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=drop_to_nobody if unprivileged else None)
         children.append(self.proc)
         deadline = start + 30
         while True:
@@ -185,10 +252,11 @@ class Agent:
             except OSError:
                 pass
             if time.perf_counter() > deadline:
-                raise SystemExit("bench: the agent did not serve /metrics within 30 s")
+                fail("the agent did not serve /metrics within 30 s")
             time.sleep(0.005)
         self.startup = time.perf_counter() - start
         self.first_body = body
+        self.map_ids = owned_ids(self.proc.pid, "map_id") if source == "bpf" else set()
 
     def get(self, path, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -201,11 +269,24 @@ class Agent:
         finally:
             conn.close()
 
-    def scrape(self):
-        status, body, elapsed = self.get("/metrics")
+    def scrape(self, headers=None):
+        status, body, elapsed = self.get("/metrics", headers)
         if status != 200:
-            raise SystemExit(f"bench: /metrics answered {status}")
+            fail(f"/metrics answered {status}")
         return body, elapsed
+
+    def check_flows(self, n):
+        """Fails unless the agent's tcp_flows counts at least the n load flows (it may see
+        more: other flows on the host). Returns the count and the body."""
+        deadline = time.monotonic() + 10
+        while True:
+            body = maybe_gunzip(self.scrape()[0])
+            seen = metric_value(body, "tcp_flows") or 0
+            if seen >= n:
+                return int(seen), body
+            if time.monotonic() > deadline:
+                fail(f"the agent ({' '.join(self.proc.args[2:])}) sees {seen:.0f} flows, not the {n} of the load")
+            time.sleep(0.5)
 
     def status_kib(self, field):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -222,6 +303,16 @@ class Agent:
             self.proc.kill()
             self.proc.wait()
         children.remove(self.proc)
+        # The next side must not run beside this agent's maps (or its socket storage, freed
+        # with its storage map): wait until the kernel has freed them.
+        deadline = time.monotonic() + 60
+        while self.map_ids:
+            left = self.map_ids & {m["id"] for m in bpftool_json("map", "show")}
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                fail(f"the stopped agent's maps {sorted(left)} are still in the kernel after 60 s")
+            time.sleep(0.1)
 
 
 def bpftool_json(*args):
@@ -246,17 +337,13 @@ def owned_ids(pid, field):
     return ids
 
 
-def owned_by(obj, pid, field):
-    return obj.get("id") in owned_ids(pid, field)
-
-
 def prog_stats(pid):
     ids = owned_ids(pid, "prog_id")
     return {p["id"]: p for p in bpftool_json("prog", "show") if p["id"] in ids}
 
 
 def hook_costs(before, after):
-    """Mean ns per run of each program over the window between two prog_stats."""
+    """Mean ns per run and runs of each program over the window between two prog_stats."""
     costs = {}
     for pid_, prog in after.items():
         old = before.get(pid_, {})
@@ -285,43 +372,8 @@ def metric_value(body, name):
     return None
 
 
-# ---------------------------------------------------------------- figures
-
-def socket_option_memory():
-    """Mean option memory (ss -m "o", where socket storage is charged) of established sockets."""
-    out = subprocess.run(["ss", "-Htmn", "state", "established"], capture_output=True, text=True).stdout
-    values = [int(part[1:]) for part in out.replace("(", ",").replace(")", ",").split(",")
-              if part.startswith("o") and part[1:].isdigit()]
-    return sum(values) / len(values) if values else 0.0
-
-
-def time_ss(runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(["ss", "-tin"], stdout=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - start)
-    return median(times)
-
-
-def time_ss2(runs):
-    """The seed exporter's collector on the same flows, if installed (pyroute2's ss2):
-    median seconds and peak RSS in MiB, or None."""
-    ss2 = shutil.which("ss2")
-    if not ss2:
-        return None
-    times, peaks = [], []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen([ss2, "--tcp", "--process"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = status
-        times.append(time.perf_counter() - start)
-        peaks.append(usage.ru_maxrss / 1024)
-    return median(times), max(peaks)
-
-
-SNAPSHOT_MODES = ("live_storage_iter", "live_tcp_iter", "event")
+def maybe_gunzip(body):
+    return gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
 
 
 def snapshot_mode(body):
@@ -336,160 +388,366 @@ def attached_hooks(body):
             re.findall(rb'flowstat_source_info\{[^}]*hook="([a-z_]+)",variant="([a-z_]+)"', body)]
 
 
-def scrape_runs(agent, runs, headers=None):
-    """Median seconds of `runs` scrapes, the last body, and the median of the snapshot part
-    each scrape reports for the one before it."""
-    times, snapshots, body = [], [], b""
-    for _ in range(runs + 1):
-        status, body, elapsed = agent.get("/metrics", headers)
-        if status != 200:
-            raise SystemExit(f"bench: /metrics answered {status}")
-        times.append(elapsed)
-        snap = metric_value(maybe_gunzip(body), "flowstat_snapshot_duration_seconds")
-        if snap is not None:
-            snapshots.append(snap)
-    return median(times[1:]), maybe_gunzip(body), median(snapshots), body
+def socket_option_memory():
+    """Sum of the option memory (ss -m "o", where the kernel charges socket storage) of the
+    established sockets, and how many there are."""
+    out = subprocess.run(["ss", "-Htmn", "state", "established"], capture_output=True, text=True).stdout
+    values = [int(part[1:]) for part in out.replace("(", ",").replace(")", ",").split(",")
+              if part.startswith("o") and part[1:].isdigit()]
+    return sum(values), len(values)
 
 
-def maybe_gunzip(body):
-    import gzip
-    return gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+# ---------------------------------------------------------------- sides of a run
+
+class Results:
+    """Every figure of one N: name -> one value per run."""
+
+    def __init__(self):
+        self.values = {}
+        self.notes = {}
+
+    def add(self, name, value):
+        self.values.setdefault(name, []).append(value)
+
+    def get(self, name):
+        return self.values.get(name, [])
 
 
-def measure_flows(binary, n, runs, period, rows, hooks_out):
-    log(f"N = {n}: starting the load")
-    load = FlowLoad(n, period)
+def run_agent(binary, n, args, extra=(), source="bpf", headers=None, hooks=False, maps=False,
+              omem_baseline=None, unprivileged=False):
+    """One agent for one run: start, check it sees the N flows, --warmup scrapes, then
+    --samples timed ones. Returns its figures (medians over the samples)."""
+    agent = Agent(binary, extra, source, unprivileged)
+    out = {"startup": agent.startup}
     try:
-        time.sleep(2)  # let the connect burst settle
-        ss_time = time_ss(runs)
-        ss2 = time_ss2(min(runs, 3))
-
-        startups = []
-        for _ in range(runs - 1):
-            agent = Agent(binary)
-            startups.append(agent.startup)
-            agent.stop()
-
-        # Cap off: every flow in every per-flow family.
-        omem_before = socket_option_memory()
-        agent = Agent(binary, ["--cardinality.max-flows", "0"])
-        startups.append(agent.startup)
-        try:
-            scrape, body, snapshot, _ = scrape_runs(agent, runs)
-            series, flows = series_stats(body)
-            rss = agent.status_kib("VmRSS") / 1024
-            hwm = agent.status_kib("VmHWM") / 1024
-
-            # Live mode keeps flows in the "snapshot" array, event mode in the "flows" LRU map;
-            # either way each tracked socket carries its storage record, charged to the socket.
-            mode = snapshot_mode(body)
-            live = mode.startswith("live")
-            print(f"N = {n}: the agent runs {mode}; hooks attached: {', '.join(attached_hooks(body))}")
-            storage = socket_option_memory() - omem_before
-            maps = [m for m in bpftool_json("map", "show")
-                    if owned_by(m, agent.proc.pid, "map_id") and m.get("name") == ("snapshot" if live else "flows")]
-            entries = metric_value(body, "flowstat_map_entries") or flows
-            if maps:
-                m = maps[0]
-                per_cap = m["bytes_memlock"] / m["max_entries"]
-                per_entry = m["bytes_memlock"] / entries if entries else float("nan")
-                map_desc = (f'{m["name"]} {m["bytes_memlock"] / 2**20:.1f} MiB for {m["max_entries"]} entries; '
-                            f'socket storage {storage:.0f} B per socket')
-            else:
-                per_cap = per_entry = float("nan")
-                map_desc = "map not found"
-
-            # Hook cost: the kernel's own BPF statistics over a window of load traffic and scrapes.
+        out["seen"], _ = agent.check_flows(n)
+        for _ in range(args.warmup):
+            agent.scrape(headers)
+        walls, snaps, encodes, body, raw = [], [], [], b"", b""
+        for i in range(args.samples + 1):
+            raw, elapsed = agent.scrape(headers)
+            body = maybe_gunzip(raw)
+            if i < args.samples:
+                walls.append(elapsed)
+            if i > 0:
+                # Self-metrics describe the previous scrape: the timed one before this.
+                snap = metric_value(body, "flowstat_snapshot_duration_seconds")
+                whole = metric_value(body, "flowstat_scrape_duration_seconds")
+                series, _ = series_stats(body)
+                snaps.append(snap)
+                encodes.append((whole - snap) / series)
+        out.update(wall=median(walls), snapshot=median(snaps), encode=median(encodes), body=body,
+                   wire=len(raw), gzip=raw[:2] == b"\x1f\x8b", series=series_stats(body)[0],
+                   mode=snapshot_mode(body), hooks=attached_hooks(body),
+                   rss=agent.status_kib("VmRSS") / 1024, hwm=agent.status_kib("VmHWM") / 1024)
+        if maps:
+            live = out["mode"].startswith("live")
+            owned = owned_ids(agent.proc.pid, "map_id")
+            all_maps = [m for m in bpftool_json("map", "show") if m["id"] in owned]
+            flow_maps = [m for m in all_maps if m.get("name") == ("snapshot" if live else "flows")]
+            omem, sockets = socket_option_memory()
+            out["map"] = flow_maps[0] if flow_maps else None
+            out["maps_total"] = sum(m.get("bytes_memlock", 0) for m in all_maps)
+            out["storage"] = omem - omem_baseline[0]
+            out["entries"] = metric_value(body, "flowstat_map_entries") or out["seen"]
+        if hooks:
+            # The kernel's own BPF statistics over a window of load traffic and one scrape a second.
             set_sysctl("kernel.bpf_stats_enabled", 1)
             before = prog_stats(agent.proc.pid)
-            window_end = time.monotonic() + max(5.0, period * 2)
+            window_end = time.monotonic() + max(5.0, args.period * 2)
             while time.monotonic() < window_end:
                 agent.scrape()
                 time.sleep(1)
             after = prog_stats(agent.proc.pid)
             set_sysctl("kernel.bpf_stats_enabled", 0)
-            hooks_out[f"flows, N = {n}"] = hook_costs(before, after)
-        finally:
-            agent.stop()
+            out["costs"] = hook_costs(before, after)
+    finally:
+        agent.stop()
+    if omem_baseline is not None:
+        wait_storage_freed(omem_baseline)
+    return out
 
-        agent = Agent(binary, ["--cardinality.max-flows", "0", "--no-bpf.refresh"])
+
+def wait_storage_freed(baseline):
+    """Waits until the load's sockets carry no more option memory than before any agent ran
+    (the kernel frees a stopped agent's socket storage after its map, asynchronously)."""
+    deadline = time.monotonic() + 60
+    while True:
+        omem, _ = socket_option_memory()
+        if omem <= baseline[0] + 64 * max(1, baseline[1] // 1000):
+            return
+        if time.monotonic() > deadline:
+            fail(f"socket storage of a stopped agent not freed after 60 s ({omem - baseline[0]} B left)")
+        time.sleep(0.2)
+
+
+def time_ss(n, args):
+    """A whole `ss -tin` run (fork, exec, dump, text to /dev/null), warmed like the agent."""
+    for _ in range(args.warmup):
+        out = subprocess.run(["ss", "-tin"], capture_output=True, text=True, check=True).stdout
+        seen = sum(1 for line in out.splitlines() if line.startswith("ESTAB"))
+        if seen < n:
+            fail(f"ss -tin printed {seen} established flows, not the {n} of the load")
+    times = []
+    for _ in range(args.samples):
+        start = time.perf_counter()
+        subprocess.run(["ss", "-tin"], stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - start)
+    return median(times)
+
+
+def time_diag_dump(exe, n, args):
+    """flowstat's inet_diag dump of this namespace, in process (bench_diag_dump.c)."""
+    out = subprocess.run([exe, str(args.warmup), str(args.samples)], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    if result["flows"] < n:
+        fail(f"the inet_diag dump read {result['flows']} flows, not the {n} of the load")
+    return median(result["ns"]) / 1e9, result["flows"]
+
+
+def time_encode_floor(exe, body, tmp, args):
+    """The C floor over the per-flow series of an exposition the agent served, per series."""
+    path = os.path.join(tmp, "exposition.prom")
+    with open(path, "wb") as f:
+        f.write(body)
+    out = subprocess.run([exe, path, str(args.samples)], capture_output=True, text=True)
+    if out.returncode != 0:
+        fail(f"the C encoding floor does not format the agent's series: {out.stderr.strip()}")
+    r = json.loads(out.stdout)
+    return {"tight": median(r["tight_ns"]) / r["series"], "snprintf": median(r["snprintf_ns"]) / r["series"],
+            "sort": median(r["sort_ns"]) / r["flows"], "series": r["series"], "match_snprintf": r["match_snprintf"]}
+
+
+def time_ss2(n):
+    """The seed's collector, once: seconds and peak RSS in MiB, or the reason it failed."""
+    if not os.access(SS2, os.X_OK):
+        return {"error": "not installed (scripts/install-deps.sh bench)"}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([SS2, "--tcp", "--process"], stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            return {"error": f"exit status {code}: {' '.join(tail)}"}
+        out.seek(0)
         try:
-            nr_scrape, nr_body, nr_snapshot, _ = scrape_runs(agent, runs)
-            nr_series, _ = series_stats(nr_body)
-        finally:
-            agent.stop()
+            flows = len(json.load(out)["TCP"]["flows"])
+        except (ValueError, KeyError, TypeError) as e:
+            return {"error": f"output not the expected JSON ({e})"}
+    if flows < n * 0.95:
+        return {"error": f"printed {flows} flows, not about {n}"}
+    return {"time": elapsed, "rss": usage.ru_maxrss / 1024, "flows": flows}
 
-        # Every other snapshot mode, forced, where the kernel allows it (same flows, same runs).
-        other_modes = []
+
+SNAPSHOT_MODES = ("live_storage_iter", "live_tcp_iter", "event")
+
+
+def order_for_run(sides, run):
+    """Reversed every other run, rotated by one every two: each side leads and trails."""
+    order = list(sides) if run % 2 == 0 else list(reversed(sides))
+    k = (run // 2) % len(order)
+    return order[k:] + order[:k]
+
+
+def measure_flows(binary, tools, tmp, n, args, tables):
+    log(f"N = {n}: starting the load (load average {loadavg()})")
+    load = FlowLoad(n, args.period)
+    res = Results()
+    try:
+        time.sleep(2)  # let the connect burst settle
+        omem_baseline = socket_option_memory()
+        # Before any timing: the agent must see all N flows, and tells the mode it runs in.
+        check = run_agent(binary, n, args, ["--cardinality.max-flows", "0"], maps=False)
+        mode = check["mode"]
+        latest = {"body": check["body"]}
+        print(f"N = {n}: the agent saw {check['seen']} flows (load: {n}); it runs {mode}; "
+              f"hooks attached: {', '.join(check['hooks'])}", flush=True)
+        wait_storage_freed(omem_baseline)
+
+        refused = {}
+
+        def agent_main():
+            r = run_agent(binary, n, args, ["--cardinality.max-flows", "0"], hooks=True, maps=True,
+                          omem_baseline=omem_baseline)
+            if r["mode"] != mode:
+                fail(f"the agent ran {r['mode']} in one run and {mode} in another")
+            latest["body"] = r["body"]
+            for key in ("wall", "snapshot", "encode", "rss", "hwm", "startup", "series", "seen"):
+                res.add(f"main.{key}", r[key])
+            res.add("main.size", len(r["body"]))
+            m = r["map"]
+            if m:
+                per_live = (m["bytes_memlock"] + r["storage"]) / r["seen"]
+                res.add("map.per_live", per_live)
+                res.add("map.per_slot", m["bytes_memlock"] / m["max_entries"])
+                res.add("map.struct", m["bytes_memlock"])
+                res.add("map.capacity", m["max_entries"])
+                res.add("map.storage_per_flow", r["storage"] / r["seen"])
+                res.add("map.all_per_live", (r["maps_total"] + r["storage"]) / r["seen"])
+                res.notes["map.name"] = m["name"]
+            for name, (ns, runs) in r["costs"].items():
+                res.add(f"hook.{name}", (ns, runs))
+
+        def agent_config(key, extra, **kw):
+            def side():
+                if key in refused:
+                    return
+                try:
+                    r = run_agent(binary, n, args, extra, omem_baseline=omem_baseline, **kw)
+                except AgentRefused as e:
+                    refused[key] = " ".join(e.args[0])
+                    return
+                for field in ("wall", "snapshot", "rss", "hwm", "startup", "wire", "series", "seen"):
+                    res.add(f"{key}.{field}", r[field])
+                res.notes[f"{key}.gzip"] = r["gzip"]
+            return side
+
+        def ss_side():
+            res.add("ss", time_ss(n, args))
+
+        def diag_side():
+            t, flows = time_diag_dump(tools["diag"], n, args)
+            res.add("diag", t)
+            res.add("diag.flows", flows)
+
+        def floor_side():
+            f = time_encode_floor(tools["floor"], latest["body"], tmp, args)
+            for k, v in f.items():
+                res.add(f"floor.{k}", v)
+
+        def ss2_side():
+            r = time_ss2(n)
+            if "error" in r:
+                res.add("ss2.error", r["error"])
+            else:
+                for k, v in r.items():
+                    res.add(f"ss2.{k}", v)
+
+        sides = {
+            "agent": agent_main,
+            "norefresh": agent_config("norefresh", ["--cardinality.max-flows", "0", "--no-bpf.refresh"]),
+            "capped": agent_config("capped", [], headers={"Accept-Encoding": "gzip"}),
+            "inet_diag": agent_config("inet_diag", ["--cardinality.max-flows", "0"], source="inet_diag"),
+            "ss": ss_side,
+            "diag": diag_side,
+            "floor": floor_side,
+        }
         for forced in SNAPSHOT_MODES:
-            if forced == mode:
-                continue
-            try:
-                agent = Agent(binary, ["--cardinality.max-flows", "0", "--bpf.mode", forced])
-            except AgentRefused as refused:
-                other_modes.append((forced, None, None, " ".join(refused.args[0])))
-                continue
-            try:
-                m_scrape, _, m_snapshot, _ = scrape_runs(agent, runs)
-                other_modes.append((forced, m_scrape, m_snapshot, ""))
-            finally:
-                agent.stop()
+            if forced != mode:
+                sides[f"mode.{forced}"] = agent_config(f"mode.{forced}",
+                                                       ["--cardinality.max-flows", "0", "--bpf.mode", forced])
+        if not args.no_ss2:
+            sides["ss2"] = ss2_side
 
-        # The default cap (2,000 flows with their own series), gzip asked for as Prometheus does.
-        agent = Agent(binary)
-        try:
-            capped, capped_body, capped_snapshot, wire = scrape_runs(agent, runs, {"Accept-Encoding": "gzip"})
-            capped_series, _ = series_stats(capped_body)
-            capped_rss = agent.status_kib("VmRSS") / 1024
-            capped_hwm = agent.status_kib("VmHWM") / 1024
-        finally:
-            agent.stop()
+        for run in range(args.runs):
+            order = order_for_run(list(sides), run)
+            log(f"N = {n}, run {run + 1}/{args.runs}: {', '.join(order)} (load average {loadavg()})")
+            for name in order:
+                sides[name]()
     finally:
         load.stop()
+    log(f"N = {n}: done (load average {loadavg()})")
+    tables.append((n, mode, res, refused))
 
-    mib = 2 ** 20
-    gz = "gzip" if wire[:2] == b"\x1f\x8b" else "no gzip"
-    rows += [
-        (f"snapshot: read all flows from the kernel (default mode here: {mode})", n, f"{snapshot * 1e3:.1f} ms",
-         f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / snapshot:.1f}x", "≥ 20x at 40,000"),
-        ("snapshot, --no-bpf.refresh (batch map read)", n, f"{nr_snapshot * 1e3:.1f} ms",
-         f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / nr_snapshot:.1f}x", "≥ 20x at 40,000"),
-        ("full scrape, cap off: GET /metrics", n, f"{scrape * 1e3:.1f} ms",
-         f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / scrape:.2f}x", "≥ 4x at 40,000"),
-        ("full scrape, cap off, --no-bpf.refresh", n, f"{nr_scrape * 1e3:.1f} ms",
-         f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / nr_scrape:.2f}x", "≥ 4x at 40,000"),
-        ("scrape size / series / flows (cap off)", n, f"{len(body) / mib:.1f} MiB / {series} / {flows}", "", "", ""),
-        ("ns per series, encoding only (cap off)", n, f"{(scrape - snapshot) / series * 1e9:.0f} ns",
-         "C printf loop 68 ns", f"{(scrape - snapshot) / series * 1e9 / 68:.2f}x", "≤ 1.5x (102 ns)"),
-        (f"capped scrape (default cap 2,000, {gz})", n, f"{capped * 1e3:.1f} ms",
-         f"{len(wire) / 1024:.0f} KiB on the wire, {capped_series} series", "", "< 20 ms at 40,000"),
-        ("agent RSS after scrapes (peak), cap off", n, f"{rss:.1f} MiB ({hwm:.1f})", "", "", "≤ 64 MiB at 40,000"),
-        ("agent RSS after scrapes (peak), default cap", n, f"{capped_rss:.1f} MiB ({capped_hwm:.1f})", "", "",
-         "≤ 64 MiB at 40,000"),
-        ("kernel map bytes per flow: capacity / live / with socket storage", n,
-         f"{per_cap:.0f} / {per_entry:.0f} / {per_cap + storage:.0f} B", map_desc, "", "≤ 256 B"),
-        ("start-up to first /metrics", n, f"{median(startups) * 1e3:.0f} ms", "", "", "< 1 s"),
-    ]
-    for forced, m_scrape, m_snapshot, refusal in other_modes:
-        if m_scrape is None:
-            rows.append((f"snapshot, --bpf.mode {forced}", n, "refused by this kernel", refusal, "", ""))
+
+def flow_rows(n, mode, res, refused):
+    g = res.get
+    runs = len(g("ss"))
+
+    def per_run(a, b, f):
+        return [f(x, y) for x, y in zip(g(a), g(b))]
+
+    rows = []
+    diag_flows = spread(g("diag.flows"), f0)
+    rows.append((f"snapshot: read all flows from the kernel, in process (agent, {mode})", n,
+                 ms(g("main.snapshot")), f"inet_diag dump, in process (C) {ms(g('diag'))}",
+                 ratio(per_run("diag", "main.snapshot", lambda d, s: d / s)), "(none set: see text)"))
+    for key, label in [("norefresh", "--no-bpf.refresh (batch map read)")] + \
+            [(f"mode.{m}", f"--bpf.mode {m}") for m in SNAPSHOT_MODES if m != mode]:
+        if key in refused:
+            rows.append((f"snapshot, {label}", n, "refused by this kernel", refused[key], "", ""))
             continue
-        rows += [
-            (f"snapshot, --bpf.mode {forced}", n, f"{m_snapshot * 1e3:.1f} ms", f"ss -tin {ss_time * 1e3:.1f} ms",
-             f"{ss_time / m_snapshot:.1f}x", "≥ 20x at 40,000"),
-            (f"full scrape, cap off, --bpf.mode {forced}", n, f"{m_scrape * 1e3:.1f} ms",
-             f"ss -tin {ss_time * 1e3:.1f} ms", f"{ss_time / m_scrape:.2f}x", "≥ 4x at 40,000"),
-        ]
-    if ss2:
-        rows.append(("seed collector: ss2 --tcp --process (time, peak RSS)", n, "",
-                     f"{ss2[0]:.2f} s, {ss2[1]:.0f} MiB", f"{ss2[0] / capped:.0f}x vs capped scrape", ""))
-    else:
-        rows.append(("seed collector: ss2 --tcp --process", n, "", "not installed (pip install pyroute2==0.7.8)", "", ""))
+        rows.append((f"snapshot, {label}", n, ms(g(f"{key}.snapshot")),
+                     f"inet_diag dump (C) {ms(g('diag'))}",
+                     ratio(per_run("diag", f"{key}.snapshot", lambda d, s: d / s)), ""))
+    rows.append(("snapshot, --source inet_diag (the agent's fallback: dump and conversion, every namespace)", n,
+                 ms(g("inet_diag.snapshot")), f"inet_diag dump (C) {ms(g('diag'))}",
+                 ratio(per_run("diag", "inet_diag.snapshot", lambda d, s: d / s)), ""))
+    rows.append(("full scrape, cap off: GET /metrics (wall)", n, ms(g("main.wall")),
+                 f"ss -tin (whole run) {ms(g('ss'))}",
+                 ratio(per_run("ss", "main.wall", lambda a, b: a / b)), "≥ 4x at 40,000"))
+    for key, label in [("norefresh", "--no-bpf.refresh")] + \
+            [(f"mode.{m}", f"--bpf.mode {m}") for m in SNAPSHOT_MODES if m != mode] + \
+            [("inet_diag", "--source inet_diag")]:
+        if key in refused or not g(f"{key}.wall"):
+            continue
+        rows.append((f"full scrape, cap off, {label}", n, ms(g(f"{key}.wall")),
+                     f"ss -tin {ms(g('ss'))}",
+                     ratio(per_run("ss", f"{key}.wall", lambda a, b: a / b)), "≥ 4x at 40,000"))
+    rows.append(("scrape size / series / flows seen (cap off)", n,
+                 f"{spread([x / 2**20 for x in g('main.size')], f1, 'MiB')} / "
+                 f"{spread(g('main.series'), f0)} / {spread(g('main.seen'), f0)}",
+                 f"inet_diag dump read {diag_flows} flows", "", ""))
+    rows.append(("ns per series, encoding (agent: scrape less snapshot, in process)", n,
+                 spread([x * 1e9 for x in g("main.encode")], f0, "ns"),
+                 f"C floor {spread(g('floor.tight'), f0, 'ns')} "
+                 f"(snprintf {spread(g('floor.snprintf'), f0, 'ns')}; "
+                 f"sorting {spread(g('floor.sort'), f0, 'ns')} per flow)",
+                 ratio(per_run("main.encode", "floor.tight", lambda a, f: a * 1e9 / f)), "≤ 1.5x"))
+    gz = "gzip" if res.notes.get("capped.gzip") else "no gzip"
+    rows.append((f"capped scrape (default cap 2,000, {gz})", n, ms(g("capped.wall")),
+                 f"{spread([x / 1024 for x in g('capped.wire')], f0, 'KiB')} on the wire, "
+                 f"{spread(g('capped.series'), f0)} series", "", "< 20 ms at 40,000"))
+    rows.append(("agent RSS after scrapes, cap off (peak)", n,
+                 f"{spread(g('main.rss'), f1, 'MiB')}; peak {spread(g('main.hwm'), f1, 'MiB')}", "", "", "≤ 64 MiB at 40,000"))
+    rows.append(("agent RSS after scrapes, default cap (peak)", n,
+                 f"{spread(g('capped.rss'), f1, 'MiB')}; peak {spread(g('capped.hwm'), f1, 'MiB')}", "", "", "≤ 64 MiB at 40,000"))
+    if g("map.per_live"):
+        rows.append(("kernel bytes per live flow: flow structure + socket storage", n, spread(g("map.per_live"), f0, "B"),
+                     f"{res.notes['map.name']} {spread([x / 2**20 for x in g('map.struct')], f1, 'MiB')} for "
+                     f"{spread(g('map.capacity'), f0)} entries "
+                     f"({spread(g('map.per_slot'), f0, 'B')} per slot); socket storage "
+                     f"{spread(g('map.storage_per_flow'), f0, 'B')} per flow; every map of the agent + storage "
+                     f"{spread(g('map.all_per_live'), f0, 'B')} per flow", "", "≤ 256 B"))
+    starts = g("main.startup") + g("capped.startup")
+    rows.append(("start-up to first /metrics", n, spread([x * 1e3 for x in starts], f0, "ms"), "", "", "< 1 s"))
+    errors = g("ss2.error")
+    if g("ss2.time"):
+        note = f"; {len(errors)} of {runs} runs failed: {errors[0]}" if errors else ""
+        rows.append(("seed collector: ss2 --tcp --process (time, peak RSS, flows printed)", n, "",
+                     f"{spread(g('ss2.time'), lambda x: f'{x:.2f}', 's')}, peak RSS {spread(g('ss2.rss'), f0, 'MiB')}, "
+                     f"{spread(g('ss2.flows'), f0)} flows{note}",
+                     spread(per_run("ss2.time", "capped.wall", lambda a, c: a / c), f0, "x") +
+                     " vs capped scrape", ""))
+    elif errors:
+        rows.append(("seed collector: ss2 --tcp --process", n, "", f"FAILED in {len(errors)} of {runs} runs: "
+                     f"{errors[0]}", "", ""))
+    for key in sorted(k for k in res.values if k.startswith("hook.")):
+        name = key[len("hook."):]
+        costs = g(key)
+        target = "" if "iter" in name else "≤ 100 ns"
+        rows.append((f"hook cost: {name}, {spread([r for _, r in costs], f0)} runs per window",
+                     f"flows, N = {n}", spread([c for c, _ in costs], f0, "ns"), "", "", target))
+    return rows
 
 
-def build_churn(tmp):
-    exe = os.path.join(tmp, "bench_churn")
-    subprocess.run(["gcc", "-O2", "-o", exe, os.path.join(HERE, "bench_churn.c")], check=True)
+# ---------------------------------------------------------------- churn
+
+def build_c(tmp, name, sources, flags=()):
+    exe = os.path.join(tmp, name)
+    subprocess.run(["gcc", "-O2", "-o", exe, *flags, *sources, "-lm"], check=True)
+    return exe
+
+
+def build_floor(tmp):
+    """scripts/bench_encode_floor.c with its shortest-double routine (bench_shortest.cc)."""
+    c_obj, cc_obj, exe = (os.path.join(tmp, x) for x in ("floor_c.o", "floor_cc.o", "bench_encode_floor"))
+    subprocess.run(["gcc", "-O2", "-c", "-o", c_obj, os.path.join(HERE, "bench_encode_floor.c")], check=True)
+    subprocess.run(["g++", "-O2", "-c", "-o", cc_obj, os.path.join(HERE, "bench_shortest.cc")], check=True)
+    subprocess.run(["g++", "-o", exe, c_obj, cc_obj, "-ldouble-conversion", "-lm"], check=True)
     return exe
 
 
@@ -503,6 +761,8 @@ class SockopsFloor:
         obj = os.path.join(tmp, "floor.o")
         subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{platform.machine()}-linux-gnu",
                         "-c", os.path.join(HERE, "bench_sockops_floor.bpf.c"), "-o", obj], check=True)
+        if os.path.exists(self.PIN):
+            os.unlink(self.PIN)
         subprocess.run(["bpftool", "prog", "load", obj, self.PIN, "type", "sockops"], check=True)
         atexit.register(self.remove)
         with open("/proc/mounts") as mounts:
@@ -526,53 +786,183 @@ def churn_once(exe, seconds):
     return float(out.strip())
 
 
-def measure_churn(binary, exe, floor, runs, seconds, rows, hooks_out):
-    log(f"churn: {runs} runs of {seconds} s without the agent, with a do-nothing sockops program and "
-        "with the agent, in turn")
-    without, with_floor, with_agent = [], [], []
-    for _ in range(runs):
-        without.append(churn_once(exe, seconds))
-        time.sleep(1)
-        with_floor.append(floor.run(exe, seconds))
-        time.sleep(1)
-        agent = Agent(binary)
-        try:
-            with_agent.append(churn_once(exe, seconds))
-        finally:
-            agent.stop()
-        time.sleep(1)
-    # One more run, with the kernel's BPF statistics on, for the hook cost under churn.
+class Scraper(threading.Thread):
+    """Scrapes the agent once a second while churn runs, as Prometheus would."""
+
+    def __init__(self, agent):
+        super().__init__(daemon=True)
+        self.agent, self.stop_event, self.count, self.errors = agent, threading.Event(), 0, 0
+
+    def run(self):
+        while not self.stop_event.wait(1.0):
+            try:
+                self.agent.scrape()
+                self.count += 1
+            except (OSError, SystemExit):
+                self.errors += 1
+
+    def finish(self):
+        self.stop_event.set()
+        self.join()
+
+
+def agent_churn(binary, exe, seconds, stats=False):
     agent = Agent(binary)
     try:
-        set_sysctl("kernel.bpf_stats_enabled", 1)
-        before = prog_stats(agent.proc.pid)
-        churn_once(exe, seconds)
-        after = prog_stats(agent.proc.pid)
-        set_sysctl("kernel.bpf_stats_enabled", 0)
-        hooks_out["churn"] = hook_costs(before, after)
+        scraper = Scraper(agent)
+        scraper.start()
+        if stats:
+            set_sysctl("kernel.bpf_stats_enabled", 1)
+            before = prog_stats(agent.proc.pid)
+        rate = churn_once(exe, seconds)
+        if stats:
+            after = prog_stats(agent.proc.pid)
+            set_sysctl("kernel.bpf_stats_enabled", 0)
+        scraper.finish()
+        if scraper.errors or scraper.count < seconds - 1:
+            fail(f"the agent answered {scraper.count} of the scrapes during churn ({scraper.errors} failed)")
+        return rate, hook_costs(before, after) if stats else None
     finally:
         agent.stop()
-    log(f"churn without the agent: {sorted(round(x) for x in without)}; "
-        f"do-nothing sockops: {sorted(round(x) for x in with_floor)}; with: {sorted(round(x) for x in with_agent)}")
-    a, f, b = median(without), median(with_floor), median(with_agent)
-    rows.append(("churn: connections per second", "-", f"{b:,.0f}/s", f"no agent {a:,.0f}/s",
-                 f"{(b - a) / a * 100:+.1f}%", "≥ -3%"))
-    rows.append(("churn: a sockops program that only turns on the same callbacks", "-", f"{f:,.0f}/s",
-                 f"no agent {a:,.0f}/s", f"{(f - a) / a * 100:+.1f}%", "(floor of any sockops design)"))
 
+
+def measure_churn(binary, exe, floor, args):
+    log(f"churn: {args.runs} runs of {args.churn_seconds} s without the agent, with a do-nothing sockops "
+        "program and with the agent (scraped once a second), in an order rotated every run; then, each run, "
+        "one more with the agent and the kernel's BPF statistics on, for the hook costs")
+    res = Results()
+    variants = {
+        "none": lambda: churn_once(exe, args.churn_seconds),
+        "floor": lambda: floor.run(exe, args.churn_seconds),
+        "agent": lambda: agent_churn(binary, exe, args.churn_seconds)[0],
+    }
+    names = list(variants)
+    for run in range(args.runs):
+        k = run % len(names)
+        order = names[k:] + names[:k]
+        log(f"churn run {run + 1}/{args.runs}: {', '.join(order)} (load average {loadavg()})")
+        for name in order:
+            res.add(name, variants[name]())
+            time.sleep(1)
+        _, costs = agent_churn(binary, exe, args.churn_seconds, stats=True)
+        for name, (ns, runs) in costs.items():
+            res.add(f"hook.{name}", (ns, runs))
+        time.sleep(1)
+    log(f"churn without the agent: {sorted(round(x) for x in res.get('none'))}; do-nothing sockops: "
+        f"{sorted(round(x) for x in res.get('floor'))}; with: {sorted(round(x) for x in res.get('agent'))}")
+    g = res.get
+    rate = lambda v: spread(v, f0, "/s")
+    pct = lambda v: spread(v, lambda x: f"{x:+.1f}", "%")
+    rows = [
+        ("churn: connections per second, agent scraped once a second", "-", rate(g("agent")),
+         f"no agent {rate(g('none'))}",
+         pct([(b - a) / a * 100 for a, b in zip(g("none"), g("agent"))]), "≥ -3%"),
+        ("churn: a sockops program that only turns on the same callbacks", "-", rate(g("floor")),
+         f"no agent {rate(g('none'))}",
+         pct([(f - a) / a * 100 for a, f in zip(g("none"), g("floor"))]), "(floor of any sockops design)"),
+    ]
+    for key in sorted(k for k in res.values if k.startswith("hook.")):
+        name = key[len("hook."):]
+        costs = g(key)
+        rows.append((f"hook cost: {name}, {spread([r for _, r in costs], f0)} runs per run",
+                     "churn", spread([c for c, _ in costs], f0, "ns"), "", "", "" if "iter" in name else "≤ 100 ns"))
+    return rows
+
+
+# ---------------------------------------------------------------- the inet_diag table
+
+CLONE_NEWNET = 0x40000000
+
+
+def setns(fd):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def inet_diag_table(binary, tools, args):
+    """The inet_diag fallback: N flows in a network namespace of their own (nothing else in
+    it), the agent --source inet_diag unprivileged in that namespace (so it reads that one
+    namespace only), the C dump and ss -tin there too; every run measures the three in a
+    rotated order."""
+    subprocess.run(["ip", "netns", "del", DIAG_NETNS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", DIAG_NETNS], check=True)
+    atexit.register(lambda: subprocess.run(["ip", "netns", "del", DIAG_NETNS], capture_output=True))
+    subprocess.run(["ip", "-n", DIAG_NETNS, "link", "set", "lo", "up"], check=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{DIAG_NETNS}", os.O_RDONLY)
+    rows = []
+    setns(target)
+    try:
+        for n in [int(x) for x in args.flows.split(",") if x]:
+            log(f"inet_diag table, N = {n}: starting the load in namespace {DIAG_NETNS} (load average {loadavg()})")
+            load = FlowLoad(n, args.period)
+            res = Results()
+            try:
+                time.sleep(2)
+
+                def scrape_side():
+                    r = run_agent(binary, n, args, ["--cardinality.max-flows", "0"], source="inet_diag",
+                                  unprivileged=True)
+                    res.add("scrape", r["wall"])
+                    res.add("snapshot", r["snapshot"])
+                    res.add("seen", r["seen"])
+
+                def dump_side():
+                    t, flows = time_diag_dump(tools["diag"], n, args)
+                    res.add("dump", t)
+                    res.add("dump.flows", flows)
+
+                sides = {"dump": dump_side, "scrape": scrape_side, "ss": lambda: res.add("ss", time_ss(n, args))}
+                for run in range(args.runs):
+                    order = order_for_run(list(sides), run)
+                    log(f"inet_diag table, N = {n}, run {run + 1}/{args.runs}: {', '.join(order)}")
+                    for name in order:
+                        sides[name]()
+            finally:
+                load.stop()
+            g = res.get
+            rows += [
+                (f"one `fs_diag_dump` (the netlink dump alone, C, in process: scripts/bench_diag_dump.c), "
+                 f"{spread(g('dump.flows'), f0)} flows", n, ms(g("dump"))),
+                (f"the agent's snapshot, `--source inet_diag` (dump and conversion, its own timer)", n,
+                 ms(g("snapshot"))),
+                (f"full scrape: GET /metrics, `--source inet_diag`, cap off, unprivileged, "
+                 f"{spread(g('seen'), f0)} flows", n, ms(g("scrape"))),
+                ("`ss -tin > /dev/null` (whole run)", n, ms(g("ss"))),
+                ("ratio ss -tin / dump (per run)", n,
+                 ratio([s / d for s, d in zip(g("ss"), g("dump"))])),
+                ("ratio ss -tin / full scrape (per run)", n,
+                 ratio([s / d for s, d in zip(g("ss"), g("scrape"))])),
+            ]
+    finally:
+        setns(home)
+    print("| figure | N | median (min–max over runs) |")
+    print("|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+# ---------------------------------------------------------------- main
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", default="10000,40000", help="comma-separated N (flows as ss counts them)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed passes of every side before it is timed")
+    parser.add_argument("--samples", type=int, default=5, help="timed passes of every side in one run (median)")
     parser.add_argument("--churn-seconds", type=int, default=5)
     parser.add_argument("--period", type=float, default=2.0, help="seconds between two messages on one flow")
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build/release/flowstat"))
     parser.add_argument("--no-churn", action="store_true")
+    parser.add_argument("--no-ss2", action="store_true", help="skip the seed's collector (slow at 40,000)")
+    parser.add_argument("--inet-diag-table", action="store_true",
+                        help="only the README's inet_diag table: the fallback in a namespace of its own")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (BPF, sysctl, bpftool)")
-    for tool in ("ss", "bpftool", "gcc"):
+    for tool in ("ss", "bpftool", "gcc", "g++", "clang", "ip"):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} not found")
     if not os.access(args.binary, os.X_OK):
@@ -592,31 +982,42 @@ def main():
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     print(f"machine: {os.cpu_count()} cores, {cpu}, {mem:.0f} GiB, Linux {platform.release()}")
-    print(f"command: {' '.join(sys.argv)} (median of {args.runs} runs)")
-    print()
+    print(f"command: {' '.join(sys.argv)} (median and min–max of {args.runs} runs; each run: "
+          f"{args.warmup} untimed then {args.samples} timed passes of every side, median)")
+    print(f"load average at start: {loadavg()}", flush=True)
 
-    # TIME_WAIT sockets left by an earlier churn run would be walked by ss and iter/tcp.
-    deadline = time.monotonic() + 75
-    while time_wait_count() > 1000 and time.monotonic() < deadline:
-        log(f"waiting for {time_wait_count()} TIME_WAIT sockets to expire")
-        time.sleep(5)
-    rows, hooks = [], {}
     with tempfile.TemporaryDirectory(prefix="flowstat-bench-") as tmp:
+        cflow = os.path.join(ROOT, "Sources", "CFlowStat")
+        tools = {
+            "diag": build_c(tmp, "bench_diag_dump", [os.path.join(HERE, "bench_diag_dump.c"),
+                                                      os.path.join(cflow, "inet_diag.c")],
+                            ["-I" + os.path.join(cflow, "include")]),
+            "floor": build_floor(tmp),
+        }
+        if args.inet_diag_table:
+            inet_diag_table(args.binary, tools, args)
+            print(f"load average at end: {loadavg()}")
+            return
+
+        # TIME_WAIT sockets left by an earlier churn run would be walked by ss and iter/tcp.
+        deadline = time.monotonic() + 75
+        while time_wait_count() > 1000 and time.monotonic() < deadline:
+            log(f"waiting for {time_wait_count()} TIME_WAIT sockets to expire")
+            time.sleep(5)
+        tables, churn_rows = [], []
         # Flows first: churn leaves tens of thousands of TIME_WAIT sockets for a minute,
         # which both ss and the agent's iter/tcp refresh would walk too.
         for n in [int(x) for x in args.flows.split(",") if x]:
-            measure_flows(args.binary, n, args.runs, args.period, rows, hooks)
+            measure_flows(args.binary, tools, tmp, n, args, tables)
         if not args.no_churn:
-            measure_churn(args.binary, build_churn(tmp), SockopsFloor(tmp), args.runs, args.churn_seconds, rows, hooks)
+            churn_rows = measure_churn(args.binary, build_c(tmp, "bench_churn", [os.path.join(HERE, "bench_churn.c")]),
+                                       SockopsFloor(tmp), args)
 
-    for load, costs in hooks.items():
-        for name, (ns, runs) in sorted(costs.items()):
-            # iter/tcp runs once per socket per refresh, not per packet: no target.
-            target = "" if "iter" in name else "≤ 100 ns"
-            rows.append((f"hook cost: {name}, {runs:,} runs", load, f"{ns:.0f} ns", "", "", target))
-
+    print(f"load average at end: {loadavg()}")
+    print()
     print("| figure | N | flowstat | baseline | ratio | target |")
     print("|---|---|---|---|---|---|")
+    rows = [row for n, mode, res, refused in tables for row in flow_rows(n, mode, res, refused)] + churn_rows
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
 

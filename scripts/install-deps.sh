@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages flowstat needs to build, run and test, skipping
 # those already present. Idempotent; needs root (or sudo) only when something
-# is missing. Usage: scripts/install-deps.sh [build|lint|test|kernels]
+# is missing. Usage: scripts/install-deps.sh [build|lint|test|kernels|bench]
 # Each group includes the ones before it; `kernels` adds what
-# scripts/run-in-kernel.sh needs to run the tests under other kernels.
+# scripts/run-in-kernel.sh needs to run the tests under other kernels. `bench` is `build`
+# plus what scripts/bench.py needs: gcc, g++, libdouble-conversion, iproute2, and the seed exporter's
+# collector (pyroute2's ss2, with psutil) in .venv-bench/.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +28,10 @@ kernel_packages=(qemu-system-x86 busybox-static kmod file python3 python3-venv)
 # The kernels the matrix boots: Debian 12's own series and its backported one.
 kernel_series=(6.1 6.12)
 virtme_ng_version=1.42
+# The seed exporter's collector, as its requirements pin it, with its process lookups.
+# The C encoding floor's shortest-double routine: libdouble-conversion (C++).
+bench_packages=(iproute2 gcc g++ libdouble-conversion-dev python3 python3-venv procps)
+pyroute2_version=0.7.8
 
 group=${1:-build}
 want=("${build_packages[@]}")
@@ -34,8 +40,9 @@ build) ;;
 lint) want+=("${lint_packages[@]}") ;;
 test) want+=("${lint_packages[@]}" "${test_packages[@]}") ;;
 kernels) want+=("${lint_packages[@]}" "${test_packages[@]}" "${kernel_packages[@]}") ;;
+bench) want+=("${bench_packages[@]}") ;;
 *)
-	echo "usage: $0 [build|lint|test|kernels]" >&2
+	echo "usage: $0 [build|lint|test|kernels|bench]" >&2
 	exit 2
 	;;
 esac
@@ -100,6 +107,18 @@ if [[ $group == kernels ]]; then
 		rm -rf "$venv"
 		/usr/bin/python3 -m venv "$venv"
 		"$venv/bin/pip" install -q --disable-pip-version-check "virtme-ng==$virtme_ng_version"
+	fi
+fi
+
+if [[ $group == bench ]]; then
+	# pyroute2 comes from PyPI only; a venv keeps it off the system Python.
+	venv="$root/.venv-bench"
+	if [[ $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pyroute2"))' 2>/dev/null) != "$pyroute2_version" ]] ||
+		! "$venv/bin/python" -c 'import psutil' 2>/dev/null; then
+		echo "flowstat: installing pyroute2 $pyroute2_version and psutil into .venv-bench/" >&2
+		rm -rf "$venv"
+		/usr/bin/python3 -m venv "$venv"
+		"$venv/bin/pip" install -q --disable-pip-version-check "pyroute2==$pyroute2_version" psutil
 	fi
 fi
 
