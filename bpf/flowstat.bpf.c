@@ -60,18 +60,18 @@
 const volatile bool live_mode = false;
 /* Live mode through iter/tcp: note the namespaces where flows become tracked (netns_with_flows). */
 const volatile bool note_namespaces = false;
-const volatile __u64 min_update_interval_ns = 0;	/* 0: update on every event */
-const volatile __u32 rtt_bound_count = 0;		/* 0: no RTT histogram */
-const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {};	/* increasing upper bounds */
-const volatile __u32 rtt_sample_every = 1;		/* count 1 in N RTT samples */
-const volatile __u32 duration_bound_count = 0;		/* 0: no closed-flow duration histogram */
+const volatile __u64 min_update_interval_ns = 0;	    /* 0: update on every event */
+const volatile __u32 rtt_bound_count = 0;		    /* 0: no RTT histogram */
+const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {}; /* increasing upper bounds */
+const volatile __u32 rtt_sample_every = 1;		    /* count 1 in N RTT samples */
+const volatile __u32 duration_bound_count = 0;		    /* 0: no closed-flow duration histogram */
 const volatile __u64 duration_bounds_ns[FS_HIST_BOUNDS_MAX] = {};
-const volatile __u32 bytes_bound_count = 0;		/* 0: no closed-flow bytes histogram */
+const volatile __u32 bytes_bound_count = 0; /* 0: no closed-flow bytes histogram */
 const volatile __u64 bytes_bounds[FS_HIST_BOUNDS_MAX] = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);	/* user space resizes before load */
+	__uint(max_entries, 65536); /* user space resizes before load */
 	__type(key, struct fs_flow_key);
 	__type(value, struct fs_flow_stats);
 } flows SEC(".maps");
@@ -116,7 +116,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 65536);	/* user space sizes it as "flows" before load */
+	__uint(max_entries, 65536); /* user space sizes it as "flows" before load */
 	__type(key, __u32);
 	__type(value, struct fs_flow_record);
 } snapshot SEC(".maps");
@@ -142,7 +142,7 @@ struct {
 /* Closed-flow records for user space; a full buffer drops records, never blocks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);	/* bytes; user space resizes before load */
+	__uint(max_entries, 4 << 20); /* bytes; user space resizes before load */
 } closed_flows SEC(".maps");
 
 static __always_inline void count(__u32 counter)
@@ -150,7 +150,7 @@ static __always_inline void count(__u32 counter)
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
 	if (value)
-		*value += 1;	/* per-CPU slot: no other writer */
+		*value += 1; /* per-CPU slot: no other writer */
 }
 
 /*
@@ -161,7 +161,7 @@ static __always_inline __u32 bucket_of(__u64 value, const volatile __u64 *bounds
 {
 	__u32 low = 0, high = count;
 
-	for (int step = 0; step < 6 && low < high; step++) {	/* 2^6 > FS_HIST_BOUNDS_MAX */
+	for (int step = 0; step < 6 && low < high; step++) { /* 2^6 > FS_HIST_BOUNDS_MAX */
 		__u32 middle = (low + high) / 2;
 
 		if (middle >= FS_HIST_BOUNDS_MAX)
@@ -188,7 +188,7 @@ static __always_inline void histogram_add_rtt(__u32 rtt_us)
 	histogram = bpf_map_lookup_elem(&rtt_hist, &zero);
 	if (!histogram || bucket > FS_RTT_BOUNDS_MAX)
 		return;
-	histogram->buckets[bucket] += 1;	/* per-CPU value: no other writer */
+	histogram->buckets[bucket] += 1; /* per-CPU value: no other writer */
 	histogram->sum_us += rtt_us;
 }
 
@@ -309,8 +309,8 @@ static __always_inline struct fs_owner *track_socket(struct sock *sk, __u8 direc
  * min_update_interval_ns; lifecycle events always write. new_srtt_us, when not
  * 0, is the smoothed RTT the kernel is about to store (see the RTT callback).
  */
-static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direction,
-					 bool rate_limited, __u32 new_srtt_us, bool direct)
+static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direction, bool rate_limited,
+					__u32 new_srtt_us, bool direct)
 {
 	struct fs_flow_key key;
 	struct fs_flow_stats *entry;
@@ -342,7 +342,7 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 		if (new_srtt_us)
 			entry->srtt_us = new_srtt_us;
 		entry->last_update_ns = now;
-		entry->seen_by |= (__u8)hook;	/* the first eight hooks fit */
+		entry->seen_by |= (__u8)hook; /* the first eight hooks fit */
 		if (direction != FS_DIR_UNKNOWN)
 			entry->direction = direction;
 	} else {
@@ -361,7 +361,8 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 		 * namespace. Storage needs a typed socket: not from the classic tracepoint.
 		 */
 		if (direct) {
-			struct fs_owner *owner = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			struct fs_owner *owner =
+				bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
 			if (owner && owner->pid) {
 				fresh.pid = owner->pid;
@@ -392,8 +393,8 @@ static __always_inline void forget_flow(struct fs_flow_key *key)
  * and `info` its socket storage (live mode), if any.
  */
 static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_key *key,
-						struct fs_flow_stats *entry, struct fs_owner *info,
-						bool direct)
+					       struct fs_flow_stats *entry, struct fs_owner *info,
+					       bool direct)
 {
 	struct fs_closed_histograms *histograms;
 	struct fs_closed_flow *record;
@@ -534,17 +535,19 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		 * Opens and closes are counted here, not in the state tracepoint: sockops
 		 * programs never skip a run (see on_state_change).
 		 */
-		count(op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_CTR_OPENED_ACTIVE : FS_CTR_OPENED_PASSIVE);
+		count(op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_CTR_OPENED_ACTIVE
+							       : FS_CTR_OPENED_PASSIVE);
 		/*
 		 * Every callback costs a run per ACK or event: live mode asks only for what it
 		 * uses (RTT samples for the histogram, the close), event mode for every update.
 		 */
-		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
-					  (!live_mode || rtt_bound_count ? BPF_SOCK_OPS_RTT_CB_FLAG : 0) |
-					  (!live_mode ? BPF_SOCK_OPS_RETRANS_CB_FLAG : 0));
+		bpf_sock_ops_cb_flags_set(
+			skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+				       (!live_mode || rtt_bound_count ? BPF_SOCK_OPS_RTT_CB_FLAG : 0) |
+				       (!live_mode ? BPF_SOCK_OPS_RETRANS_CB_FLAG : 0));
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS,
-			    op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE,
-			    false, 0, true);
+			    op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE, false,
+			    0, true);
 		break;
 	case BPF_SOCK_OPS_RTT_CB:
 		/*
@@ -622,7 +625,8 @@ static __always_inline void record_owner(struct sock *sk)
 		return;
 	owner->pid = bpf_get_current_pid_tgid() >> 32;
 	/* The process's name, not the calling thread's (bpf_get_current_comm): "nginx", not "NIO-ELT-1-#1". */
-	BPF_CORE_READ_STR_INTO(&owner->comm, (struct task_struct *)bpf_get_current_task(), group_leader, comm);
+	BPF_CORE_READ_STR_INTO(&owner->comm, (struct task_struct *)bpf_get_current_task(), group_leader,
+			       comm);
 }
 
 SEC("tp_btf/inet_sock_set_state")

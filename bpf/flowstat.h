@@ -13,46 +13,46 @@
 
 /* Direction of a flow, from the sockops callback that saw it established. */
 enum fs_direction {
-	FS_DIR_UNKNOWN = 0,	/* existed before flowstat attached, or seen only by tcp_probe */
-	FS_DIR_ACTIVE = 1,	/* this host connected */
-	FS_DIR_PASSIVE = 2,	/* this host accepted */
+	FS_DIR_UNKNOWN = 0, /* existed before flowstat attached, or seen only by tcp_probe */
+	FS_DIR_ACTIVE = 1,  /* this host connected */
+	FS_DIR_PASSIVE = 2, /* this host accepted */
 };
 
 /* Hook variants; a bit each in fs_flow_stats.seen_by and in the attach report. */
 enum fs_hook {
-	FS_HOOK_SOCKOPS = 1 << 0,		/* cgroup sockops on the cgroup v2 root */
-	FS_HOOK_RCV_FENTRY = 1 << 1,		/* fentry/tcp_rcv_established */
-	FS_HOOK_RCV_TP_BTF = 1 << 2,		/* tp_btf/tcp_probe */
-	FS_HOOK_RCV_TRACEPOINT = 1 << 3,	/* tracepoint/tcp/tcp_probe */
-	FS_HOOK_STATE_TRACEPOINT = 1 << 4,	/* tracepoint/sock/inet_sock_set_state */
-	FS_HOOK_ITER_TCP = 1 << 5,		/* iter/tcp, run once to seed existing flows */
-	FS_HOOK_STATE_TP_BTF = 1 << 6,		/* tp_btf/inet_sock_set_state */
-	FS_HOOK_ITER_OWNED = 1 << 7,		/* iter/bpf_sk_storage_map over "owners": the refresh */
-	FS_HOOK_ITER_SNAPSHOT = 1 << 8,		/* iter/bpf_sk_storage_map over "owners": the snapshot */
-	FS_HOOK_RCV_RAW_TP = 1 << 9,		/* raw_tp/tcp_probe: no BTF typing, no tracefs */
-	FS_HOOK_STATE_RAW_TP = 1 << 10,		/* raw_tp/inet_sock_set_state */
-	FS_HOOK_ITER_TCP_SNAPSHOT = 1 << 11,	/* iter/tcp, once per network namespace: the snapshot */
+	FS_HOOK_SOCKOPS = 1 << 0,	     /* cgroup sockops on the cgroup v2 root */
+	FS_HOOK_RCV_FENTRY = 1 << 1,	     /* fentry/tcp_rcv_established */
+	FS_HOOK_RCV_TP_BTF = 1 << 2,	     /* tp_btf/tcp_probe */
+	FS_HOOK_RCV_TRACEPOINT = 1 << 3,     /* tracepoint/tcp/tcp_probe */
+	FS_HOOK_STATE_TRACEPOINT = 1 << 4,   /* tracepoint/sock/inet_sock_set_state */
+	FS_HOOK_ITER_TCP = 1 << 5,	     /* iter/tcp, run once to seed existing flows */
+	FS_HOOK_STATE_TP_BTF = 1 << 6,	     /* tp_btf/inet_sock_set_state */
+	FS_HOOK_ITER_OWNED = 1 << 7,	     /* iter/bpf_sk_storage_map over "owners": the refresh */
+	FS_HOOK_ITER_SNAPSHOT = 1 << 8,	     /* iter/bpf_sk_storage_map over "owners": the snapshot */
+	FS_HOOK_RCV_RAW_TP = 1 << 9,	     /* raw_tp/tcp_probe: no BTF typing, no tracefs */
+	FS_HOOK_STATE_RAW_TP = 1 << 10,	     /* raw_tp/inet_sock_set_state */
+	FS_HOOK_ITER_TCP_SNAPSHOT = 1 << 11, /* iter/tcp, once per network namespace: the snapshot */
 };
 
 /* How snapshots are taken; user space picks the first the kernel allows. */
 enum fs_mode {
-	FS_MODE_EVENT = 0,		/* the LRU map "flows", rewritten by events, copied in batches */
-	FS_MODE_LIVE_STORAGE_ITER = 1,	/* one iter/bpf_sk_storage_map run over every tracked socket */
-	FS_MODE_LIVE_TCP_ITER = 2,	/* one iter/tcp run per network namespace with tracked flows */
+	FS_MODE_EVENT = 0,	       /* the LRU map "flows", rewritten by events, copied in batches */
+	FS_MODE_LIVE_STORAGE_ITER = 1, /* one iter/bpf_sk_storage_map run over every tracked socket */
+	FS_MODE_LIVE_TCP_ITER = 2,     /* one iter/tcp run per network namespace with tracked flows */
 };
 
 /* Per-CPU event counters (map "counters"); user space sums the CPUs. */
 enum fs_counter {
-	FS_CTR_UPDATES = 0,		/* flow entries written */
-	FS_CTR_UPDATES_SKIPPED,		/* per-packet updates skipped by min_update_interval_ns */
-	FS_CTR_INSERTS_FAILED,		/* new flows the map refused */
-	FS_CTR_ENTRIES_REMOVED,		/* entries removed because their socket closed */
-	FS_CTR_INSERTS,			/* entries created; minus removals and live entries: LRU evictions */
-	FS_CTR_OPENED_ACTIVE,		/* flows established by connect(): SYN_SENT -> ESTABLISHED */
-	FS_CTR_OPENED_PASSIVE,		/* flows established by accept(): SYN_RECV -> ESTABLISHED */
-	FS_CTR_CLOSED,			/* established flows that reached CLOSE */
-	FS_CTR_EVENTS_LOST,		/* closed-flow records the ring buffer had no room for */
-	FS_CTR_CLOSED_UNTIMED,		/* closed flows whose opening flowstat did not see: no duration */
+	FS_CTR_UPDATES = 0,	/* flow entries written */
+	FS_CTR_UPDATES_SKIPPED, /* per-packet updates skipped by min_update_interval_ns */
+	FS_CTR_INSERTS_FAILED,	/* new flows the map refused */
+	FS_CTR_ENTRIES_REMOVED, /* entries removed because their socket closed */
+	FS_CTR_INSERTS,		/* entries created; minus removals and live entries: LRU evictions */
+	FS_CTR_OPENED_ACTIVE,	/* flows established by connect(): SYN_SENT -> ESTABLISHED */
+	FS_CTR_OPENED_PASSIVE,	/* flows established by accept(): SYN_RECV -> ESTABLISHED */
+	FS_CTR_CLOSED,		/* established flows that reached CLOSE */
+	FS_CTR_EVENTS_LOST,	/* closed-flow records the ring buffer had no room for */
+	FS_CTR_CLOSED_UNTIMED,	/* closed flows whose opening flowstat did not see: no duration */
 	FS_CTR_MAX,
 };
 
@@ -66,7 +66,7 @@ enum fs_counter {
  */
 struct fs_rtt_histogram {
 	__u64 buckets[FS_RTT_BOUNDS_MAX + 1];
-	__u64 sum_us;		/* sum of all samples, microseconds */
+	__u64 sum_us; /* sum of all samples, microseconds */
 };
 
 /*
@@ -75,9 +75,9 @@ struct fs_rtt_histogram {
  * of closed-flow records overflows.
  */
 struct fs_closed_histograms {
-	__u64 duration_buckets[FS_HIST_BOUNDS_MAX + 1];	/* lifetime, of flows seen opening */
+	__u64 duration_buckets[FS_HIST_BOUNDS_MAX + 1]; /* lifetime, of flows seen opening */
 	__u64 duration_sum_ns;
-	__u64 bytes_buckets[FS_HIST_BOUNDS_MAX + 1];	/* bytes acked + bytes received */
+	__u64 bytes_buckets[FS_HIST_BOUNDS_MAX + 1]; /* bytes acked + bytes received */
 	__u64 bytes_sum;
 };
 
@@ -88,9 +88,9 @@ struct fs_closed_histograms {
  * snapshot reads everything else from the socket itself and the hash map is not used.
  */
 struct fs_owner {
-	__u64 first_seen_ns;	/* live mode: established, or seeded; 0 before */
-	__u32 pid;		/* thread group id; 0 when unknown */
-	__u8 direction;		/* live mode: enum fs_direction */
+	__u64 first_seen_ns; /* live mode: established, or seeded; 0 before */
+	__u32 pid;	     /* thread group id; 0 when unknown */
+	__u8 direction;	     /* live mode: enum fs_direction */
 	__u8 _pad[3];
 	char comm[FS_COMM_LEN];
 };
@@ -101,38 +101,38 @@ struct fs_owner {
  * "Local" is this host's end of the socket, as ss prints it first.
  */
 struct fs_flow_key {
-	__u8 saddr[16];		/* local address */
-	__u8 daddr[16];		/* remote address */
-	__u32 netns;		/* inode number of the socket's network namespace */
-	__u16 sport;		/* local port, host byte order */
-	__u16 dport;		/* remote port, host byte order */
-	__u16 family;		/* AF_INET or AF_INET6: the socket's family */
+	__u8 saddr[16]; /* local address */
+	__u8 daddr[16]; /* remote address */
+	__u32 netns;	/* inode number of the socket's network namespace */
+	__u16 sport;	/* local port, host byte order */
+	__u16 dport;	/* remote port, host byte order */
+	__u16 family;	/* AF_INET or AF_INET6: the socket's family */
 	__u16 _pad;
 };
 
 /* Map value: the tcp_info-like state of one flow at its last update. */
 struct fs_flow_stats {
-	__u64 first_seen_ns;	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	__u64 first_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
 	__u64 last_update_ns;
 	__u64 bytes_acked;
 	__u64 bytes_received;
-	__u32 srtt_us;		/* smoothed RTT, as tcpi_rtt */
-	__u32 rttvar_us;	/* as tcpi_rttvar */
-	__u32 min_rtt_us;	/* as tcpi_min_rtt */
-	__u32 snd_cwnd;		/* segments */
-	__u32 snd_ssthresh;	/* segments */
+	__u32 srtt_us;	    /* smoothed RTT, as tcpi_rtt */
+	__u32 rttvar_us;    /* as tcpi_rttvar */
+	__u32 min_rtt_us;   /* as tcpi_min_rtt */
+	__u32 snd_cwnd;	    /* segments */
+	__u32 snd_ssthresh; /* segments */
 	__u32 data_segs_in;
 	__u32 data_segs_out;
 	__u32 total_retrans;
-	__u32 rate_delivered;	/* delivery rate = rate_delivered * mss_cache / rate_interval_us */
+	__u32 rate_delivered; /* delivery rate = rate_delivered * mss_cache / rate_interval_us */
 	__u32 rate_interval_us;
 	__u32 mss_cache;
-	__u32 pid;		/* 0 when unknown */
-	__u8 state;		/* TCP state number, as in include/net/tcp_states.h */
-	__u8 direction;		/* enum fs_direction */
-	__u8 seen_by;		/* enum fs_hook bits (the first eight) of the hooks that updated this entry */
+	__u32 pid;	/* 0 when unknown */
+	__u8 state;	/* TCP state number, as in include/net/tcp_states.h */
+	__u8 direction; /* enum fs_direction */
+	__u8 seen_by;	/* enum fs_hook bits (the first eight) of the hooks that updated this entry */
 	__u8 _pad[5];
-	char comm[FS_COMM_LEN];	/* empty when unknown */
+	char comm[FS_COMM_LEN]; /* empty when unknown */
 };
 
 /*
@@ -144,7 +144,7 @@ struct fs_closed_flow {
 	struct fs_flow_key key;
 	__u32 _pad;
 	struct fs_flow_stats stats;
-	__u64 closed_ns;	/* bpf_ktime_get_ns() at CLOSE */
+	__u64 closed_ns; /* bpf_ktime_get_ns() at CLOSE */
 };
 
 /*

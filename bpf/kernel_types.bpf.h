@@ -32,7 +32,7 @@ struct in6_addr {
 } __core;
 
 struct sock_common {
-	__be32 skc_daddr;		/* in an anonymous union in the kernel: libbpf looks inside */
+	__be32 skc_daddr; /* in an anonymous union in the kernel: libbpf looks inside */
 	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
 	__u16 skc_num;
@@ -69,8 +69,8 @@ struct tcp_sock {
 	__u32 data_segs_in;
 	__u32 segs_out;
 	__u32 data_segs_out;
-	__u32 srtt_us;			/* smoothed RTT << 3, in usec */
-	__u32 mdev_us;			/* medium deviation << 2 */
+	__u32 srtt_us; /* smoothed RTT << 3, in usec */
+	__u32 mdev_us; /* medium deviation << 2 */
 	struct minmax rtt_min;
 	__u32 snd_cwnd;
 	__u32 snd_ssthresh;
@@ -78,7 +78,7 @@ struct tcp_sock {
 	__u32 rate_delivered;
 	__u32 rate_interval_us;
 	__u32 mss_cache;
-	__u8 bpf_sock_ops_cb_flags;	/* BPF_SOCK_OPS_*_CB_FLAG set by sockops */
+	__u8 bpf_sock_ops_cb_flags; /* BPF_SOCK_OPS_*_CB_FLAG set by sockops */
 } __core;
 
 /* The process name is the thread-group leader's comm: a thread's own name is often a pool's. */

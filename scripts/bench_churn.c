@@ -32,7 +32,11 @@
 #endif
 
 static volatile sig_atomic_t stop;
-static void on_alarm(int sig) { (void)sig; stop = 1; }
+static void on_alarm(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
 
 static double now(void)
 {
@@ -60,7 +64,7 @@ static void serve(int listener)
 
 static long client(const char *dst, int port, const char *prefix, int worker)
 {
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
 	inet_pton(AF_INET, dst, &to.sin_addr);
 	char req[64], src[32];
 	memset(req, 'r', sizeof req);
@@ -72,7 +76,7 @@ static long client(const char *dst, int port, const char *prefix, int worker)
 			break;
 		int one = 1;
 		setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-		struct sockaddr_in from = { .sin_family = AF_INET };
+		struct sockaddr_in from = {.sin_family = AF_INET};
 		snprintf(src, sizeof src, "%s.%u", prefix, 1 + next++ % 250);
 		inet_pton(AF_INET, src, &from.sin_addr);
 		if (bind(s, (struct sockaddr *)&from, sizeof from) == 0 &&
@@ -90,7 +94,7 @@ static long client(const char *dst, int port, const char *prefix, int worker)
 		 * Close with a reset: neither end keeps a TIME_WAIT socket, so runs do not
 		 * fill the TIME_WAIT table (131,072 here) and skew one another.
 		 */
-		struct linger abort_close = { .l_onoff = 1, .l_linger = 0 };
+		struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
 		setsockopt(s, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close);
 		close(s);
 	}
@@ -109,7 +113,7 @@ int main(int argc, char **argv)
 	int listener = socket(AF_INET, SOCK_STREAM, 0);
 	int one = 1;
 	setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in at = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in at = {.sin_family = AF_INET, .sin_port = htons(port)};
 	inet_pton(AF_INET, dst, &at.sin_addr);
 	if (bind(listener, (struct sockaddr *)&at, sizeof at) || listen(listener, 4096)) {
 		perror("bench_churn: listen");
@@ -117,7 +121,7 @@ int main(int argc, char **argv)
 	}
 	long *counts = mmap(NULL, sizeof(long) * (size_t)workers, PROT_READ | PROT_WRITE,
 			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct sigaction sa = { .sa_handler = on_alarm };  /* no SA_RESTART: accept returns */
+	struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART: accept returns */
 	sigaction(SIGALRM, &sa, NULL);
 
 	pid_t pids[2 * 64];

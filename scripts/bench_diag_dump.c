@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int warmup = atoi(argv[1]), iterations = atoi(argv[2]);
-	fs_flow_buffer buffer = { 0 };
+	fs_flow_buffer buffer = {0};
 	for (int i = 0; i < warmup || buffer.capacity == 0; i++)
 		dump(&buffer);
 	printf("{\"ns\": [");

@@ -46,7 +46,7 @@
 #define MAX_FAMILIES 32
 
 struct flow {
-	int family;		/* AF_INET or AF_INET6 */
+	int family; /* AF_INET or AF_INET6 */
 	unsigned char src[16], dst[16];
 	uint16_t sport, dport;
 };
@@ -54,10 +54,10 @@ struct flow {
 struct fam {
 	char *name;
 	size_t name_len;
-	char *header;		/* its # HELP and # TYPE lines, verbatim */
+	char *header; /* its # HELP and # TYPE lines, verbatim */
 	size_t header_len;
 	bool is_double;
-	double *d;		/* per flow */
+	double *d; /* per flow */
 	uint64_t *u;
 };
 
@@ -66,7 +66,7 @@ static size_t nflows, flow_cap;
 static struct fam fams[MAX_FAMILIES];
 static int nfams;
 
-static char *arena;		/* label sets of every flow, rendered by a pass */
+static char *arena; /* label sets of every flow, rendered by a pass */
 static size_t *label_off, *label_len;
 
 static uint64_t now_ns(void)
@@ -252,7 +252,8 @@ static size_t format_snprintf(char *out, size_t room)
 		char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
 		inet_ntop(f->family, f->src, s, sizeof s);
 		inet_ntop(f->family, f->dst, d, sizeof d);
-		int n = sprintf(a, "{src=\"%s\",sport=\"%u\",dst=\"%s\",dport=\"%u\"}", s, f->sport, d, f->dport);
+		int n = sprintf(a, "{src=\"%s\",sport=\"%u\",dst=\"%s\",dport=\"%u\"}", s, f->sport, d,
+				f->dport);
 		label_off[i] = (size_t)(a - arena);
 		label_len[i] = (size_t)n;
 		a += n;
@@ -281,15 +282,15 @@ static int compare_flows(const void *x, const void *y)
 	const struct flow *a = &flows[*(const uint32_t *)x], *b = &flows[*(const uint32_t *)y];
 	/* IPv4 as ::ffff:a.b.c.d, as the agent orders them. */
 	unsigned char as[16], bs[16], ad[16], bd[16];
-	const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-#define WIDE(dst, f, addr)                                        \
-	do {                                                      \
-		if ((f)->family == AF_INET) {                     \
-			memcpy(dst, mapped, 12);                  \
-			memcpy(dst + 12, (f)->addr, 4);           \
-		} else {                                          \
-			memcpy(dst, (f)->addr, 16);               \
-		}                                                 \
+	const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+#define WIDE(dst, f, addr)                              \
+	do {                                            \
+		if ((f)->family == AF_INET) {           \
+			memcpy(dst, mapped, 12);        \
+			memcpy(dst + 12, (f)->addr, 4); \
+		} else {                                \
+			memcpy(dst, (f)->addr, 16);     \
+		}                                       \
 	} while (0)
 	WIDE(as, a, src);
 	WIDE(bs, b, src);
@@ -342,7 +343,7 @@ static const char *label(const char **p, const char *key, size_t *len)
 	return v;
 }
 
-static char *expected;		/* the agent's text for the per-flow families */
+static char *expected; /* the agent's text for the per-flow families */
 static size_t expected_len;
 
 static void append_expected(const char *s, size_t n)
@@ -421,7 +422,8 @@ static void read_exposition(const char *path)
 			const char *s = label(&p, "src", &sl), *sp = label(&p, "sport", &spl);
 			const char *d = label(&p, "dst", &dl), *dp = label(&p, "dport", &dpl);
 			if (*p != '}' || p[1] != ' ')
-				die("unexpected label set (the floor knows src, sport, dst, dport only)", labels_start);
+				die("unexpected label set (the floor knows src, sport, dst, dport only)",
+				    labels_start);
 			const char *value = p + 2;
 			if (cur == &fams[0]) {
 				if (nflows == flow_cap) {
@@ -433,7 +435,8 @@ static void read_exposition(const char *path)
 				struct flow *fl = &flows[nflows++];
 				memset(fl, 0, sizeof *fl);
 				int fs, fd;
-				if (!parse_address(s, sl, &fs, fl->src) || !parse_address(d, dl, &fd, fl->dst) || fs != fd)
+				if (!parse_address(s, sl, &fs, fl->src) ||
+				    !parse_address(d, dl, &fd, fl->dst) || fs != fd)
 					die("bad address", labels_start);
 				fl->family = fs;
 				fl->sport = (uint16_t)strtoul(sp, NULL, 10);
@@ -487,7 +490,9 @@ int main(int argc, char **argv)
 		while (i < n_tight && i < expected_len && out[i] == expected[i])
 			i++;
 		size_t from = i > 60 ? i - 60 : 0;
-		fprintf(stderr, "bench_encode_floor: tight output differs at byte %zu: agent \"%.100s\" floor \"%.100s\"\n",
+		fprintf(stderr,
+			"bench_encode_floor: tight output differs at byte %zu: agent \"%.100s\" floor "
+			"\"%.100s\"\n",
 			i, expected + from, out + from);
 	}
 	size_t n_snp = format_snprintf(out, room);
@@ -526,7 +531,8 @@ int main(int argc, char **argv)
 	size_t series = nflows * (size_t)nfams;
 	printf("{\"flows\": %zu, \"families\": %d, \"series\": %zu, \"bytes\": %zu, \"match_tight\": %s, "
 	       "\"match_snprintf\": %s, \"tight_ns\": [",
-	       nflows, nfams, series, expected_len, match_tight ? "true" : "false", match_snprintf ? "true" : "false");
+	       nflows, nfams, series, expected_len, match_tight ? "true" : "false",
+	       match_snprintf ? "true" : "false");
 	for (int i = 0; i < iterations; i++)
 		printf("%s%" PRIu64, i ? ", " : "", tight[i]);
 	printf("], \"snprintf_ns\": [");

@@ -30,19 +30,19 @@
 struct fs_agent {
 	struct flowstat_bpf *skel;
 	uint32_t attached;
-	enum fs_mode mode;				/* see fs_agent_mode */
-	bool mounted_tracefs;				/* a classic tracepoint needed it */
+	enum fs_mode mode;    /* see fs_agent_mode */
+	bool mounted_tracefs; /* a classic tracepoint needed it */
 	int hook_errors[FS_HOOK_SLOTS];
 	char cgroup_path[PATH_MAX];
 	int cgroup_fd;
 	int possible_cpus;
-	uint64_t *percpu_buffer;			/* one counter per CPU */
-	struct fs_rtt_histogram *histogram_buffer;	/* one histogram per CPU */
-	struct fs_closed_histograms *closed_buffer;	/* one per CPU */
-	struct ring_buffer *closed_ring;		/* consumer of "closed_flows" */
-	struct fs_closed_flow *read_target;		/* fs_agent_read_closed's caller buffer */
+	uint64_t *percpu_buffer;		    /* one counter per CPU */
+	struct fs_rtt_histogram *histogram_buffer;  /* one histogram per CPU */
+	struct fs_closed_histograms *closed_buffer; /* one per CPU */
+	struct ring_buffer *closed_ring;	    /* consumer of "closed_flows" */
+	struct fs_closed_flow *read_target;	    /* fs_agent_read_closed's caller buffer */
 	uint32_t read_capacity, read_count;
-	void *snapshot;					/* the filled part of "snapshot", mapped */
+	void *snapshot; /* the filled part of "snapshot", mapped */
 	size_t snapshot_bytes;
 };
 
@@ -173,17 +173,23 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
  * tracefs), then the classic tracepoint (probe reads, needs tracefs mounted).
  */
 static const uint32_t rcv_preference[] = {
-	FS_HOOK_RCV_FENTRY, FS_HOOK_RCV_TP_BTF, FS_HOOK_RCV_RAW_TP, FS_HOOK_RCV_TRACEPOINT,
+	FS_HOOK_RCV_FENTRY,
+	FS_HOOK_RCV_TP_BTF,
+	FS_HOOK_RCV_RAW_TP,
+	FS_HOOK_RCV_TRACEPOINT,
 };
 
 static const uint32_t state_preference[] = {
-	FS_HOOK_STATE_TP_BTF, FS_HOOK_STATE_RAW_TP, FS_HOOK_STATE_TRACEPOINT,
+	FS_HOOK_STATE_TP_BTF,
+	FS_HOOK_STATE_RAW_TP,
+	FS_HOOK_STATE_TRACEPOINT,
 };
 
 /* Variants that read the socket through probes: no typed socket, so no socket storage. */
 static bool is_untyped(uint32_t hook)
 {
-	return hook & (FS_HOOK_RCV_RAW_TP | FS_HOOK_RCV_TRACEPOINT | FS_HOOK_STATE_RAW_TP | FS_HOOK_STATE_TRACEPOINT);
+	return hook & (FS_HOOK_RCV_RAW_TP | FS_HOOK_RCV_TRACEPOINT | FS_HOOK_STATE_RAW_TP |
+		       FS_HOOK_STATE_TRACEPOINT);
 }
 
 /*
@@ -192,7 +198,8 @@ static bool is_untyped(uint32_t hook)
  */
 static int ensure_tracefs(fs_agent *agent)
 {
-	if (access("/sys/kernel/tracing/events", F_OK) == 0 || access("/sys/kernel/debug/tracing/events", F_OK) == 0)
+	if (access("/sys/kernel/tracing/events", F_OK) == 0 ||
+	    access("/sys/kernel/debug/tracing/events", F_OK) == 0)
 		return 0;
 	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		return -errno;
@@ -239,8 +246,8 @@ static int attach_optional(fs_agent *agent, uint32_t hook)
 }
 
 /* Copies bounds into a rodata array, checking they fit. */
-static int set_bounds(__u64 *target, __u32 *target_count, const uint64_t *bounds,
-		      uint32_t count, const char *what, fs_error *error)
+static int set_bounds(__u64 *target, __u32 *target_count, const uint64_t *bounds, uint32_t count,
+		      const char *what, fs_error *error)
 {
 	if (count > FS_HIST_BOUNDS_MAX)
 		return fail(error, EINVAL, "configure %s histogram: %u bounds, at most %d", what, count,
@@ -330,7 +337,7 @@ static int run_iterator_in(struct bpf_link *link, int netns_fd, fs_error *error,
 	err = run_iterator(link);
 	if (home >= 0) {
 		if (setns(home, CLONE_NEWNET))
-			abort();	/* this thread would serve from a foreign namespace */
+			abort(); /* this thread would serve from a foreign namespace */
 		close(home);
 	}
 	return err ? fail(error, err, "%s", what) : 0;
@@ -397,23 +404,27 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	agent->skel = skel;
 
 	skel->rodata->min_update_interval_ns = options->min_update_interval_ns;
-	if ((err = set_bounds(skel->rodata->rtt_bounds_ns, &skel->rodata->rtt_bound_count, options->rtt_bounds_ns,
-			      options->rtt_bound_count, "RTT", error)) ||
+	if ((err = set_bounds(skel->rodata->rtt_bounds_ns, &skel->rodata->rtt_bound_count,
+			      options->rtt_bounds_ns, options->rtt_bound_count, "RTT", error)) ||
 	    (err = set_bounds(skel->rodata->duration_bounds_ns, &skel->rodata->duration_bound_count,
-			      options->duration_bounds_ns, options->duration_bound_count, "flow duration", error)) ||
-	    (err = set_bounds(skel->rodata->bytes_bounds, &skel->rodata->bytes_bound_count, options->bytes_bounds,
-			      options->bytes_bound_count, "flow bytes", error)))
+			      options->duration_bounds_ns, options->duration_bound_count, "flow duration",
+			      error)) ||
+	    (err = set_bounds(skel->rodata->bytes_bounds, &skel->rodata->bytes_bound_count,
+			      options->bytes_bounds, options->bytes_bound_count, "flow bytes", error)))
 		return err;
 	skel->rodata->rtt_sample_every = options->rtt_sample_every ? options->rtt_sample_every : 1;
 	if (options->ring_buffer_bytes) {
 		err = bpf_map__set_max_entries(skel->maps.closed_flows, options->ring_buffer_bytes);
 		if (err)
-			return fail(error, err, "set closed-flow ring buffer to %u bytes (a power of 2 pages)",
+			return fail(error, err,
+				    "set closed-flow ring buffer to %u bytes (a power of 2 pages)",
 				    options->ring_buffer_bytes);
 	}
 
-	rcv = choose_variant(agent, rcv_preference, sizeof(rcv_preference) / sizeof(rcv_preference[0]), want_rcv);
-	state = choose_variant(agent, state_preference, sizeof(state_preference) / sizeof(state_preference[0]),
+	rcv = choose_variant(agent, rcv_preference, sizeof(rcv_preference) / sizeof(rcv_preference[0]),
+			     want_rcv);
+	state = choose_variant(agent, state_preference,
+			       sizeof(state_preference) / sizeof(state_preference[0]),
 			       FS_HOOK_STATE_TP_BTF | FS_HOOK_STATE_RAW_TP | FS_HOOK_STATE_TRACEPOINT);
 	if (!state)
 		return fail(error, agent->hook_errors[hook_slot(FS_HOOK_STATE_TRACEPOINT)],
@@ -421,9 +432,12 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	if (!options->use_iterator || agent->hook_errors[hook_slot(FS_HOOK_ITER_TCP)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp, false);
 	if ((err = choose_mode(agent, options, rcv)) < 0) {
-		hook = agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)] ? FS_HOOK_ITER_SNAPSHOT : FS_HOOK_ITER_TCP_SNAPSHOT;
+		hook = agent->hook_errors[hook_slot(FS_HOOK_ITER_SNAPSHOT)] ? FS_HOOK_ITER_SNAPSHOT
+									    : FS_HOOK_ITER_TCP_SNAPSHOT;
 		/* The step is matched in BPFError; the errno is the last refused iterator's. */
-		err = fail(error, agent->hook_errors[hook_slot(hook)] ? agent->hook_errors[hook_slot(hook)] : EOPNOTSUPP,
+		err = fail(error,
+			   agent->hook_errors[hook_slot(hook)] ? agent->hook_errors[hook_slot(hook)]
+							       : EOPNOTSUPP,
 			   "start a snapshot mode --bpf.mode allows");
 		if (error)
 			snprintf(error->message, sizeof(error->message), "the kernel refused %s: %s%s",
@@ -461,8 +475,8 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	if ((err = attach_optional(agent, state)))
 		return err;
 
-	*link_of(skel, FS_HOOK_SOCKOPS) = bpf_program__attach_cgroup(skel->progs.flowstat_sockops,
-								     agent->cgroup_fd);
+	*link_of(skel, FS_HOOK_SOCKOPS) =
+		bpf_program__attach_cgroup(skel->progs.flowstat_sockops, agent->cgroup_fd);
 	if (!*link_of(skel, FS_HOOK_SOCKOPS)) {
 		err = -errno;
 		agent->hook_errors[hook_slot(FS_HOOK_SOCKOPS)] = err;
@@ -507,9 +521,9 @@ static int on_closed_flow(void *context, void *data, size_t size)
 	fs_agent *agent = context;
 
 	if (size < sizeof(struct fs_closed_flow))
-		return 0;	/* not ours: skip it */
+		return 0; /* not ours: skip it */
 	if (agent->read_count >= agent->read_capacity)
-		return -ENOSPC;	/* left in the buffer for the next call */
+		return -ENOSPC; /* left in the buffer for the next call */
 	memcpy(&agent->read_target[agent->read_count++], data, sizeof(struct fs_closed_flow));
 	return 0;
 }
@@ -524,7 +538,8 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 	if (!options)
 		options = &defaults;
 	want_rcv = options->rcv_variants ? options->rcv_variants
-		 : FS_HOOK_RCV_FENTRY | FS_HOOK_RCV_TP_BTF | FS_HOOK_RCV_RAW_TP | FS_HOOK_RCV_TRACEPOINT;
+					 : FS_HOOK_RCV_FENTRY | FS_HOOK_RCV_TP_BTF | FS_HOOK_RCV_RAW_TP |
+						   FS_HOOK_RCV_TRACEPOINT;
 	*out = NULL;
 	libbpf_set_print(on_libbpf_print);
 	log_tail_reset();
@@ -570,7 +585,8 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 	}
 	if (err)
 		goto failed;
-	agent->closed_ring = ring_buffer__new(bpf_map__fd(agent->skel->maps.closed_flows), on_closed_flow, agent, NULL);
+	agent->closed_ring =
+		ring_buffer__new(bpf_map__fd(agent->skel->maps.closed_flows), on_closed_flow, agent, NULL);
 	if (!agent->closed_ring) {
 		err = fail(error, errno, "open the closed-flow ring buffer");
 		goto failed;
@@ -589,7 +605,7 @@ void fs_agent_close(fs_agent *agent)
 		return;
 	ring_buffer__free(agent->closed_ring);
 	fs_agent_release_tracked(agent);
-	flowstat_bpf__destroy(agent->skel);	/* destroys every link: detaches */
+	flowstat_bpf__destroy(agent->skel); /* destroys every link: detaches */
 	if (agent->cgroup_fd >= 0)
 		close(agent->cgroup_fd);
 	free(agent->percpu_buffer);
@@ -614,7 +630,8 @@ int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error)
 	int err;
 
 	if (!link)
-		return fail(error, EOPNOTSUPP, "refresh tracked flows: iter/bpf_sk_storage_map is not attached");
+		return fail(error, EOPNOTSUPP,
+			    "refresh tracked flows: iter/bpf_sk_storage_map is not attached");
 	err = run_iterator(link);
 	return err ? fail(error, err, "refresh tracked flows (iter/bpf_sk_storage_map)") : 0;
 }
@@ -646,10 +663,12 @@ int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t cap
 }
 
 int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
-			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed, fs_error *error)
+			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed,
+			  fs_error *error)
 {
-	struct bpf_link *link = agent->mode == FS_MODE_LIVE_TCP_ITER ? agent->skel->links.flowstat_iter_tcp_snapshot
-								     : agent->skel->links.flowstat_iter_snapshot;
+	struct bpf_link *link = agent->mode == FS_MODE_LIVE_TCP_ITER
+					? agent->skel->links.flowstat_iter_tcp_snapshot
+					: agent->skel->links.flowstat_iter_snapshot;
 	long page = sysconf(_SC_PAGESIZE);
 	size_t bytes;
 	void *mapped;
@@ -673,7 +692,8 @@ int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_erro
 		for (uint32_t i = 0; i < netns_count; i++) {
 			fs_error ignored;
 
-			netns_errors[i] = run_iterator_in(link, netns_fds[i], &ignored, "read tracked flows (iter/tcp)");
+			netns_errors[i] = run_iterator_in(link, netns_fds[i], &ignored,
+							  "read tracked flows (iter/tcp)");
 		}
 	}
 	*missed = agent->skel->bss->snapshot_missed;
@@ -705,7 +725,8 @@ void fs_agent_release_tracked(fs_agent *agent)
 
 uint32_t fs_agent_map_capacity(const fs_agent *agent)
 {
-	return bpf_map__max_entries(agent->mode != FS_MODE_EVENT ? agent->skel->maps.snapshot : agent->skel->maps.flows);
+	return bpf_map__max_entries(agent->mode != FS_MODE_EVENT ? agent->skel->maps.snapshot
+								 : agent->skel->maps.flows);
 }
 
 enum fs_mode fs_agent_mode(const fs_agent *agent)
@@ -744,26 +765,26 @@ int fs_agent_read_flows(fs_agent *agent, struct fs_flow_key *keys, struct fs_flo
 			uint32_t capacity, uint32_t *count, fs_error *error)
 {
 	int fd = bpf_map__fd(agent->skel->maps.flows);
-	uint64_t token[8];	/* opaque batch position; hash maps use 4 bytes of it */
+	uint64_t token[8]; /* opaque batch position; hash maps use 4 bytes of it */
 	uint32_t total = 0;
 	bool first = true;
 
 	*count = 0;
 	while (total < capacity) {
 		uint32_t n = capacity - total;
-		int err = bpf_map_lookup_batch(fd, first ? NULL : token, token,
-					       keys + total, values + total, &n, NULL);
+		int err = bpf_map_lookup_batch(fd, first ? NULL : token, token, keys + total, values + total,
+					       &n, NULL);
 
 		if (err && err != -ENOENT) {
 			if (first && (err == -EINVAL || err == -ENOTSUP || err == -EOPNOTSUPP))
 				return read_flows_one_by_one(fd, keys, values, capacity, count);
-			if (err == -ENOSPC)	/* caller's buffer is full */
+			if (err == -ENOSPC) /* caller's buffer is full */
 				break;
 			return fail(error, err, "read flow map (batch)");
 		}
 		total += n;
 		first = false;
-		if (err == -ENOENT)	/* walked the whole map */
+		if (err == -ENOENT) /* walked the whole map */
 			break;
 	}
 	*count = total;
@@ -811,7 +832,8 @@ int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_c
 int fs_agent_read_closed_histograms(fs_agent *agent, struct fs_closed_histograms *out, fs_error *error)
 {
 	uint32_t zero = 0;
-	int err = bpf_map_lookup_elem(bpf_map__fd(agent->skel->maps.closed_hist), &zero, agent->closed_buffer);
+	int err =
+		bpf_map_lookup_elem(bpf_map__fd(agent->skel->maps.closed_hist), &zero, agent->closed_buffer);
 
 	if (err)
 		return fail(error, err, "read closed-flow histograms");

@@ -27,8 +27,17 @@
 #include "cflowstat.h"
 
 enum {
-	TCP_ESTABLISHED = 1, TCP_SYN_SENT, TCP_SYN_RECV, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_TIME_WAIT,
-	TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_LISTEN, TCP_CLOSING,
+	TCP_ESTABLISHED = 1,
+	TCP_SYN_SENT,
+	TCP_SYN_RECV,
+	TCP_FIN_WAIT1,
+	TCP_FIN_WAIT2,
+	TCP_TIME_WAIT,
+	TCP_CLOSE,
+	TCP_CLOSE_WAIT,
+	TCP_LAST_ACK,
+	TCP_LISTEN,
+	TCP_CLOSING,
 };
 
 /*
@@ -36,9 +45,9 @@ enum {
  * from connect() until CLOSE. Not LISTEN (not a flow), CLOSE (gone from the map),
  * TIME_WAIT and SYN_RECV (minisockets without a tcp_sock, hence without tcp_info).
  */
-#define FS_DIAG_STATES                                                                      \
-	((1u << TCP_ESTABLISHED) | (1u << TCP_SYN_SENT) | (1u << TCP_FIN_WAIT1) |           \
-	 (1u << TCP_FIN_WAIT2) | (1u << TCP_CLOSE_WAIT) | (1u << TCP_LAST_ACK) | (1u << TCP_CLOSING))
+#define FS_DIAG_STATES                                                                                    \
+	((1u << TCP_ESTABLISHED) | (1u << TCP_SYN_SENT) | (1u << TCP_FIN_WAIT1) | (1u << TCP_FIN_WAIT2) | \
+	 (1u << TCP_CLOSE_WAIT) | (1u << TCP_LAST_ACK) | (1u << TCP_CLOSING))
 
 /*
  * The kernel fills each dump message up to the reader's buffer size, at most 32 KiB
@@ -81,7 +90,7 @@ static void store_delivery_rate(struct fs_flow_stats *stats, uint64_t rate, uint
 		return;
 	uint64_t per_ks = rate <= UINT64_MAX / 1000 ? (rate * 1000 + mss / 2) / mss : UINT64_MAX;
 
-	if (per_ks <= UINT32_MAX) {	/* segments per 1000 s */
+	if (per_ks <= UINT32_MAX) { /* segments per 1000 s */
 		stats->rate_delivered = (uint32_t)per_ks;
 		stats->rate_interval_us = 1000000000u;
 	} else {
@@ -159,7 +168,7 @@ static bool record_of(const struct nlmsghdr *header, uint32_t netns, uint64_t no
 	store_delivery_rate(stats, info.tcpi_delivery_rate, info.tcpi_snd_mss);
 	stats->state = msg->idiag_state;
 	stats->direction = FS_DIR_UNKNOWN;
-	stats->seen_by = 0;	/* no hook: read by inet_diag */
+	stats->seen_by = 0; /* no hook: read by inet_diag */
 	return true;
 }
 
@@ -171,7 +180,7 @@ int fs_diag_parse(const void *data, size_t length, uint32_t seq, uint32_t netns,
 
 	for (; NLMSG_OK(header, remaining); header = NLMSG_NEXT(header, remaining)) {
 		if (header->nlmsg_seq != seq)
-			continue;	/* an answer to some earlier request on this socket */
+			continue; /* an answer to some earlier request on this socket */
 		if (header->nlmsg_type == NLMSG_DONE) {
 			/* A dump that failed part-way ends with DONE carrying the error. */
 			if (header->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) {
@@ -189,7 +198,7 @@ int fs_diag_parse(const void *data, size_t length, uint32_t seq, uint32_t netns,
 			if (header->nlmsg_len < NLMSG_LENGTH(sizeof(*failure)))
 				return -EBADMSG;
 			if (failure->error == 0)
-				continue;	/* an acknowledgement */
+				continue; /* an acknowledgement */
 			return failure->error < 0 ? failure->error : -failure->error;
 		}
 		if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY)
@@ -224,20 +233,22 @@ static int dump_family(int fd, int family, uint32_t seq, uint32_t netns, uint64_
 		struct nlmsghdr header;
 		struct inet_diag_req_v2 request;
 	} message = {
-		.header = {
-			.nlmsg_len = sizeof(message),
-			.nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-			.nlmsg_seq = seq,
-		},
-		.request = {
-			.sdiag_family = (uint8_t)family,
-			.sdiag_protocol = IPPROTO_TCP,
-			.idiag_ext = 1u << (INET_DIAG_INFO - 1),
-			.idiag_states = FS_DIAG_STATES,
-		},
+		.header =
+			{
+				.nlmsg_len = sizeof(message),
+				.nlmsg_type = SOCK_DIAG_BY_FAMILY,
+				.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+				.nlmsg_seq = seq,
+			},
+		.request =
+			{
+				.sdiag_family = (uint8_t)family,
+				.sdiag_protocol = IPPROTO_TCP,
+				.idiag_ext = 1u << (INET_DIAG_INFO - 1),
+				.idiag_states = FS_DIAG_STATES,
+			},
 	};
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	ssize_t sent;
 
 	do {
@@ -247,9 +258,11 @@ static int dump_family(int fd, int family, uint32_t seq, uint32_t netns, uint64_
 		return diag_fail(error, errno, "send inet_diag request", NULL);
 
 	for (;;) {
-		struct iovec vector = { .iov_base = buffer, .iov_len = FS_DIAG_RECV_BUFFER };
-		struct msghdr header = { .msg_name = &kernel, .msg_namelen = sizeof(kernel),
-					 .msg_iov = &vector, .msg_iovlen = 1 };
+		struct iovec vector = {.iov_base = buffer, .iov_len = FS_DIAG_RECV_BUFFER};
+		struct msghdr header = {.msg_name = &kernel,
+					.msg_namelen = sizeof(kernel),
+					.msg_iov = &vector,
+					.msg_iovlen = 1};
 		ssize_t received = recvmsg(fd, &header, 0);
 		int status;
 
@@ -262,9 +275,10 @@ static int dump_family(int fd, int family, uint32_t seq, uint32_t netns, uint64_
 		if (received == 0)
 			return diag_fail(error, EPIPE, "read inet_diag dump", "the kernel closed the socket");
 		if (header.msg_flags & MSG_TRUNC)
-			return diag_fail(error, EMSGSIZE, "read inet_diag dump", "message larger than the buffer");
+			return diag_fail(error, EMSGSIZE, "read inet_diag dump",
+					 "message larger than the buffer");
 		if (kernel.nl_pid != 0)
-			continue;	/* not from the kernel */
+			continue; /* not from the kernel */
 		status = fs_diag_parse(buffer, (size_t)received, seq, netns, now_ns, out);
 		if (status == 1)
 			return 0;
@@ -301,7 +315,7 @@ static int open_diag_socket(int netns_fd, fs_error *error)
 		err = errno;
 	if (home >= 0) {
 		if (setns(home, CLONE_NEWNET))
-			abort();	/* this thread would go on in a foreign namespace */
+			abort(); /* this thread would go on in a foreign namespace */
 		close(home);
 	}
 	if (fd < 0)
@@ -311,7 +325,7 @@ static int open_diag_socket(int netns_fd, fs_error *error)
 
 int fs_diag_dump(int netns_fd, uint32_t netns_inode, fs_flow_buffer *out, fs_error *error)
 {
-	static uint32_t next_seq = 1;	/* tells this dump's answers from any stale ones */
+	static uint32_t next_seq = 1; /* tells this dump's answers from any stale ones */
 	uint32_t seq = __atomic_fetch_add(&next_seq, 2, __ATOMIC_RELAXED);
 	uint64_t now_ns = monotonic_ns();
 	char *buffer;

@@ -34,7 +34,7 @@ static int drop_fail(fs_error *error, int code, const char *step)
 
 int fs_capabilities(uint64_t *effective, uint64_t *permitted)
 {
-	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 
 	memset(data, 0, sizeof(data));
@@ -47,7 +47,7 @@ int fs_capabilities(uint64_t *effective, uint64_t *permitted)
 
 int fs_drop_privileges(uint32_t uid, uint32_t gid, fs_error *error)
 {
-	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
 	gid_t group = gid;
 
@@ -76,11 +76,11 @@ int fs_drop_privileges(uint32_t uid, uint32_t gid, fs_error *error)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		return drop_fail(error, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
 	struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-	struct sock_fprog program = { .len = 1, .filter = &allow };
+	struct sock_fprog program = {.len = 1, .filter = &allow};
 	long synced = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
 	if (synced < 0)
 		return drop_fail(error, errno, "seccomp(TSYNC) to set no_new_privs on every thread");
-	if (synced > 0)	/* the id of a thread that could not be synchronized */
+	if (synced > 0) /* the id of a thread that could not be synchronized */
 		return drop_fail(error, EAGAIN, "seccomp(TSYNC) to set no_new_privs on every thread");
 	/* The classic check: root must be out of reach now. */
 	if (uid != 0 && (setuid(0) == 0 || errno != EPERM))

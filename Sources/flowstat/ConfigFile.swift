@@ -15,7 +15,8 @@ func writeSampleConfig(to path: String, force: Bool) throws {
     guard fd >= 0 else {
         let code = errno
         if code == EEXIST {
-            throw StartupError(problem: "\(path) already exists", fix: "choose another file, or add --force to overwrite it")
+            throw StartupError(
+                problem: "\(path) already exists", fix: "choose another file, or add --force to overwrite it")
         }
         throw StartupError(
             problem: "cannot create \(path): \(String(cString: strerror(code)))",
@@ -25,7 +26,8 @@ func writeSampleConfig(to path: String, force: Bool) throws {
     var text = FlowStatConfig.sampleYAML
     let written = text.withUTF8 { bytes in write(fd, bytes.baseAddress, bytes.count) }
     guard written == text.utf8.count else {
-        throw StartupError(problem: "cannot write \(path): \(String(cString: strerror(errno)))", fix: "check the free space")
+        throw StartupError(
+            problem: "cannot write \(path): \(String(cString: strerror(errno)))", fix: "check the free space")
     }
 }
 

@@ -60,7 +60,8 @@ struct DumpCommand: ParsableCommand {
                 flows = try pipeline.selectedSnapshot().flows
             } catch {
                 throw StartupError(
-                    problem: "cannot read the flows: \(error)", fix: "run with --log.level debug for the source's messages")
+                    problem: "cannot read the flows: \(error)",
+                    fix: "run with --log.level debug for the source's messages")
             }
             if let filter { flows = flows.filter { filter($0) } }
             writeStandardOutput(Self.render(flows, sort: sort, limit: limit, json: json))

@@ -21,18 +21,21 @@ struct RunAsUser {
     init(parsing text: String) throws {
         let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         guard let user = parts.first, !user.isEmpty, parts.count == 1 || !parts[1].isEmpty else {
-            throw StartupError(problem: "--run-as \"\(text)\" names no user",
-                               fix: "write --run-as USER or USER:GROUP, e.g. --run-as nobody:nogroup")
+            throw StartupError(
+                problem: "--run-as \"\(text)\" names no user",
+                fix: "write --run-as USER or USER:GROUP, e.g. --run-as nobody:nogroup")
         }
         guard let account = Self.lookUpUser(user) else {
-            throw StartupError(problem: "--run-as: no user \"\(user)\" on this host",
-                               fix: "create it (useradd --system --no-create-home flowstat) or name an existing one")
+            throw StartupError(
+                problem: "--run-as: no user \"\(user)\" on this host",
+                fix: "create it (useradd --system --no-create-home flowstat) or name an existing one")
         }
         (userName, uid) = (account.name, account.uid)
         if parts.count == 2 {
             guard let group = Self.lookUpGroup(parts[1]) else {
-                throw StartupError(problem: "--run-as: no group \"\(parts[1])\" on this host",
-                                   fix: "create it (groupadd --system \(parts[1])) or name an existing one")
+                throw StartupError(
+                    problem: "--run-as: no group \"\(parts[1])\" on this host",
+                    fix: "create it (groupadd --system \(parts[1])) or name an existing one")
             }
             (groupName, gid) = group
         } else {
@@ -40,8 +43,9 @@ struct RunAsUser {
             groupName = Self.groupName(of: account.gid) ?? String(account.gid)
         }
         guard uid != 0 else {
-            throw StartupError(problem: "--run-as \(text) is root (uid 0): nothing would be dropped",
-                               fix: "name an unprivileged user, e.g. --run-as nobody")
+            throw StartupError(
+                problem: "--run-as \(text) is root (uid 0): nothing would be dropped",
+                fix: "name an unprivileged user, e.g. --run-as nobody")
         }
     }
 
@@ -62,8 +66,9 @@ struct RunAsUser {
         do {
             try Privileges.drop(toUID: uid, gid: gid)
         } catch {
-            throw StartupError(problem: "--run-as \(userName): switching users failed at \(error)",
-                               fix: "check that the agent starts as root without seccomp or LSM rules against setuid")
+            throw StartupError(
+                problem: "--run-as \(userName): switching users failed at \(error)",
+                fix: "check that the agent starts as root without seccomp or LSM rules against setuid")
         }
         if let bpf = source as? BPFFlowSource {
             do {
@@ -77,8 +82,9 @@ struct RunAsUser {
         }
         // What the lost capabilities cost is said by whoever meets it, once (the refresh of
         // other namespaces where it must enter them, /proc lookups of other users' processes).
-        logger.info("now running as \(userName):\(groupName) (uid \(uid), gid \(gid)) on every thread",
-                    metadata: ["capabilities_dropped": "\(before)", "capabilities_kept": "none"])
+        logger.info(
+            "now running as \(userName):\(groupName) (uid \(uid), gid \(gid)) on every thread",
+            metadata: ["capabilities_dropped": "\(before)", "capabilities_kept": "none"])
     }
 
     private static func lookUpUser(_ name: String) -> (name: String, uid: UInt32, gid: UInt32)? {

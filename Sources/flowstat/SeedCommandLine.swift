@@ -30,8 +30,9 @@ enum SeedCommandLine {
             }
             // `-p=8020` is parseopt's too; `--port=8020` ArgumentParser already takes.
             if let separator = argument.firstIndex(where: { $0 == ":" || $0 == "=" }),
-               let flag = valued[String(argument[..<separator])],
-               argument[separator] == ":" || !argument.hasPrefix("--") {
+                let flag = valued[String(argument[..<separator])],
+                argument[separator] == ":" || !argument.hasPrefix("--")
+            {
                 result += [flag, String(argument[argument.index(after: separator)...])]
                 continue
             }

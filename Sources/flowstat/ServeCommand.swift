@@ -23,7 +23,9 @@ struct ServeCommand: AsyncParsableCommand {
         completion: .file())
     var configPath: String?
 
-    @Option(name: .customLong("create-config"), help: "Write a commented sample config to FILE and exit.", completion: .file())
+    @Option(
+        name: .customLong("create-config"), help: "Write a commented sample config to FILE and exit.",
+        completion: .file())
     var createConfig: String?
 
     @Flag(help: "With --create-config: overwrite FILE if it exists.")
@@ -48,27 +50,36 @@ struct ServeCommand: AsyncParsableCommand {
     var netnsLabel = false
 
     @Option(
-        help: "Metric names and units: flowstat, or ss-exporter (prometheus_ss_exporter's, for its dashboards) (default: config, else flowstat).")
+        help:
+            "Metric names and units: flowstat, or ss-exporter (prometheus_ss_exporter's, for its dashboards) (default: config, else flowstat)."
+    )
     var compat: OutputMode?
 
     @Option(
         name: .customLong("label-folding"),
-        help: "Per-flow labels: none or raw_endpoint (one series per flow), pid_condensed (per process and peer) (default: config, else none).")
+        help:
+            "Per-flow labels: none or raw_endpoint (one series per flow), pid_condensed (per process and peer) (default: config, else none)."
+    )
     var labelFolding: LabelFolding?
 
     @Option(
         name: .customLong("cardinality.max-flows"),
-        help: "Most flows exported with their own series (0: all); the rest fold into tcp_peer_* aggregates (default: config, else 2000).")
+        help:
+            "Most flows exported with their own series (0: all); the rest fold into tcp_peer_* aggregates (default: config, else 2000)."
+    )
     var maxFlows: Int?
 
     @Option(
         name: .customLong("cardinality.rank-by"),
-        help: "Which flows keep their own series under the cap: bytes, retransmits or rtt (default: config, else bytes).")
+        help:
+            "Which flows keep their own series under the cap: bytes, retransmits or rtt (default: config, else bytes).")
     var rankBy: FlowRank?
 
     @Option(
         name: .customLong("cardinality.max-aggregates"),
-        help: "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports (default: config, else 500).")
+        help:
+            "Most (peer, port) aggregate series; past it peers fold into peer=\"other\", then ports (default: config, else 500)."
+    )
     var maxAggregates: Int?
 
     @Flag(
@@ -185,7 +196,9 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxAggregates, !FlowStatConfig.maxAggregatesRange.contains(maxAggregates) {
             throw StartupError(
                 problem: "--cardinality.max-aggregates \(maxAggregates) is out of range",
-                fix: "use a positive number up to \(FlowStatConfig.maxAggregatesRange.upperBound); 1 folds every aggregate into peer=\"other\",port=\"other\"")
+                fix:
+                    "use a positive number up to \(FlowStatConfig.maxAggregatesRange.upperBound); 1 folds every aggregate into peer=\"other\",port=\"other\""
+            )
         }
         let listen: ListenAddress?
         do {

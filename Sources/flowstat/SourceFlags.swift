@@ -13,34 +13,48 @@ import Glibc
 /// command honours the config file's `flowstat.source` and `flowstat.bpf` sections.
 struct SourceFlags: ParsableArguments {
     @Option(
-        help: "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data) (default: config, else auto).")
+        help:
+            "Where flows come from: auto (bpf, else inet_diag), bpf, inet_diag (no privileges), or fake (demo data) (default: config, else auto)."
+    )
     var source: SourceChoice?
 
     @Option(
-        help: "Capacity of the kernel flow map; the least recently updated flows are evicted past it (default: config, else 65536).")
+        help:
+            "Capacity of the kernel flow map; the least recently updated flows are evicted past it (default: config, else 65536)."
+    )
     var mapEntries: Int?
 
     @Option(
         name: .customLong("bpf.tcp-rcv-hooks"),
-        help: "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order; default: config, else all).")
+        help:
+            "tcp_rcv_established variants to try, comma-separated, from: fentry, tp_btf, raw_tp, tracepoint (tried in that order; default: config, else all)."
+    )
     var receiveHooks: String?
 
     @Option(
         name: .customLong("bpf.mode"),
-        help: "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all; default: config, else auto).")
+        help:
+            "Snapshot mode: auto (the best the kernel allows), or one of live_storage_iter, live_tcp_iter, event, comma-separated (start-up fails if the kernel refuses them all; default: config, else auto)."
+    )
     var bpfMode: String?
 
     @Option(
         name: .customLong("bpf.min-update-interval"),
-        help: "Per flow, least seconds between updates from per-packet and RTT events (0: every event; default: config, else 0).")
+        help:
+            "Per flow, least seconds between updates from per-packet and RTT events (0: every event; default: config, else 0)."
+    )
     var minUpdateInterval: Double?
 
-    @Option(name: .customLong("bpf.cgroup-path"), help: "cgroup v2 directory to attach sockops to (default: config, else from /proc/mounts).")
+    @Option(
+        name: .customLong("bpf.cgroup-path"),
+        help: "cgroup v2 directory to attach sockops to (default: config, else from /proc/mounts).")
     var cgroupPath: String?
 
     @Flag(
         name: .customLong("bpf.refresh"), inversion: .prefixedNo,
-        help: "Refresh every flow from its socket just before each snapshot, so idle flows read as ss shows them (default: config, else on).")
+        help:
+            "Refresh every flow from its socket just before each snapshot, so idle flows read as ss shows them (default: config, else on)."
+    )
     var refresh: Bool?
 
     /// The flags as changes to a config, checked once.
@@ -50,11 +64,16 @@ struct SourceFlags: ParsableArguments {
         if let mapEntries, !FlowStatConfig.mapEntriesRange.contains(mapEntries) {
             throw StartupError(
                 problem: "--map-entries \(mapEntries) is out of range",
-                fix: "use a value from \(FlowStatConfig.mapEntriesRange.lowerBound) to \(FlowStatConfig.mapEntriesRange.upperBound)")
+                fix:
+                    "use a value from \(FlowStatConfig.mapEntriesRange.lowerBound) to \(FlowStatConfig.mapEntriesRange.upperBound)"
+            )
         }
-        if let minUpdateInterval, !minUpdateInterval.isFinite || !FlowStatConfig.minUpdateIntervalRange.contains(minUpdateInterval) {
+        if let minUpdateInterval,
+            !minUpdateInterval.isFinite || !FlowStatConfig.minUpdateIntervalRange.contains(minUpdateInterval)
+        {
             throw StartupError(
-                problem: "--bpf.min-update-interval \(minUpdateInterval) is out of range", fix: "use seconds from 0 to 60, e.g. 0.01")
+                problem: "--bpf.min-update-interval \(minUpdateInterval) is out of range",
+                fix: "use seconds from 0 to 60, e.g. 0.01")
         }
         let variants = try receiveHooks.map(Self.receiveVariants)
         let modes = try bpfMode.map(Self.modes)
@@ -117,7 +136,9 @@ struct FilterFlags: ParsableArguments {
 
     @Option(
         name: [.short, .customLong("config")],
-        help: "Config file: its selection and source settings apply, as serve uses them (default: config.yml if it exists).")
+        help:
+            "Config file: its selection and source settings apply, as serve uses them (default: config.yml if it exists)."
+    )
     var configPath: String?
 
     /// The filter the flags ask for; nil when they ask for nothing.
@@ -134,7 +155,9 @@ struct FilterFlags: ParsableArguments {
             guard stat(path, &status) == 0 else {
                 throw StartupError(
                     problem: "--netns \(namespace): cannot read \(path): \(String(cString: strerror(errno)))",
-                    fix: "give a namespace file (ip netns list shows /run/netns names; /proc/PID/ns/net) or an inode number")
+                    fix:
+                        "give a namespace file (ip netns list shows /run/netns names; /proc/PID/ns/net) or an inode number"
+                )
             }
             inodes.insert(UInt32(truncatingIfNeeded: status.st_ino))
         }

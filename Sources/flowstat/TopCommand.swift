@@ -93,7 +93,8 @@ struct TopCommand: ParsableCommand {
                 redraw = true
             }
             if redraw { draw(view, terminal) }
-            let wait = Int32(min((nextRefresh - min(nextRefresh, SystemClock.monotonicNanoseconds())) / 1_000_000, 60_000))
+            let wait = Int32(
+                min((nextRefresh - min(nextRefresh, SystemClock.monotonicNanoseconds())) / 1_000_000, 60_000))
             for byte in terminal.readKeys(timeoutMilliseconds: wait) {
                 let key = Character(Unicode.Scalar(byte))
                 if key == "q" || key == "Q" || byte == 3 { return }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-@testable import FlowStatCore
 import Testing
+
+@testable import FlowStatCore
 
 @Suite("Cardinality limiter and folding rules")
 struct CardinalityLimiterTests {
@@ -82,7 +83,8 @@ struct CardinalityLimiterTests {
         var second = CardinalityLimiter(limits: CardinalityLimits(maxFlows: 5))
         let flows = (0..<20).map { Self.flow(remote: 40_000 + UInt16($0)) }
         let kept = first.apply(to: flows, closed: nil, perFlowFamilies: 1, now: 0).kept.map(\.key.remotePort)
-        let reversed = second.apply(to: flows.reversed(), closed: nil, perFlowFamilies: 1, now: 0).kept.map(\.key.remotePort)
+        let reversed = second.apply(to: flows.reversed(), closed: nil, perFlowFamilies: 1, now: 0).kept.map(
+            \.key.remotePort)
         #expect(Set(kept) == Set(reversed))
         #expect(Set(kept) == [40_000, 40_001, 40_002, 40_003, 40_004])
     }
@@ -135,8 +137,9 @@ struct CardinalityLimiterTests {
             let input = values
             let sorted = values.sorted(by: >)
             let k = Int.random(in: 1...count, using: &generator)
-            #expect(CardinalityLimiter.select(&values, largest: k) == sorted[k - 1],
-                    "seed \(seed) #\(iteration): k \(k) of \(input)")
+            #expect(
+                CardinalityLimiter.select(&values, largest: k) == sorted[k - 1],
+                "seed \(seed) #\(iteration): k \(k) of \(input)")
         }
         var zeros = [Double](repeating: 0, count: 40_000)
         #expect(CardinalityLimiter.select(&zeros, largest: 2_000) == 0)
@@ -146,7 +149,8 @@ struct CardinalityLimiterTests {
     func idleAggregatesExpire() {
         var limiter = CardinalityLimiter(limits: CardinalityLimits(maxFlows: 0, aggregateIdleTimeout: 60))
         let key = AggregateKey(peer: .address(IPAddress("10.0.0.2")!), port: .port(443))
-        let one = FlowTotals(flows: 1, bytesAcked: 1, bytesReceived: 1, dataSegmentsIn: 1, dataSegmentsOut: 1, retransmits: 0)
+        let one = FlowTotals(
+            flows: 1, bytesAcked: 1, bytesReceived: 1, dataSegmentsIn: 1, dataSegmentsOut: 1, retransmits: 0)
         _ = limiter.apply(to: [], closed: [key: one], perFlowFamilies: 11, now: 0)
         #expect(limiter.apply(to: [], closed: nil, perFlowFamilies: 11, now: 59).aggregates.count == 1)
         #expect(limiter.apply(to: [], closed: nil, perFlowFamilies: 11, now: 61).aggregates.isEmpty)

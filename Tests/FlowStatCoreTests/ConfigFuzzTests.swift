@@ -29,7 +29,8 @@ struct ConfigFuzzTests {
     static let hostileValues = [
         "", "~", "null", "-1", "0", "65536", "99999999999999999999999", "1e309", "-0.0", "nan", ".inf", "true", "[]",
         "{}", "[1, [2, [3]]]", "\"\\u0000\"", "'::ffff:999.1.1.1'", "10.0.0.0/33", "fd00::/129", "::/0", "0.0.0.0/0",
-        "&anchor x", "*anchor", "!!binary aGk=", "{lower: 443, upper: 80}", "[0.5, 0.25]", "\"\(String(repeating: "a", count: 5000))\"",
+        "&anchor x", "*anchor", "!!binary aGk=", "{lower: 443, upper: 80}", "[0.5, 0.25]",
+        "\"\(String(repeating: "a", count: 5000))\"",
         "|\n  multi\n  line", "- - -",
     ]
 
@@ -47,15 +48,19 @@ struct ConfigFuzzTests {
                 accepted += 1
                 // Whatever parsed must be usable: bounds increasing and positive, ranges ordered.
                 let bounds = config.rttBucketBounds
-                #expect(zip(bounds, bounds.dropFirst()).allSatisfy { $0 < $1 }, "seed \(Self.seed) #\(iteration): \(input)")
+                #expect(
+                    zip(bounds, bounds.dropFirst()).allSatisfy { $0 < $1 }, "seed \(Self.seed) #\(iteration): \(input)")
                 #expect(bounds.allSatisfy { $0 > 0 && $0.isFinite }, "seed \(Self.seed) #\(iteration): \(input)")
-                #expect(config.cardinality.maxFlows >= 0 && config.cardinality.maxAggregates >= 1,
-                        "seed \(Self.seed) #\(iteration): \(input)")
+                #expect(
+                    config.cardinality.maxFlows >= 0 && config.cardinality.maxAggregates >= 1,
+                    "seed \(Self.seed) #\(iteration): \(input)")
             } catch {
                 rejected += 1
                 #expect(error.file == "fuzz.yml")
-                #expect(error.line.map { (1...max(lineCount, 1) + 1).contains($0) } ?? true,
-                        "line \(String(describing: error.line)) outside the input; seed \(Self.seed) #\(iteration): \(input)")
+                #expect(
+                    error.line.map { (1...max(lineCount, 1) + 1).contains($0) } ?? true,
+                    "line \(String(describing: error.line)) outside the input; seed \(Self.seed) #\(iteration): \(input)"
+                )
                 #expect(!error.problem.isEmpty && !error.fix.isEmpty, "seed \(Self.seed) #\(iteration): \(input)")
             }
         }
@@ -86,7 +91,8 @@ struct ConfigFuzzTests {
             case 5:
                 var bytes = Array(lines[index].utf8)
                 if !bytes.isEmpty {
-                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...127, using: &generator)
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(
+                        in: 0...127, using: &generator)
                 }
                 lines[index] = String(decoding: bytes, as: UTF8.self)
             default:

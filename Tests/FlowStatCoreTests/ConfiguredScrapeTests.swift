@@ -32,12 +32,14 @@ struct ConfiguredScrapeTests {
     @Test("only selected flows are exported, and tcp_flows counts them")
     func selection() throws {
         // Remote port 1000 (two flows in two namespaces) on a 10/8 peer.
-        let text = try scrape(selection: FlowSelection(
-            networks: [try IPNetwork(parsing: "10.0.0.0/8")], remotePorts: [PortRange(lower: 1000, upper: 1000)]))
-        #expect(series(text, "tcp_flow_rtt_seconds") == [
-            #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.001"#,
-            #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.002"#,
-        ])
+        let text = try scrape(
+            selection: FlowSelection(
+                networks: [try IPNetwork(parsing: "10.0.0.0/8")], remotePorts: [PortRange(lower: 1000, upper: 1000)]))
+        #expect(
+            series(text, "tcp_flow_rtt_seconds") == [
+                #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026531840"} 0.001"#,
+                #"tcp_flow_rtt_seconds{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000",netns="4026532000"} 0.002"#,
+            ])
         #expect(series(text, "tcp_flows") == ["tcp_flows 2"])
         #expect(series(text, "flowstat_map_entries") == ["flowstat_map_entries 5"])  // the map is host-wide
     }
@@ -45,9 +47,10 @@ struct ConfiguredScrapeTests {
     @Test("a selection by process keeps only flows of that process")
     func processSelection() throws {
         let text = try scrape(selection: FlowSelection(cmds: ["nginx"]))
-        #expect(series(text, "tcp_flow_cwnd_segments") == [
-            #"tcp_flow_cwnd_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000"} 10"#,
-        ])
+        #expect(
+            series(text, "tcp_flow_cwnd_segments") == [
+                #"tcp_flow_cwnd_segments{src="10.0.0.1",sport="80",dst="10.0.0.3",dport="1000"} 10"#
+            ])
     }
 
     @Test("disabled per-flow families are left out entirely; the rest are unchanged")

@@ -24,7 +24,10 @@ struct ExpositionGoldenTests {
         ("sample", FlowStatConfig.sampleYAML),
         ("compat", "flowstat: {output: ss-exporter}"),
         ("compat-raw-endpoint", "logic: {compression: {labelFolding: raw_endpoint}}\nflowstat: {output: ss-exporter}"),
-        ("compat-pid-condensed", "logic: {compression: {labelFolding: pid_condensed}}\nflowstat: {output: ss-exporter}"),
+        (
+            "compat-pid-condensed",
+            "logic: {compression: {labelFolding: pid_condensed}}\nflowstat: {output: ss-exporter}"
+        ),
         ("pid-condensed", "logic: {compression: {labelFolding: pid_condensed}}"),
         ("labels", "flowstat: {labels: {netns: true, pid: true, comm: true}}"),
         ("compat-labels", "flowstat: {output: ss-exporter, labels: {netns: true, pid: true, comm: true}}"),
@@ -39,7 +42,10 @@ struct ExpositionGoldenTests {
         ),
         ("cap", "flowstat: {cardinality: {maxFlows: 2, rankBy: rtt, maxAggregates: 2}}"),
         ("cap-retransmits", "flowstat: {cardinality: {maxFlows: 1, rankBy: retransmits}}"),
-        ("selection", "logic: {selection: {peering: {networks: [10.0.0.0/8]}, portRanges: [{lower: 1000, upper: 1000}]}}"),
+        (
+            "selection",
+            "logic: {selection: {peering: {networks: [10.0.0.0/8]}, portRanges: [{lower: 1000, upper: 1000}]}}"
+        ),
         ("selection-process", "logic: {selection: {process: {cmds: [nginx]}}}"),
     ]
 

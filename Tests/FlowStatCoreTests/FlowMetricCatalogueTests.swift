@@ -43,9 +43,11 @@ struct FlowMetricCatalogueTests {
     @Test("each metric has one entry, and names, JSON fields and config keys are unique")
     func oneEntryEach() {
         #expect(Self.catalogue.map(\.metric) == FlowMetric.allCases)
-        for names in [Self.catalogue.map(\.name.description), Self.catalogue.map(\.jsonName.description),
-                      Self.catalogue.map { "\($0.configSwitch.group).\($0.configSwitch.key)" },
-                      Self.catalogue.compactMap { $0.seed?.name.description }] {
+        for names in [
+            Self.catalogue.map(\.name.description), Self.catalogue.map(\.jsonName.description),
+            Self.catalogue.map { "\($0.configSwitch.group).\($0.configSwitch.key)" },
+            Self.catalogue.compactMap { $0.seed?.name.description },
+        ] {
             #expect(Set(names).count == names.count, "duplicates in \(names)")
         }
         for metric in Self.catalogue {
@@ -72,7 +74,8 @@ struct FlowMetricCatalogueTests {
                 #expect(openMetrics.contains("# UNIT \(metric.familyName) seconds\n"))
             }
             if let seed = metric.seed {
-                let line = "\n\(seed.name){flow=\"(SRC#10.9.0.1|443)(DST#10.9.0.2|50000)\"} "
+                let line =
+                    "\n\(seed.name){flow=\"(SRC#10.9.0.1|443)(DST#10.9.0.2|50000)\"} "
                     + Self.expected(index, milliseconds: seed.milliseconds) + "\n"
                 #expect(compat.contains(line), "\(seed.name)")
             }
@@ -83,12 +86,13 @@ struct FlowMetricCatalogueTests {
     @Test("each metric's config switch turns off exactly its family, in both formats", arguments: FlowMetric.allCases)
     func configSwitch(metric: FlowMetric) throws {
         let definition = FlowMetricCatalogue.definition(of: metric)
-        let config = try FlowStatConfig(yaml: """
-            logic:
-              metrics:
-                \(definition.configSwitch.group.rawValue):
-                  \(definition.configSwitch.key): {active: false}
-            """)
+        let config = try FlowStatConfig(
+            yaml: """
+                logic:
+                  metrics:
+                    \(definition.configSwitch.group.rawValue):
+                      \(definition.configSwitch.key): {active: false}
+                """)
         #expect(config.metrics == Set(FlowMetric.allCases).subtracting([metric]))
         for format in [MetricsEncoder.Format.prometheusText, .openMetrics] {
             let text = try Self.scrape(config, format: format)
@@ -114,7 +118,8 @@ struct FlowMetricCatalogueTests {
         let object = try #require(parsed.first)
         for (index, metric) in Self.catalogue.enumerated() {
             let value = try #require(object[metric.jsonName.description] as? NSNumber, "\(metric.jsonName)")
-            #expect(value.doubleValue == (metric.value.isRealValue ? Double(1000 + index) / 1000 : Double(1000 + index)))
+            #expect(
+                value.doubleValue == (metric.value.isRealValue ? Double(1000 + index) / 1000 : Double(1000 + index)))
         }
         let header = FlowDumpTable.render([Self.flow], indices: [0])[0]
         for metric in Self.catalogue {

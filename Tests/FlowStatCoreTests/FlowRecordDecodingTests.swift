@@ -34,8 +34,9 @@ struct FlowRecordDecodingTests {
 
     @Test("an IPv4 socket's mapped addresses print as IPv4; ports and netns carry over")
     func ipv4Key() throws {
-        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 443, remote: Self.mapped10002,
-                           remotePort: 51_234)
+        let key = Self.key(
+            family: 2, local: Self.mapped10001, localPort: 443, remote: Self.mapped10002,
+            remotePort: 51_234)
         let sample = try #require(FlowSample(key: key, stats: fs_flow_stats()))
         #expect(sample.key.family == .ipv4)
         #expect(sample.key.local.description == "10.0.0.1")
@@ -46,14 +47,17 @@ struct FlowRecordDecodingTests {
 
     @Test("an IPv6 socket keeps IPv6 text, and IPv4-mapped peers of an IPv6 socket print as IPv4")
     func ipv6Key() throws {
-        let v6 = try #require(FlowSample(
-            key: Self.key(family: 10, local: Self.fd00one, localPort: 80, remote: Self.fd00one, remotePort: 9),
-            stats: fs_flow_stats()))
+        let v6 = try #require(
+            FlowSample(
+                key: Self.key(family: 10, local: Self.fd00one, localPort: 80, remote: Self.fd00one, remotePort: 9),
+                stats: fs_flow_stats()))
         #expect(v6.key.family == .ipv6)
         #expect(v6.key.local.description == "fd00::1")
-        let dualStack = try #require(FlowSample(
-            key: Self.key(family: 10, local: Self.mapped10001, localPort: 80, remote: Self.mapped10002, remotePort: 9),
-            stats: fs_flow_stats()))
+        let dualStack = try #require(
+            FlowSample(
+                key: Self.key(
+                    family: 10, local: Self.mapped10001, localPort: 80, remote: Self.mapped10002, remotePort: 9),
+                stats: fs_flow_stats()))
         #expect(dualStack.key.family == .ipv6)
         #expect(dualStack.key.remote.description == "10.0.0.2")
     }

@@ -37,39 +37,73 @@ struct FlowSelectionTests {
             ("unknown process never matches", FlowSelection(pids: [42]), flow(), false),
             ("cmd matches comm", FlowSelection(cmds: ["nginx"]), flow(pid: 5, comm: "nginx"), true),
             ("cmd is not a prefix match", FlowSelection(cmds: ["ngin"]), flow(pid: 5, comm: "nginx"), false),
-            ("cmd longer than 15 bytes matches the kernel's truncated comm",
-             FlowSelection(cmds: ["very-long-daemon-name"]), flow(pid: 5, comm: "very-long-daemo"), true),
-            ("cmd matches the executable basename", FlowSelection(cmds: ["python3.11"]), flow(pid: 7, comm: "worker"), true),
+            (
+                "cmd longer than 15 bytes matches the kernel's truncated comm",
+                FlowSelection(cmds: ["very-long-daemon-name"]), flow(pid: 5, comm: "very-long-daemo"), true
+            ),
+            (
+                "cmd matches the executable basename", FlowSelection(cmds: ["python3.11"]),
+                flow(pid: 7, comm: "worker"), true
+            ),
             ("cmd matches neither", FlowSelection(cmds: ["python3.11"]), flow(pid: 8, comm: "worker"), false),
             ("address v4", FlowSelection(addresses: [IPAddress("10.9.9.9")!]), flow(), true),
             ("address v4 mismatch", FlowSelection(addresses: [IPAddress("10.9.9.8")!]), flow(), false),
-            ("address v6", FlowSelection(addresses: [IPAddress("2001:db8::9")!]), flow("2001:db8::1", 1, "2001:db8::9"), true),
-            ("address v4 matches a mapped peer on an IPv6 socket",
-             FlowSelection(addresses: [IPAddress("10.9.9.9")!]), flow("::ffff:10.0.0.1", 1, "::ffff:10.9.9.9"), true),
+            (
+                "address v6", FlowSelection(addresses: [IPAddress("2001:db8::9")!]),
+                flow("2001:db8::1", 1, "2001:db8::9"), true
+            ),
+            (
+                "address v4 matches a mapped peer on an IPv6 socket",
+                FlowSelection(addresses: [IPAddress("10.9.9.9")!]), flow("::ffff:10.0.0.1", 1, "::ffff:10.9.9.9"), true
+            ),
             ("local address is not the peer", FlowSelection(addresses: [IPAddress("10.0.0.1")!]), flow(), false),
             ("network v4", FlowSelection(networks: [network("10.0.0.0/8")]), flow(), true),
             ("network v4, not a string prefix", FlowSelection(networks: [network("10.9.9.96/28")]), flow(), false),
             ("network v4 /0 takes every IPv4 peer", FlowSelection(networks: [network("0.0.0.0/0")]), flow(), true),
-            ("network v4 /0 not an IPv6 peer", FlowSelection(networks: [network("0.0.0.0/0")]),
-             flow("2001:db8::1", 1, "2001:db8::9"), false),
-            ("network v4 matches a mapped peer", FlowSelection(networks: [network("10.8.0.0/15")]),
-             flow("::ffff:10.0.0.1", 1, "::ffff:10.9.9.9"), true),
-            ("network v6", FlowSelection(networks: [network("2001:db8::/32")]), flow("fd00::1", 1, "2001:db8:ffff::1"), true),
-            ("network v6 mismatch", FlowSelection(networks: [network("2001:db8::/33")]),
-             flow("fd00::1", 1, "2001:db8:ffff::1"), false),
-            ("network v6 odd prefix", FlowSelection(networks: [network("fd00:0:0:0:8000::/65")]),
-             flow("fd00::1", 1, "fd00::8000:0:0:1"), true),
-            ("network v6 odd prefix, below", FlowSelection(networks: [network("fd00:0:0:0:8000::/65")]),
-             flow("fd00::1", 1, "fd00::7fff:0:0:1"), false),
+            (
+                "network v4 /0 not an IPv6 peer", FlowSelection(networks: [network("0.0.0.0/0")]),
+                flow("2001:db8::1", 1, "2001:db8::9"), false
+            ),
+            (
+                "network v4 matches a mapped peer", FlowSelection(networks: [network("10.8.0.0/15")]),
+                flow("::ffff:10.0.0.1", 1, "::ffff:10.9.9.9"), true
+            ),
+            (
+                "network v6", FlowSelection(networks: [network("2001:db8::/32")]),
+                flow("fd00::1", 1, "2001:db8:ffff::1"), true
+            ),
+            (
+                "network v6 mismatch", FlowSelection(networks: [network("2001:db8::/33")]),
+                flow("fd00::1", 1, "2001:db8:ffff::1"), false
+            ),
+            (
+                "network v6 odd prefix", FlowSelection(networks: [network("fd00:0:0:0:8000::/65")]),
+                flow("fd00::1", 1, "fd00::8000:0:0:1"), true
+            ),
+            (
+                "network v6 odd prefix, below", FlowSelection(networks: [network("fd00:0:0:0:8000::/65")]),
+                flow("fd00::1", 1, "fd00::7fff:0:0:1"), false
+            ),
             ("remote port range", FlowSelection(remotePorts: [PortRange(lower: 80, upper: 443)]), flow(), true),
             ("remote port range edge", FlowSelection(remotePorts: [PortRange(lower: 443, upper: 443)]), flow(), true),
-            ("remote port range mismatch", FlowSelection(remotePorts: [PortRange(lower: 80, upper: 442)]), flow(), false),
-            ("remote ranges are not local ones", FlowSelection(remotePorts: [PortRange(lower: 40_000, upper: 40_000)]),
-             flow(), false),
+            (
+                "remote port range mismatch", FlowSelection(remotePorts: [PortRange(lower: 80, upper: 442)]), flow(),
+                false
+            ),
+            (
+                "remote ranges are not local ones",
+                FlowSelection(remotePorts: [PortRange(lower: 40_000, upper: 40_000)]),
+                flow(), false
+            ),
             ("local port range", FlowSelection(localPorts: [PortRange(lower: 40_000, upper: 40_010)]), flow(), true),
-            ("local port range mismatch", FlowSelection(localPorts: [PortRange(lower: 443, upper: 443)]), flow(), false),
-            ("port 65535", FlowSelection(remotePorts: [PortRange(lower: 65_535, upper: 65_535)]),
-             flow("10.0.0.1", 40_000, "10.9.9.9", 65_535), true),
+            (
+                "local port range mismatch", FlowSelection(localPorts: [PortRange(lower: 443, upper: 443)]), flow(),
+                false
+            ),
+            (
+                "port 65535", FlowSelection(remotePorts: [PortRange(lower: 65_535, upper: 65_535)]),
+                flow("10.0.0.1", 40_000, "10.9.9.9", 65_535), true
+            ),
         ] as [(String, FlowSelection, FlowSample, Bool)])
     func rule(what: String, selection: FlowSelection, sample: FlowSample, selected: Bool) {
         #expect(Self.selects(selection, sample) == selected, "\(what)")
@@ -87,20 +121,42 @@ struct FlowSelectionTests {
             (FlowSelection(addresses: [IPAddress("10.9.9.9")!], networks: [network("192.0.2.0/24")]), flow(), true),
             (FlowSelection(addresses: [IPAddress("192.0.2.1")!], networks: [network("192.0.2.0/24")]), flow(), false),
             // several ranges
-            (FlowSelection(remotePorts: [PortRange(lower: 1, upper: 10), PortRange(lower: 400, upper: 500)]), flow(), true),
+            (
+                FlowSelection(remotePorts: [PortRange(lower: 1, upper: 10), PortRange(lower: 400, upper: 500)]), flow(),
+                true
+            ),
             // process AND peering AND ports
-            (FlowSelection(pids: [1], networks: [network("10.0.0.0/8")], remotePorts: [PortRange(lower: 443, upper: 443)]),
-             flow(pid: 1), true),
-            (FlowSelection(pids: [1], networks: [network("10.0.0.0/8")], remotePorts: [PortRange(lower: 443, upper: 443)]),
-             flow(pid: 2), false),
-            (FlowSelection(pids: [1], networks: [network("192.0.0.0/8")], remotePorts: [PortRange(lower: 443, upper: 443)]),
-             flow(pid: 1), false),
-            (FlowSelection(pids: [1], networks: [network("10.0.0.0/8")], remotePorts: [PortRange(lower: 80, upper: 80)]),
-             flow(pid: 1), false),
-            (FlowSelection(remotePorts: [PortRange(lower: 443, upper: 443)], localPorts: [PortRange(lower: 1, upper: 2)]),
-             flow(), false),
-            (FlowSelection(remotePorts: [PortRange(lower: 443, upper: 443)], localPorts: [PortRange(lower: 40_000, upper: 40_000)]),
-             flow(), true),
+            (
+                FlowSelection(
+                    pids: [1], networks: [network("10.0.0.0/8")], remotePorts: [PortRange(lower: 443, upper: 443)]),
+                flow(pid: 1), true
+            ),
+            (
+                FlowSelection(
+                    pids: [1], networks: [network("10.0.0.0/8")], remotePorts: [PortRange(lower: 443, upper: 443)]),
+                flow(pid: 2), false
+            ),
+            (
+                FlowSelection(
+                    pids: [1], networks: [network("192.0.0.0/8")], remotePorts: [PortRange(lower: 443, upper: 443)]),
+                flow(pid: 1), false
+            ),
+            (
+                FlowSelection(
+                    pids: [1], networks: [network("10.0.0.0/8")], remotePorts: [PortRange(lower: 80, upper: 80)]),
+                flow(pid: 1), false
+            ),
+            (
+                FlowSelection(
+                    remotePorts: [PortRange(lower: 443, upper: 443)], localPorts: [PortRange(lower: 1, upper: 2)]),
+                flow(), false
+            ),
+            (
+                FlowSelection(
+                    remotePorts: [PortRange(lower: 443, upper: 443)],
+                    localPorts: [PortRange(lower: 40_000, upper: 40_000)]),
+                flow(), true
+            ),
         ] as [(FlowSelection, FlowSample, Bool)])
     func combination(selection: FlowSelection, sample: FlowSample, selected: Bool) {
         #expect(Self.selects(selection, sample) == selected)

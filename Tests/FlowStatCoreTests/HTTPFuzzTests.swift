@@ -76,7 +76,11 @@ struct HTTPFuzzTests {
             let end = min(bytes.count, position + Int.random(in: 1..<40, using: &rng))
             bytes.insert(contentsOf: Array(bytes[position..<end]), at: position)
         case 4: bytes = Array(bytes.prefix(position))
-        case 5: bytes.insert(contentsOf: Array(("X-Pad: " + String(repeating: "a", count: Int.random(in: 500..<3_000, using: &rng)) + "\r\n").utf8), at: position)
+        case 5:
+            bytes.insert(
+                contentsOf: Array(
+                    ("X-Pad: " + String(repeating: "a", count: Int.random(in: 500..<3_000, using: &rng)) + "\r\n").utf8),
+                at: position)
         default: bytes.insert(contentsOf: [13, 10], at: position)
         }
     }
@@ -88,17 +92,20 @@ struct HTTPFuzzTests {
         let authPool = NIOThreadPool(numberOfThreads: 1)
         authPool.start()
         let auth = BasicAuth(users: ["foo": bcrypt("bar", cost: 4)])
-        let pipeline = ExportPipeline(source: FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), build: Fixtures.build)
+        let pipeline = ExportPipeline(
+            source: FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), build: Fixtures.build)
         var rng = SeededGenerator(seed: Self.seed)
         var statuses: [Int: Int] = [:]
         for iteration in 0..<Self.iterations {
             let input = Self.makeInput(&rng)
             let chunks = Int.random(in: 1...3, using: &rng)
-            let context = "seed \(Self.seed) iteration \(iteration) input \(String(reflecting: String(decoding: input, as: UTF8.self)))"
+            let context =
+                "seed \(Self.seed) iteration \(iteration) input \(String(reflecting: String(decoding: input, as: UTF8.self)))"
             let outcome: Outcome
             do {
                 outcome = try await Self.run(
-                    input, chunks: chunks, pool: pool, auth: iteration % 2 == 1 ? (auth, authPool) : nil, pipeline: pipeline)
+                    input, chunks: chunks, pool: pool, auth: iteration % 2 == 1 ? (auth, authPool) : nil,
+                    pipeline: pipeline)
             } catch {
                 Issue.record("\(error); \(context)")
                 try await pool.shutdownGracefully()
@@ -109,7 +116,9 @@ struct HTTPFuzzTests {
             case .success(let codes):
                 for code in codes { statuses[code, default: 0] += 1 }
             case .failure(let problem):
-                Issue.record("malformed output (\(problem)): \(String(decoding: outcome.output, as: UTF8.self).prefix(400)); \(context)")
+                Issue.record(
+                    "malformed output (\(problem)): \(String(decoding: outcome.output, as: UTF8.self).prefix(400)); \(context)"
+                )
                 try await pool.shutdownGracefully()
                 try await authPool.shutdownGracefully()
                 return
@@ -184,7 +193,7 @@ struct HTTPFuzzTests {
                 let part: IOData?
                 do {
                     part = try await channel.readOutbound(as: IOData.self)
-                } catch where !channel.isActive {
+                } catch  where !channel.isActive {
                     // While a channel closes, NIO's error handler may answer a request cut
                     // off by the close after the encoder has gone; a real socket drops that
                     // write, this test channel keeps it unencoded. Not output.
@@ -206,7 +215,9 @@ struct HTTPFuzzTests {
         var rest = output[...]
         let separator: [UInt8] = [13, 10, 13, 10]
         while !rest.isEmpty {
-            guard let headEnd = rest.firstRange(of: separator) else { return .failure(ParseFailure("unterminated head")) }
+            guard let headEnd = rest.firstRange(of: separator) else {
+                return .failure(ParseFailure("unterminated head"))
+            }
             let head = String(decoding: rest[..<headEnd.lowerBound], as: UTF8.self)
             rest = rest[headEnd.upperBound...]
             var lines = head.components(separatedBy: "\r\n")

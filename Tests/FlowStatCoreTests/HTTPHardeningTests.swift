@@ -59,7 +59,8 @@ struct HTTPHardeningTests {
             #expect(plain.header("Content-Encoding") == nil)
             #expect(plain.header("Vary") == "Accept-Encoding")
 
-            try connection.sendRequest("GET", "/metrics", headers: ["Accept: application/openmetrics-text; version=1.0.0"])
+            try connection.sendRequest(
+                "GET", "/metrics", headers: ["Accept: application/openmetrics-text; version=1.0.0"])
             let openMetrics = try connection.readResponse()
             #expect(openMetrics.header("Content-Type") == "application/openmetrics-text; version=1.0.0; charset=utf-8")
             #expect(openMetrics.text.hasSuffix("# EOF\n"))
@@ -72,7 +73,8 @@ struct HTTPHardeningTests {
             // The first scrape has no durations of a previous one; the rest is the same.
             func withoutDurations(_ text: String) -> [Substring] {
                 text.split(separator: "\n").filter {
-                    !$0.hasPrefix("flowstat_scrape_duration_seconds ") && !$0.hasPrefix("flowstat_snapshot_duration_seconds ")
+                    !$0.hasPrefix("flowstat_scrape_duration_seconds ")
+                        && !$0.hasPrefix("flowstat_snapshot_duration_seconds ")
                 }
             }
             #expect(withoutDurations(text) == withoutDurations(plain.text))
@@ -126,7 +128,9 @@ struct HTTPHardeningTests {
         #expect(elapsed < deadline + .seconds(30), "\(what) only after \(elapsed); deadline \(deadline)")
     }
 
-    @Test("a request head trickling in is cut off with 408 at the request deadline; an idle keep-alive connection is closed at the idle deadline")
+    @Test(
+        "a request head trickling in is cut off with 408 at the request deadline; an idle keep-alive connection is closed at the idle deadline"
+    )
     func slowClients() async throws {
         try await withServer(configure: {
             $0.requestTimeout = .seconds(2)
@@ -164,7 +168,8 @@ struct HTTPHardeningTests {
     func stalledHandshake() async throws {
         let directory = try TemporaryDirectory()
         _ = try makeCertificate(in: directory)
-        let path = try directory.write("web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+        let path = try directory.write(
+            "web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
         let config = try WebConfig.load(path: path)
         try await withServer(configure: {
             $0.webConfig = config

@@ -46,15 +46,20 @@ struct IPAddressTests {
         expected.withNetworkBytes { #expect(Array($0) == expected.bytes) }
     }
 
-    @Test("text that is not an address is rejected", arguments: ["", "1.2.3", "10.0.0.256", "gggg::", "[::1]", "::1%lo", " 10.0.0.1"])
+    @Test(
+        "text that is not an address is rejected",
+        arguments: ["", "1.2.3", "10.0.0.256", "gggg::", "[::1]", "::1%lo", " 10.0.0.1"])
     func rejectsInvalid(text: String) {
         #expect(IPAddress(text) == nil)
     }
 
     @Test("order is numeric: IPv6 loopback, then IPv4 (mapped), then global IPv6")
     func ordering() throws {
-        let addresses = try ["2001:db8::1", "10.0.0.10", "::1", "10.0.0.2", "192.168.0.1"].map { try #require(IPAddress($0)) }
-        #expect(addresses.sorted().map(\.description) == ["::1", "10.0.0.2", "10.0.0.10", "192.168.0.1", "2001:db8::1"])
+        let addresses = try ["2001:db8::1", "10.0.0.10", "::1", "10.0.0.2", "192.168.0.1"].map {
+            try #require(IPAddress($0))
+        }
+        #expect(
+            addresses.sorted().map(\.description) == ["::1", "10.0.0.2", "10.0.0.10", "192.168.0.1", "2001:db8::1"])
     }
 
     @Test("flow keys print like ss")

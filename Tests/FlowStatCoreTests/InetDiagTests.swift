@@ -18,18 +18,18 @@ struct DiagMessages {
 
     /// Fields of tcp_info the parser reads, at their ABI offsets.
     struct TCPInfo {
-        var sndMSS: UInt32 = 1_448        // offset 16
-        var rtt: UInt32 = 0               // 68
-        var rttvar: UInt32 = 0            // 72
-        var sndSsthresh: UInt32 = 0       // 76
-        var sndCwnd: UInt32 = 0           // 80
-        var totalRetrans: UInt32 = 0      // 100
-        var bytesAcked: UInt64 = 0        // 120
-        var bytesReceived: UInt64 = 0     // 128
-        var minRTT: UInt32 = 0            // 148
-        var dataSegsIn: UInt32 = 0        // 152
-        var dataSegsOut: UInt32 = 0       // 156
-        var deliveryRate: UInt64 = 0      // 160
+        var sndMSS: UInt32 = 1_448  // offset 16
+        var rtt: UInt32 = 0  // 68
+        var rttvar: UInt32 = 0  // 72
+        var sndSsthresh: UInt32 = 0  // 76
+        var sndCwnd: UInt32 = 0  // 80
+        var totalRetrans: UInt32 = 0  // 100
+        var bytesAcked: UInt64 = 0  // 120
+        var bytesReceived: UInt64 = 0  // 128
+        var minRTT: UInt32 = 0  // 148
+        var dataSegsIn: UInt32 = 0  // 152
+        var dataSegsOut: UInt32 = 0  // 156
+        var deliveryRate: UInt64 = 0  // 160
         /// Bytes of tcp_info the "kernel" sends: 232 for Linux 6.1's, less for an old one.
         var length = 232
 
@@ -38,16 +38,28 @@ struct DiagMessages {
             func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
                 withUnsafeBytes(of: value) { info.replaceSubrange(offset..<offset + $0.count, with: $0) }
             }
-            put(sndMSS, at: 16); put(rtt, at: 68); put(rttvar, at: 72); put(sndSsthresh, at: 76)
-            put(sndCwnd, at: 80); put(totalRetrans, at: 100); put(bytesAcked, at: 120)
-            put(bytesReceived, at: 128); put(minRTT, at: 148); put(dataSegsIn, at: 152)
-            put(dataSegsOut, at: 156); put(deliveryRate, at: 160)
+            put(sndMSS, at: 16)
+            put(rtt, at: 68)
+            put(rttvar, at: 72)
+            put(sndSsthresh, at: 76)
+            put(sndCwnd, at: 80)
+            put(totalRetrans, at: 100)
+            put(bytesAcked, at: 120)
+            put(bytesReceived, at: 128)
+            put(minRTT, at: 148)
+            put(dataSegsIn, at: 152)
+            put(dataSegsOut, at: 156)
+            put(deliveryRate, at: 160)
             return Array(info.prefix(length))
         }
     }
 
     private mutating func header(length: Int, type: UInt16, flags: UInt16 = 2 /* NLM_F_MULTI */, seq: UInt32) {
-        append(UInt32(length)); append(type); append(flags); append(seq); append(UInt32(4242))
+        append(UInt32(length))
+        append(type)
+        append(flags)
+        append(seq)
+        append(UInt32(4242))
     }
 
     private mutating func append<T: FixedWidthInteger>(_ value: T) {
@@ -60,23 +72,33 @@ struct DiagMessages {
 
     /// One SOCK_DIAG_BY_FAMILY message: struct inet_diag_msg, then an INET_DIAG_INFO
     /// attribute (unless `info` is nil) after an unrelated attribute the parser must skip.
-    mutating func socket(family: UInt8, state: UInt8, source: [UInt8], sourcePort: UInt16, destination: [UInt8],
-                         destinationPort: UInt16, info: TCPInfo?, seq: UInt32? = nil) {
+    mutating func socket(
+        family: UInt8, state: UInt8, source: [UInt8], sourcePort: UInt16, destination: [UInt8],
+        destinationPort: UInt16, info: TCPInfo?, seq: UInt32? = nil
+    ) {
         let other: [UInt8] = [1, 2, 3]  // INET_DIAG_TOS-like, 3 bytes: padded to 4
         let infoBytes = info?.encoded() ?? []
         var length = 16 + 72 + 4 + 4  // header, inet_diag_msg, the other attribute padded
         if info != nil { length += 4 + (infoBytes.count + 3) / 4 * 4 }
         header(length: length, type: 20 /* SOCK_DIAG_BY_FAMILY */, seq: seq ?? self.seq)
         bytes += [family, state, 0, 0]
-        append(sourcePort.bigEndian); append(destinationPort.bigEndian)
+        append(sourcePort.bigEndian)
+        append(destinationPort.bigEndian)
         bytes += source + [UInt8](repeating: 0, count: 16 - source.count)
         bytes += destination + [UInt8](repeating: 0, count: 16 - destination.count)
-        append(UInt32(0))                                   // idiag_if
-        append(UInt32(0)); append(UInt32(0))                // idiag_cookie
-        for _ in 0..<5 { append(UInt32(0)) }                // expires, rqueue, wqueue, uid, inode
-        append(UInt16(4 + other.count)); append(UInt16(5)); bytes += other; pad()
+        append(UInt32(0))  // idiag_if
+        append(UInt32(0))
+        append(UInt32(0))  // idiag_cookie
+        for _ in 0..<5 { append(UInt32(0)) }  // expires, rqueue, wqueue, uid, inode
+        append(UInt16(4 + other.count))
+        append(UInt16(5))
+        bytes += other
+        pad()
         if info != nil {
-            append(UInt16(4 + infoBytes.count)); append(UInt16(2 /* INET_DIAG_INFO */)); bytes += infoBytes; pad()
+            append(UInt16(4 + infoBytes.count))
+            append(UInt16(2 /* INET_DIAG_INFO */))
+            bytes += infoBytes
+            pad()
         }
     }
 
@@ -101,8 +123,9 @@ private func parse(_ messages: DiagMessages, capacity: Int = 16, netns: UInt32 =
     var count: UInt32 = 0
     let status = keys.withUnsafeMutableBufferPointer { keyBuffer in
         stats.withUnsafeMutableBufferPointer { statBuffer in
-            var out = fs_flow_buffer(keys: keyBuffer.baseAddress, values: statBuffer.baseAddress,
-                                     capacity: UInt32(capacity), count: 0)
+            var out = fs_flow_buffer(
+                keys: keyBuffer.baseAddress, values: statBuffer.baseAddress,
+                capacity: UInt32(capacity), count: 0)
             defer { count = out.count }
             return messages.bytes.withUnsafeBytes {
                 fs_diag_parse($0.baseAddress, $0.count, messages.seq, netns, 123_456, &out)
@@ -121,10 +144,16 @@ struct InetDiagParsingTests {
 
     static var busyInfo: DiagMessages.TCPInfo {
         var info = DiagMessages.TCPInfo()
-        info.rtt = 1_500; info.rttvar = 250; info.minRTT = 900
-        info.sndCwnd = 42; info.sndSsthresh = 21; info.totalRetrans = 3
-        info.bytesAcked = 123_456_789_012; info.bytesReceived = 5
-        info.dataSegsIn = 7; info.dataSegsOut = 9
+        info.rtt = 1_500
+        info.rttvar = 250
+        info.minRTT = 900
+        info.sndCwnd = 42
+        info.sndSsthresh = 21
+        info.totalRetrans = 3
+        info.bytesAcked = 123_456_789_012
+        info.bytesReceived = 5
+        info.dataSegsIn = 7
+        info.dataSegsOut = 9
         info.deliveryRate = 12_345_678
         return info
     }
@@ -132,10 +161,12 @@ struct InetDiagParsingTests {
     @Test("an IPv4 and an IPv6 flow become the BPF map's records and decode to the same FlowSample values")
     func flowsOfBothFamilies() throws {
         var messages = DiagMessages()
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 443, destination: Self.v4b,
-                        destinationPort: 51_234, info: Self.busyInfo)
-        messages.socket(family: 10, state: 4 /* FIN_WAIT1 */, source: Self.v6a, sourcePort: 80,
-                        destination: Self.v6b, destinationPort: 9, info: DiagMessages.TCPInfo())
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 443, destination: Self.v4b,
+            destinationPort: 51_234, info: Self.busyInfo)
+        messages.socket(
+            family: 10, state: 4 /* FIN_WAIT1 */, source: Self.v6a, sourcePort: 80,
+            destination: Self.v6b, destinationPort: 9, info: DiagMessages.TCPInfo())
         messages.done()
         let result = parse(messages)
         #expect(result.status == 1, "NLMSG_DONE ends the dump")
@@ -147,8 +178,9 @@ struct InetDiagParsingTests {
         #expect(v4.key.remote.description == "10.0.0.2" && v4.key.remotePort == 51_234)
         #expect(v4.key.netns == 4_026_531_993)
         // Stored IPv4-mapped, as the BPF program stores it.
-        #expect(withUnsafeBytes(of: result.keys[0].saddr) { Array($0) }
-            == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 10, 0, 0, 1])
+        #expect(
+            withUnsafeBytes(of: result.keys[0].saddr) { Array($0) }
+                == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 10, 0, 0, 1])
         #expect(v4.rtt == 0.0015 && v4.rttVariance == 0.00025 && v4.minRTT == 0.0009)
         #expect(v4.cwnd == 42 && v4.ssthresh == 21 && v4.retransmits == 3)
         #expect(v4.bytesAcked == 123_456_789_012 && v4.bytesReceived == 5)
@@ -163,35 +195,43 @@ struct InetDiagParsingTests {
         #expect(v6.state == 4)
     }
 
-    @Test("delivery rates from bytes to tens of GB/s survive the rate_delivered/interval/MSS encoding",
-          arguments: [UInt64(1), 999, 1_000_000, 4_294_967_295, 12_000_000_000, 300_000_000_000])
+    @Test(
+        "delivery rates from bytes to tens of GB/s survive the rate_delivered/interval/MSS encoding",
+        arguments: [UInt64(1), 999, 1_000_000, 4_294_967_295, 12_000_000_000, 300_000_000_000])
     func deliveryRates(rate: UInt64) throws {
         var messages = DiagMessages()
         var info = DiagMessages.TCPInfo()
         info.deliveryRate = rate
         info.sndMSS = 65_483  // loopback
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
-                        destinationPort: 2, info: info)
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
+            destinationPort: 2, info: info)
         let result = parse(messages)
         let sample = try #require(FlowSample(key: result.keys[0], stats: result.stats[0]))
         #expect(result.stats[0].mss_cache == 65_483)
-        #expect(abs(sample.deliveryRate - Double(rate)) <= max(Double(rate) * 1e-6, 66),
-                "\(rate) came back as \(sample.deliveryRate)")
+        #expect(
+            abs(sample.deliveryRate - Double(rate)) <= max(Double(rate) * 1e-6, 66),
+            "\(rate) came back as \(sample.deliveryRate)")
     }
 
     @Test("listeners, sockets without tcp_info and other sequence numbers are skipped")
     func skipped() {
         var messages = DiagMessages()
-        messages.socket(family: 2, state: 10 /* LISTEN */, source: Self.v4a, sourcePort: 80, destination: [0, 0, 0, 0],
-                        destinationPort: 0, info: DiagMessages.TCPInfo())
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 81, destination: Self.v4b,
-                        destinationPort: 2, info: nil)
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 82, destination: Self.v4b,
-                        destinationPort: 2, info: DiagMessages.TCPInfo(), seq: 99)
-        messages.socket(family: 2, state: 6 /* TIME_WAIT */, source: Self.v4a, sourcePort: 83,
-                        destination: Self.v4b, destinationPort: 2, info: DiagMessages.TCPInfo())
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 84, destination: Self.v4b,
-                        destinationPort: 2, info: DiagMessages.TCPInfo())
+        messages.socket(
+            family: 2, state: 10 /* LISTEN */, source: Self.v4a, sourcePort: 80, destination: [0, 0, 0, 0],
+            destinationPort: 0, info: DiagMessages.TCPInfo())
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 81, destination: Self.v4b,
+            destinationPort: 2, info: nil)
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 82, destination: Self.v4b,
+            destinationPort: 2, info: DiagMessages.TCPInfo(), seq: 99)
+        messages.socket(
+            family: 2, state: 6 /* TIME_WAIT */, source: Self.v4a, sourcePort: 83,
+            destination: Self.v4b, destinationPort: 2, info: DiagMessages.TCPInfo())
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 84, destination: Self.v4b,
+            destinationPort: 2, info: DiagMessages.TCPInfo())
         let result = parse(messages)
         #expect(result.status == 0, "no DONE yet: more messages are due")
         #expect(result.keys.map(\.sport) == [84])
@@ -202,8 +242,9 @@ struct InetDiagParsingTests {
         var info = Self.busyInfo
         info.length = 104  // Linux 3.x: up to tcpi_total_retrans
         var messages = DiagMessages()
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
-                        destinationPort: 2, info: info)
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
+            destinationPort: 2, info: info)
         let result = parse(messages)
         let sample = try #require(FlowSample(key: result.keys[0], stats: result.stats[0]))
         #expect(sample.rtt == 0.0015 && sample.cwnd == 42 && sample.retransmits == 3)
@@ -220,8 +261,9 @@ struct InetDiagParsingTests {
         ack.done()
         #expect(parse(ack).status == 1, "an error message with code 0 is an acknowledgement")
         var interrupted = DiagMessages()
-        interrupted.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
-                           destinationPort: 2, info: DiagMessages.TCPInfo())
+        interrupted.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
+            destinationPort: 2, info: DiagMessages.TCPInfo())
         interrupted.done(status: -EINTR)
         #expect(parse(interrupted).status == -EINTR)
     }
@@ -229,8 +271,9 @@ struct InetDiagParsingTests {
     @Test("a message cut short, or shorter than its inet_diag_msg, is rejected, not read past")
     func malformed() {
         var messages = DiagMessages()
-        messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
-                        destinationPort: 2, info: DiagMessages.TCPInfo())
+        messages.socket(
+            family: 2, state: 1, source: Self.v4a, sourcePort: 1, destination: Self.v4b,
+            destinationPort: 2, info: DiagMessages.TCPInfo())
         var cut = messages
         cut.bytes.removeLast(10)
         #expect(parse(cut).status == -EBADMSG)
@@ -244,8 +287,9 @@ struct InetDiagParsingTests {
     func capacity() {
         var messages = DiagMessages()
         for port in 1...5 {
-            messages.socket(family: 2, state: 1, source: Self.v4a, sourcePort: UInt16(port), destination: Self.v4b,
-                            destinationPort: 2, info: DiagMessages.TCPInfo())
+            messages.socket(
+                family: 2, state: 1, source: Self.v4a, sourcePort: UInt16(port), destination: Self.v4b,
+                destinationPort: 2, info: DiagMessages.TCPInfo())
         }
         messages.done()
         let result = parse(messages, capacity: 2)
@@ -273,8 +317,9 @@ private final class LoopbackFlow {
         try withUnsafeMutablePointer(to: &address) {
             try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
                 guard bind(listener, pointer, length) == 0, listen(listener, 8) == 0,
-                      getsockname(listener, pointer, &length) == 0,
-                      connect(client, pointer, length) == 0 else { throw SocketError(errno: errno) }
+                    getsockname(listener, pointer, &length) == 0,
+                    connect(client, pointer, length) == 0
+                else { throw SocketError(errno: errno) }
             }
         }
         let server = accept(listener, nil, nil)
@@ -289,13 +334,16 @@ private final class LoopbackFlow {
         clientPort = UInt16(bigEndian: local.sin_port)
         // Send, and read it all on the other end, so the flow carries data and then idles.
         let payload = [UInt8](repeating: 0x66, count: bytes)
-        var sent = 0, received = 0
+        var sent = 0
+        var received = 0
         var sink = [UInt8](repeating: 0, count: 65_536)
         while received < bytes {
             if sent < bytes {
-                sent += max(0, payload[sent...].withUnsafeBytes {
-                    Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
-                })
+                sent += max(
+                    0,
+                    payload[sent...].withUnsafeBytes {
+                        Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+                    })
             }
             received += max(0, recv(server, &sink, sink.count, Int32(MSG_DONTWAIT)))
         }
@@ -321,7 +369,9 @@ private final class LoopbackFlow {
     }
 
     deinit {
-        close(client); close(server); close(listener)
+        close(client)
+        close(server)
+        close(listener)
     }
 }
 
@@ -337,9 +387,10 @@ struct InetDiagDumpTests {
         #expect(snapshot.kernelEvents == nil && snapshot.rttHistogram == nil, "no event-only data is faked")
         #expect(snapshot.mapEntries == snapshot.flows.count && snapshot.mapCapacity == 0)
 
-        let client = try #require(snapshot.flows.first {
-            $0.key.localPort == flow.clientPort && $0.key.remotePort == flow.serverPort
-        }, "the client end is missing")
+        let client = try #require(
+            snapshot.flows.first {
+                $0.key.localPort == flow.clientPort && $0.key.remotePort == flow.serverPort
+            }, "the client end is missing")
         #expect(client.key.local.description == "127.0.0.1" && client.key.family == .ipv4)
         #expect(client.key.netns == NetworkNamespaces().own)
         #expect(client.state == 1)
@@ -349,12 +400,14 @@ struct InetDiagDumpTests {
         #expect((200_000...200_001).contains(client.bytesAcked), "bytes acked \(client.bytesAcked)")
         #expect(client.dataSegmentsOut >= 1)
 
-        let server = try #require(snapshot.flows.first {
-            $0.key.localPort == flow.serverPort && $0.key.remotePort == flow.clientPort
-        }, "the server end is missing")
+        let server = try #require(
+            snapshot.flows.first {
+                $0.key.localPort == flow.serverPort && $0.key.remotePort == flow.clientPort
+            }, "the server end is missing")
         #expect((200_000...200_001).contains(server.bytesReceived), "bytes received \(server.bytesReceived)")
-        #expect(!snapshot.flows.contains { $0.key.localPort == flow.serverPort && $0.key.remotePort == 0 },
-                "listeners are not flows")
+        #expect(
+            !snapshot.flows.contains { $0.key.localPort == flow.serverPort && $0.key.remotePort == 0 },
+            "listeners are not flows")
     }
 
     @Test("a buffer too small for the dump reports the total it needs; the source grows and keeps every flow")
@@ -362,7 +415,10 @@ struct InetDiagDumpTests {
         let flows = try (0..<3).map { _ in try LoopbackFlow(bytes: 10) }
         let keys = UnsafeMutablePointer<fs_flow_key>.allocate(capacity: 1)
         let stats = UnsafeMutablePointer<fs_flow_stats>.allocate(capacity: 1)
-        defer { keys.deallocate(); stats.deallocate() }
+        defer {
+            keys.deallocate()
+            stats.deallocate()
+        }
         var error = fs_error()
         var out = fs_flow_buffer(keys: keys, values: stats, capacity: 1, count: 0)
         let status = fs_diag_dump(-1, 1, &out, &error)
@@ -375,8 +431,14 @@ struct InetDiagDumpTests {
             let snapshot = try source.snapshot()
             #expect(snapshot.flows.count >= 6)
             for flow in flows {
-                #expect(snapshot.flows.contains { $0.key.localPort == flow.clientPort && $0.key.remotePort == flow.serverPort })
-                #expect(snapshot.flows.contains { $0.key.localPort == flow.serverPort && $0.key.remotePort == flow.clientPort })
+                #expect(
+                    snapshot.flows.contains {
+                        $0.key.localPort == flow.clientPort && $0.key.remotePort == flow.serverPort
+                    })
+                #expect(
+                    snapshot.flows.contains {
+                        $0.key.localPort == flow.serverPort && $0.key.remotePort == flow.clientPort
+                    })
             }
         }
     }

@@ -38,14 +38,16 @@ struct LandingPageAPITests {
         }
     }
 
-    @Test("bad parameters get 400 with a message saying what is accepted", arguments: [
-        ("/api/flows?top=0", "top must be a number from 1 to 1000"),
-        ("/api/flows?top=1001", "top must be a number from 1 to 1000"),
-        ("/api/flows?top=abc", "top must be a number"),
-        ("/api/flows?sort=size", "sort must be one of rtt, retrans, bytes"),
-        ("/api/flows?limit=3", "unknown parameter \"limit\""),
-        ("/api/histogram?x=1", "takes no parameters"),
-    ])
+    @Test(
+        "bad parameters get 400 with a message saying what is accepted",
+        arguments: [
+            ("/api/flows?top=0", "top must be a number from 1 to 1000"),
+            ("/api/flows?top=1001", "top must be a number from 1 to 1000"),
+            ("/api/flows?top=abc", "top must be a number"),
+            ("/api/flows?sort=size", "sort must be one of rtt, retrans, bytes"),
+            ("/api/flows?limit=3", "unknown parameter \"limit\""),
+            ("/api/histogram?x=1", "takes no parameters"),
+        ])
     func badParameters(path: String, message: String) async throws {
         try await withServer { server, _ in
             let response = try TestHTTPConnection.request("GET", path, port: server.port)

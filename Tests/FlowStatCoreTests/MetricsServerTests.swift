@@ -30,7 +30,8 @@ struct MetricsServerTests {
     /// The exposition of `Fixtures.snapshot` on a first scrape: the fixed text of the encoder's
     /// exact-text test, less the scrape duration's sample (no scrape has finished yet, so the
     /// gauge has its HELP and TYPE only), then the process metrics the scraper read.
-    private static let expectedFirstScrape = Fixtures.exposition.split(separator: "\n", omittingEmptySubsequences: false)
+    private static let expectedFirstScrape =
+        Fixtures.exposition.split(separator: "\n", omittingEmptySubsequences: false)
         .filter { !$0.hasPrefix("flowstat_scrape_duration_seconds ") }.joined(separator: "\n")
         + Fixtures.processExposition
 
@@ -59,13 +60,16 @@ struct MetricsServerTests {
         try await withServer { server in
             _ = try TestHTTPConnection.request("GET", "/metrics", port: server.port)
             let second = try TestHTTPConnection.request("GET", "/metrics?x=1", port: server.port).text
-            let durationLines = second.split(separator: "\n").filter { $0.hasPrefix("flowstat_scrape_duration_seconds ") }
+            let durationLines = second.split(separator: "\n").filter {
+                $0.hasPrefix("flowstat_scrape_duration_seconds ")
+            }
             #expect(durationLines.count == 1)
             let value = durationLines.first.flatMap { Double($0.split(separator: " ")[1]) }
             #expect(value.map { $0 > 0 && $0 < 10 } == true)
             // Everything else is unchanged.
-            #expect(second.replacingLine(startingWith: "flowstat_scrape_duration_seconds ")
-                .replacingLine(startingWith: "flowstat_snapshot_duration_seconds ") == Self.expectedFirstScrape)
+            #expect(
+                second.replacingLine(startingWith: "flowstat_scrape_duration_seconds ")
+                    .replacingLine(startingWith: "flowstat_snapshot_duration_seconds ") == Self.expectedFirstScrape)
         }
     }
 
@@ -120,7 +124,9 @@ struct MetricsServerTests {
             #expect(page.contains(#"<a href="/health">"#))
             #expect(page.contains("Source: bpf"))
             #expect(page.contains("<code>sockops</code> via <code>cgroup_sockops</code>: attached"))
-            #expect(page.contains("<code>tcp_rcv_established</code> via <code>fentry</code>: not attached: Operation not supported"))
+            #expect(
+                page.contains(
+                    "<code>tcp_rcv_established</code> via <code>fentry</code>: not attached: Operation not supported"))
         }
     }
 
@@ -150,7 +156,8 @@ struct MetricsServerTests {
             }
             // Three requests in one write come back as three responses, in order.
             try connection.send(
-                "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
             let metrics = try connection.readResponse()
             let missing = try connection.readResponse()
             let health = try connection.readResponse()
@@ -188,7 +195,8 @@ struct MetricsServerTests {
     func oversizedHead() async throws {
         try await withServer(maxRequestHeadBytes: 1_024) { server in
             let connection = try TestHTTPConnection(port: server.port)
-            try connection.sendRequest("GET", "/metrics", headers: ["X-Padding: " + String(repeating: "a", count: 2_000)])
+            try connection.sendRequest(
+                "GET", "/metrics", headers: ["X-Padding: " + String(repeating: "a", count: 2_000)])
             let response = try connection.readResponse()
             #expect(response.status == 431)
             #expect(response.header("Connection") == "close")

@@ -46,60 +46,70 @@ struct OpenMetricsTests {
             rttHistogram: Self.histogram)
         let output = encode(snapshot, format: .openMetrics)
         let flow = #"{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"}"#
-        #expect(output.hasPrefix("""
-            # TYPE tcp_flow_rtt_seconds gauge
-            # UNIT tcp_flow_rtt_seconds seconds
-            # HELP tcp_flow_rtt_seconds Smoothed round-trip time of the TCP flow.
-            tcp_flow_rtt_seconds\(flow) 0.000123
+        #expect(
+            output.hasPrefix(
+                """
+                # TYPE tcp_flow_rtt_seconds gauge
+                # UNIT tcp_flow_rtt_seconds seconds
+                # HELP tcp_flow_rtt_seconds Smoothed round-trip time of the TCP flow.
+                tcp_flow_rtt_seconds\(flow) 0.000123
 
-            """))
-        #expect(output.contains("""
-            # TYPE tcp_flow_cwnd_segments gauge
-            # HELP tcp_flow_cwnd_segments Congestion window of the TCP flow.
-            tcp_flow_cwnd_segments\(flow) 10
+                """))
+        #expect(
+            output.contains(
+                """
+                # TYPE tcp_flow_cwnd_segments gauge
+                # HELP tcp_flow_cwnd_segments Congestion window of the TCP flow.
+                tcp_flow_cwnd_segments\(flow) 10
 
-            """))
-        #expect(output.contains("""
-            # TYPE tcp_flow_bytes_acked counter
-            # HELP tcp_flow_bytes_acked Bytes sent on the TCP flow and acknowledged by the peer.
-            tcp_flow_bytes_acked_total\(flow) 1000
+                """))
+        #expect(
+            output.contains(
+                """
+                # TYPE tcp_flow_bytes_acked counter
+                # HELP tcp_flow_bytes_acked Bytes sent on the TCP flow and acknowledged by the peer.
+                tcp_flow_bytes_acked_total\(flow) 1000
 
-            """))
-        #expect(output.contains("""
-            # TYPE tcp_rtt_seconds histogram
-            # UNIT tcp_rtt_seconds seconds
-            # HELP tcp_rtt_seconds Every round-trip time sample the kernel took, on every TCP flow.
-            tcp_rtt_seconds_bucket{le="0.0001"} 3
-            tcp_rtt_seconds_bucket{le="0.001"} 4
-            tcp_rtt_seconds_bucket{le="+Inf"} 6
-            tcp_rtt_seconds_sum 0.0425
-            tcp_rtt_seconds_count 6
-            # TYPE tcp_flows_opened counter
-            # HELP tcp_flows_opened TCP flows established on this host, by who opened them.
-            tcp_flows_opened_total{direction="active"} 5
-            tcp_flows_opened_total{direction="passive"} 6
-            # TYPE tcp_flows_closed counter
-            # HELP tcp_flows_closed Established TCP flows that closed on this host.
-            tcp_flows_closed_total 9
-            # TYPE flowstat_build info
-            # HELP flowstat_build flowstat version, commit and the Swift version it was built with.
-            flowstat_build_info{version="1.2.3",revision="1a2b3c4d",swift="6.3"} 1
-            # TYPE flowstat_source info
-            # HELP flowstat_source Flow source in use, one series per attached kernel hook.
-            flowstat_source_info{source="bpf",hook="inet_sock_set_state",variant="tracepoint"} 1
+                """))
+        #expect(
+            output.contains(
+                """
+                # TYPE tcp_rtt_seconds histogram
+                # UNIT tcp_rtt_seconds seconds
+                # HELP tcp_rtt_seconds Every round-trip time sample the kernel took, on every TCP flow.
+                tcp_rtt_seconds_bucket{le="0.0001"} 3
+                tcp_rtt_seconds_bucket{le="0.001"} 4
+                tcp_rtt_seconds_bucket{le="+Inf"} 6
+                tcp_rtt_seconds_sum 0.0425
+                tcp_rtt_seconds_count 6
+                # TYPE tcp_flows_opened counter
+                # HELP tcp_flows_opened TCP flows established on this host, by who opened them.
+                tcp_flows_opened_total{direction="active"} 5
+                tcp_flows_opened_total{direction="passive"} 6
+                # TYPE tcp_flows_closed counter
+                # HELP tcp_flows_closed Established TCP flows that closed on this host.
+                tcp_flows_closed_total 9
+                # TYPE flowstat_build info
+                # HELP flowstat_build flowstat version, commit and the Swift version it was built with.
+                flowstat_build_info{version="1.2.3",revision="1a2b3c4d",swift="6.3"} 1
+                # TYPE flowstat_source info
+                # HELP flowstat_source Flow source in use, one series per attached kernel hook.
+                flowstat_source_info{source="bpf",hook="inet_sock_set_state",variant="tracepoint"} 1
 
-            """))
-        #expect(output.hasSuffix("""
-            # TYPE flowstat_scrape_duration_seconds gauge
-            # UNIT flowstat_scrape_duration_seconds seconds
-            # HELP flowstat_scrape_duration_seconds Duration of the previous scrape: snapshot plus encoding.
-            flowstat_scrape_duration_seconds 0.0042
-            # TYPE flowstat_snapshot_duration_seconds gauge
-            # UNIT flowstat_snapshot_duration_seconds seconds
-            # HELP flowstat_snapshot_duration_seconds Part of the previous scrape spent reading the flows from the source (kernel refresh and map read).
-            # EOF
+                """))
+        #expect(
+            output.hasSuffix(
+                """
+                # TYPE flowstat_scrape_duration_seconds gauge
+                # UNIT flowstat_scrape_duration_seconds seconds
+                # HELP flowstat_scrape_duration_seconds Duration of the previous scrape: snapshot plus encoding.
+                flowstat_scrape_duration_seconds 0.0042
+                # TYPE flowstat_snapshot_duration_seconds gauge
+                # UNIT flowstat_snapshot_duration_seconds seconds
+                # HELP flowstat_snapshot_duration_seconds Part of the previous scrape spent reading the flows from the source (kernel refresh and map read).
+                # EOF
 
-            """))
+                """))
         #expect(output.components(separatedBy: "# EOF").count == 2)
     }
 
@@ -131,7 +141,9 @@ struct OpenMetricsTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: referenceParser)
         process.arguments = ["-c", script]
-        let input = Pipe(), out = Pipe(), err = Pipe()
+        let input = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardInput = input
         process.standardOutput = out
         process.standardError = err
@@ -206,7 +218,9 @@ struct OpenMetricsTests {
             var bytes = [UInt8]()
             bytes.reserveCapacity(size)
             for index in 0..<size {
-                bytes.append(index % 7 == 0 ? UInt8.random(in: 0...255, using: &generator) : UInt8(ascii: "a") + UInt8(index % 26))
+                bytes.append(
+                    index % 7 == 0
+                        ? UInt8.random(in: 0...255, using: &generator) : UInt8(ascii: "a") + UInt8(index % 26))
             }
             let compressed = Gzip.compress(ByteBuffer(bytes: bytes))
             #expect(compressed.getBytes(at: compressed.readerIndex, length: 2) == [0x1f, 0x8b])
@@ -223,7 +237,8 @@ func gunzip(_ bytes: [UInt8]) throws -> [UInt8] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/gzip")
     process.arguments = ["-dc"]
-    let input = Pipe(), output = Pipe()
+    let input = Pipe()
+    let output = Pipe()
     process.standardInput = input
     process.standardOutput = output
     try process.run()

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-@testable import FlowStatCore
 import Testing
+
+@testable import FlowStatCore
 
 #if canImport(Glibc)
 import Glibc
@@ -16,22 +17,32 @@ struct ProcessAttributionTests {
 
     @Test("lines of /proc/net/tcp and tcp6")
     func parseLines() throws {
-        let v4 = try #require(Self.parse(
-            "   3: 0100007F:1F90 0200007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 20 4 30 10 -1",
-            .ipv4))
-        #expect(v4.0 == FlowKey(family: .ipv4, local: IPAddress("127.0.0.1")!, localPort: 8080,
-                                remote: IPAddress("127.0.0.2")!, remotePort: 50_000, netns: 7))
+        let v4 = try #require(
+            Self.parse(
+                "   3: 0100007F:1F90 0200007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 20 4 30 10 -1",
+                .ipv4))
+        #expect(
+            v4.0
+                == FlowKey(
+                    family: .ipv4, local: IPAddress("127.0.0.1")!, localPort: 8080,
+                    remote: IPAddress("127.0.0.2")!, remotePort: 50_000, netns: 7))
         #expect(v4.1 == 123_456)
         // fd00::1 and an IPv4-mapped peer on an IPv6 socket.
-        let v6 = try #require(Self.parse(
-            "   0: 000000FD000000000000000001000000:01BB 0000000000000000FFFF00000300000A:D431 01 00000000:00000000 00:00000000 00000000  1000        0 42 1 0000000000000000 20 4 30 10 -1",
-            .ipv6))
-        #expect(v6.0 == FlowKey(family: .ipv6, local: IPAddress("fd00::1")!, localPort: 443,
-                                remote: IPAddress("10.0.0.3")!, remotePort: 54_321, netns: 7))
+        let v6 = try #require(
+            Self.parse(
+                "   0: 000000FD000000000000000001000000:01BB 0000000000000000FFFF00000300000A:D431 01 00000000:00000000 00:00000000 00000000  1000        0 42 1 0000000000000000 20 4 30 10 -1",
+                .ipv6))
+        #expect(
+            v6.0
+                == FlowKey(
+                    family: .ipv6, local: IPAddress("fd00::1")!, localPort: 443,
+                    remote: IPAddress("10.0.0.3")!, remotePort: 54_321, netns: 7))
         #expect(v6.1 == 42)
         // Listeners have no remote end.
-        #expect(Self.parse(
-            "   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 552 1 0", .ipv4) == nil)
+        #expect(
+            Self.parse(
+                "   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 552 1 0",
+                .ipv4) == nil)
     }
 
     /// The kernel's name of this process, read from /proc/self/comm without its newline.
@@ -56,9 +67,10 @@ struct ProcessAttributionTests {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
-        } == 0)
+        try #require(
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
+            } == 0)
         try #require(listen(listener, 4) == 0)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
@@ -66,9 +78,10 @@ struct ProcessAttributionTests {
         let serverPort = UInt16(bigEndian: address.sin_port)
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(client) }
-        try #require(withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) }
-        } == 0)
+        try #require(
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) }
+            } == 0)
         var local = sockaddr_in()
         _ = withUnsafeMutablePointer(to: &local) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(client, $0, &length) }
@@ -80,14 +93,20 @@ struct ProcessAttributionTests {
         let netns = UInt32(truncatingIfNeeded: status.st_ino)
         let loopback = IPAddress("127.0.0.1")!
         var flows = [
-            FlowSample(key: FlowKey(family: .ipv4, local: loopback, localPort: clientPort, remote: loopback,
-                                    remotePort: serverPort, netns: netns)),
+            FlowSample(
+                key: FlowKey(
+                    family: .ipv4, local: loopback, localPort: clientPort, remote: loopback,
+                    remotePort: serverPort, netns: netns)),
             // Not yet accepted: the server end has no file descriptor, so no owner yet.
-            FlowSample(key: FlowKey(family: .ipv4, local: loopback, localPort: serverPort, remote: loopback,
-                                    remotePort: clientPort, netns: netns)),
+            FlowSample(
+                key: FlowKey(
+                    family: .ipv4, local: loopback, localPort: serverPort, remote: loopback,
+                    remotePort: clientPort, netns: netns)),
             // Already known from the source: left alone.
-            FlowSample(key: FlowKey(family: .ipv4, local: loopback, localPort: 1, remote: loopback,
-                                    remotePort: 2, netns: netns), pid: 99, comm: "other"),
+            FlowSample(
+                key: FlowKey(
+                    family: .ipv4, local: loopback, localPort: 1, remote: loopback,
+                    remotePort: 2, netns: netns), pid: 99, comm: "other"),
         ]
         var attribution = ProcessAttribution(ownNetns: netns)
         let pass = attribution.fill(&flows, now: 1)

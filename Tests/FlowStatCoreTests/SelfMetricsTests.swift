@@ -31,7 +31,8 @@ struct SelfMetricsTests {
         var config = Fixtures.uncapped
         config.output = output
         config.selection = selection
-        return ExportPipeline(source: source, config: config, build: Fixtures.build, processMetrics: { Fixtures.process })
+        return ExportPipeline(
+            source: source, config: config, build: Fixtures.build, processMetrics: { Fixtures.process })
     }
 
     private func scrape(_ scraper: ExportPipeline, _ format: MetricsEncoder.Format = .prometheusText) throws -> String {
@@ -49,19 +50,22 @@ struct SelfMetricsTests {
 
     @Test("compat: runs count scrapes; status success carries the flow count (exact text)")
     func collectorSuccess() throws {
-        let scraper = scraper(FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), output: .ssExporter)
+        let scraper = scraper(
+            FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), output: .ssExporter)
         for run in 1...3 {
             let text = try scrape(scraper)
             // The fixture has 5 flows (2 IPv4, 1 IPv4-mapped, 2 IPv6).
-            #expect(text.contains("""
-                # HELP collector_collection_runs_total Collections run since start, one per scrape.
-                # TYPE collector_collection_runs_total counter
-                collector_collection_runs_total \(run)
-                # HELP collector_data_status Outcome of this scrape's collection: flows collected under status success, or 1 under ss2_command_failed when the flow source failed.
-                # TYPE collector_data_status gauge
-                collector_data_status{status="success"} 5
+            #expect(
+                text.contains(
+                    """
+                    # HELP collector_collection_runs_total Collections run since start, one per scrape.
+                    # TYPE collector_collection_runs_total counter
+                    collector_collection_runs_total \(run)
+                    # HELP collector_data_status Outcome of this scrape's collection: flows collected under status success, or 1 under ss2_command_failed when the flow source failed.
+                    # TYPE collector_data_status gauge
+                    collector_data_status{status="success"} 5
 
-                """))
+                    """))
             #expect(value(text, "tcp_flows_total") == 5)
         }
     }
@@ -70,9 +74,10 @@ struct SelfMetricsTests {
     func collectorCountsSelected() throws {
         // Local port 80 is the two flows 10.0.0.1:80 of the fixture (host and container netns).
         let selection = FlowSelection(localPorts: [PortRange(lower: 80, upper: 80)])
-        let text = try scrape(scraper(
-            FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), output: .ssExporter,
-            selection: selection))
+        let text = try scrape(
+            scraper(
+                FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), output: .ssExporter,
+                selection: selection))
         #expect(value(text, "collector_data_status{status=\"success\"}") == 2)
     }
 
@@ -80,32 +85,36 @@ struct SelfMetricsTests {
     func collectorFailure() throws {
         let scraper = scraper(FailingSource(), output: .ssExporter)
         let text = try scrape(scraper)
-        #expect(text == """
-            # HELP collector_collection_runs_total Collections run since start, one per scrape.
-            # TYPE collector_collection_runs_total counter
-            collector_collection_runs_total 1
-            # HELP collector_data_status Outcome of this scrape's collection: flows collected under status success, or 1 under ss2_command_failed when the flow source failed.
-            # TYPE collector_data_status gauge
-            collector_data_status{status="ss2_command_failed"} 1
+        #expect(
+            text == """
+                # HELP collector_collection_runs_total Collections run since start, one per scrape.
+                # TYPE collector_collection_runs_total counter
+                collector_collection_runs_total 1
+                # HELP collector_data_status Outcome of this scrape's collection: flows collected under status success, or 1 under ss2_command_failed when the flow source failed.
+                # TYPE collector_data_status gauge
+                collector_data_status{status="ss2_command_failed"} 1
 
-            """ + Fixtures.processExposition)
+                """ + Fixtures.processExposition)
         #expect(scraper.health == .unavailable("the last snapshot failed: flow map read failed"))
         let openMetrics = try scrape(scraper, .openMetrics)
-        #expect(openMetrics.hasPrefix("""
-            # TYPE collector_collection_runs counter
-            # HELP collector_collection_runs Collections run since start, one per scrape.
-            collector_collection_runs_total 2
-            # TYPE collector_data_status gauge
+        #expect(
+            openMetrics.hasPrefix(
+                """
+                # TYPE collector_collection_runs counter
+                # HELP collector_collection_runs Collections run since start, one per scrape.
+                collector_collection_runs_total 2
+                # TYPE collector_data_status gauge
 
-            """))
+                """))
         #expect(openMetrics.contains("collector_data_status{status=\"ss2_command_failed\"} 1\n"))
         #expect(openMetrics.hasSuffix("process_start_time_seconds 1700000000.25\n# EOF\n"))
     }
 
     @Test("flowstat output: no collector families, and a failing source is still an error")
     func flowstatOutput() throws {
-        let text = try scrape(scraper(
-            FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), output: .flowstat))
+        let text = try scrape(
+            scraper(
+                FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo), output: .flowstat))
         #expect(!text.contains("collector_"))
         #expect(text.hasSuffix(Fixtures.processExposition))
         #expect(throws: FailingSource.Failure.self) { try scraper(FailingSource(), output: .flowstat).scrape() }
@@ -117,31 +126,32 @@ struct SelfMetricsTests {
     func processOpenMetrics() {
         var buffer = ByteBuffer()
         Fixtures.process.write(format: .openMetrics, into: &buffer)
-        #expect(String(buffer: buffer) == """
-            # TYPE process_cpu_seconds counter
-            # UNIT process_cpu_seconds seconds
-            # HELP process_cpu_seconds Total user and system CPU time spent in seconds.
-            process_cpu_seconds_total 12.5
-            # TYPE process_open_fds gauge
-            # HELP process_open_fds Number of open file descriptors.
-            process_open_fds 17
-            # TYPE process_max_fds gauge
-            # HELP process_max_fds Maximum number of open file descriptors.
-            process_max_fds 20000
-            # TYPE process_virtual_memory_bytes gauge
-            # UNIT process_virtual_memory_bytes bytes
-            # HELP process_virtual_memory_bytes Virtual memory size in bytes.
-            process_virtual_memory_bytes 1073741824
-            # TYPE process_resident_memory_bytes gauge
-            # UNIT process_resident_memory_bytes bytes
-            # HELP process_resident_memory_bytes Resident memory size in bytes.
-            process_resident_memory_bytes 25165824
-            # TYPE process_start_time_seconds gauge
-            # UNIT process_start_time_seconds seconds
-            # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
-            process_start_time_seconds 1700000000.25
+        #expect(
+            String(buffer: buffer) == """
+                # TYPE process_cpu_seconds counter
+                # UNIT process_cpu_seconds seconds
+                # HELP process_cpu_seconds Total user and system CPU time spent in seconds.
+                process_cpu_seconds_total 12.5
+                # TYPE process_open_fds gauge
+                # HELP process_open_fds Number of open file descriptors.
+                process_open_fds 17
+                # TYPE process_max_fds gauge
+                # HELP process_max_fds Maximum number of open file descriptors.
+                process_max_fds 20000
+                # TYPE process_virtual_memory_bytes gauge
+                # UNIT process_virtual_memory_bytes bytes
+                # HELP process_virtual_memory_bytes Virtual memory size in bytes.
+                process_virtual_memory_bytes 1073741824
+                # TYPE process_resident_memory_bytes gauge
+                # UNIT process_resident_memory_bytes bytes
+                # HELP process_resident_memory_bytes Resident memory size in bytes.
+                process_resident_memory_bytes 25165824
+                # TYPE process_start_time_seconds gauge
+                # UNIT process_start_time_seconds seconds
+                # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
+                process_start_time_seconds 1700000000.25
 
-            """)
+                """)
     }
 
     @Test("/proc/self/stat: fields counted from the last parenthesis (a command name may hold \") \")")
@@ -149,7 +159,8 @@ struct SelfMetricsTests {
         // Fields 3... of proc(5): state ppid pgrp session tty tpgid flags minflt cminflt majflt
         // cmajflt utime(14) stime(15) cutime cstime priority nice threads itrealvalue
         // starttime(22) vsize(23) rss(24) ...
-        let stat = "4242 (evil) (name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 125 7 8 20 0 3 0 "
+        let stat =
+            "4242 (evil) (name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 125 7 8 20 0 3 0 "
             + "100000 987654321 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
         let metrics = ProcessMetrics.parse(stat: stat, bootTime: 1_700_000_000, ticksPerSecond: 100, pageSize: 4096)
         #expect(metrics?.cpuSeconds == 3.75)  // (250 + 125) / 100
@@ -157,11 +168,15 @@ struct SelfMetricsTests {
         #expect(metrics?.virtualMemoryBytes == 987_654_321)
         #expect(metrics?.residentMemoryBytes == 8_388_608)  // 2048 pages of 4 KiB
         #expect(ProcessMetrics.parse(stat: "1 (x) S 1", bootTime: 0, ticksPerSecond: 100, pageSize: 4096) == nil)
-        #expect(ProcessMetrics.parseMaxOpenFiles("""
-            Limit                     Soft Limit           Hard Limit           Units
-            Max open files            1024                 524288               files
-            """) == 1024)
-        #expect(ProcessMetrics.parseMaxOpenFiles("Max open files            unlimited            unlimited            files\n") == nil)
+        #expect(
+            ProcessMetrics.parseMaxOpenFiles(
+                """
+                Limit                     Soft Limit           Hard Limit           Units
+                Max open files            1024                 524288               files
+                """) == 1024)
+        #expect(
+            ProcessMetrics.parseMaxOpenFiles(
+                "Max open files            unlimited            unlimited            files\n") == nil)
     }
 
     // MARK: - Process metrics: values against oracles
@@ -239,11 +254,18 @@ struct SelfMetricsTests {
         let (elapsed, rssKiB, vszKiB) = (columns[0], columns[1], columns[2])
         let now = Date().timeIntervalSince1970
         // ps rounds the elapsed time down to whole seconds.
-        #expect(abs(metrics.startTimeSeconds - (now - elapsed)) <= 2, "start \(metrics.startTimeSeconds), ps says \(now - elapsed)")
+        #expect(
+            abs(metrics.startTimeSeconds - (now - elapsed)) <= 2,
+            "start \(metrics.startTimeSeconds), ps says \(now - elapsed)")
         // Memory moves while other tests run in this process: within a quarter (or 32 MiB).
-        let rss = rssKiB * 1024, vsz = vszKiB * 1024
-        #expect(abs(metrics.residentMemoryBytes - rss) <= max(rss / 4, 32 * 1_048_576), "rss \(metrics.residentMemoryBytes) vs ps \(rss)")
-        #expect(abs(metrics.virtualMemoryBytes - vsz) <= max(vsz / 4, 256 * 1_048_576), "vsz \(metrics.virtualMemoryBytes) vs ps \(vsz)")
+        let rss = rssKiB * 1024
+        let vsz = vszKiB * 1024
+        #expect(
+            abs(metrics.residentMemoryBytes - rss) <= max(rss / 4, 32 * 1_048_576),
+            "rss \(metrics.residentMemoryBytes) vs ps \(rss)")
+        #expect(
+            abs(metrics.virtualMemoryBytes - vsz) <= max(vsz / 4, 256 * 1_048_576),
+            "vsz \(metrics.virtualMemoryBytes) vs ps \(vsz)")
     }
 
     // MARK: - Linters
@@ -254,7 +276,8 @@ struct SelfMetricsTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
-        let stdin = Pipe(), stdout = Pipe()
+        let stdin = Pipe()
+        let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stdout
@@ -268,8 +291,9 @@ struct SelfMetricsTests {
 
     @Test(
         "promtool check metrics accepts both outputs with real process metrics and the collector status",
-        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool"),
-                 "needs promtool (Debian's prometheus package): scripts/install-deps.sh test"))
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool"),
+            "needs promtool (Debian's prometheus package): scripts/install-deps.sh test"))
     func promtool() throws {
         for output in OutputMode.allCases {
             var config = FlowStatConfig()
@@ -284,8 +308,9 @@ struct SelfMetricsTests {
             // (status 3); the name stays for the seed's dashboards. Nothing else may fail.
             let complaints = lint.output.split(separator: "\n")
                 .filter { $0 != "tcp_rtt_hist_ms metric names should not contain abbreviated units" }
-            #expect(lint.status == 0 || (output == .ssExporter && lint.status == 3 && complaints.isEmpty),
-                    "\(output): \(lint.output)")
+            #expect(
+                lint.status == 0 || (output == .ssExporter && lint.status == 3 && complaints.isEmpty),
+                "\(output): \(lint.output)")
             // And the failure answer.
             let failed = try scrape(self.scraper(FailingSource(), output: .ssExporter))
             let failedLint = try #require(try run(["/usr/bin/promtool", "check", "metrics"], input: failed))
@@ -295,8 +320,9 @@ struct SelfMetricsTests {
 
     @Test(
         "the OpenMetrics reference parser (prometheus_client) accepts both outputs and the failure answer",
-        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"),
-                 "needs Debian's python3-prometheus-client: scripts/install-deps.sh test"))
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"),
+            "needs Debian's python3-prometheus-client: scripts/install-deps.sh test"))
     func openMetricsParser() throws {
         let script = """
             import sys

@@ -100,7 +100,8 @@ struct TroubleshootingTests {
             FlowSample(key: key, rtt: rtt, cwnd: 10, bytesAcked: acked, retransmits: retrans)
         }
         var view = TopView(sort: .rtt)
-        view.update(flows: [flow(a, rtt: 0.010, acked: 0, retrans: 0), flow(b, rtt: 0.001, acked: 0, retrans: 5)], time: 0)
+        view.update(
+            flows: [flow(a, rtt: 0.010, acked: 0, retrans: 0), flow(b, rtt: 0.001, acked: 0, retrans: 5)], time: 0)
         #expect(view.rates == [nil, nil])
         view.update(
             flows: [flow(a, rtt: 0.010, acked: 1_000, retrans: 0), flow(b, rtt: 0.001, acked: 500_000, retrans: 9)],

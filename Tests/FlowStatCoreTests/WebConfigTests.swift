@@ -39,14 +39,16 @@ func runTool(_ arguments: [String]) throws -> String {
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
-        throw TestHTTPConnection.Failure(description: "\(arguments.joined(separator: " ")) exited \(process.terminationStatus)")
+        throw TestHTTPConnection.Failure(
+            description: "\(arguments.joined(separator: " ")) exited \(process.terminationStatus)")
     }
     return String(decoding: data, as: UTF8.self)
 }
 
 /// A self-signed certificate and key for 127.0.0.1 and localhost, made with openssl.
 func makeCertificate(in directory: TemporaryDirectory, name: String = "server") throws -> (cert: String, key: String) {
-    let cert = directory.path + "/\(name).crt", key = directory.path + "/\(name).key"
+    let cert = directory.path + "/\(name).crt"
+    let key = directory.path + "/\(name).key"
     try runTool([
         "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=flowstat-test",
@@ -108,15 +110,31 @@ struct WebConfigTests {
         }
         let cases: [(String, String, String)] = [
             ("tls_config:\n  cert_file: x\n", "tls_config", "is not a known key"),
-            ("tls_server_config:\n  cert_file: \(cert)\n  keyfile: \(key)\n", "tls_server_config.keyfile", "is not a known key"),
+            (
+                "tls_server_config:\n  cert_file: \(cert)\n  keyfile: \(key)\n", "tls_server_config.keyfile",
+                "is not a known key"
+            ),
             ("tls_server_config:\n  key_file: \(key)\n", "tls_server_config.cert_file", "is missing"),
-            ("tls_server_config:\n  cert_file: nope.crt\n  key_file: \(key)\n", "tls_server_config.cert_file", "no such file"),
-            ("tls_server_config:\n  cert_file: \(key)\n  key_file: \(key)\n", "tls_server_config.cert_file", "cannot be loaded"),
-            ("tls_server_config:\n  cert_file: \(otherCert)\n  key_file: \(key)\n", "tls_server_config.key_file", "does not fit"),
-            ("tls_server_config:\n  cert_file: \(cert)\n  key_file: \(key)\n  min_version: TLS9\n",
-             "tls_server_config.min_version", "is not a TLS version"),
-            ("tls_server_config:\n  cert_file: \(cert)\n  key_file: \(key)\n  client_auth_type: RequireAndVerifyClientCert\n",
-             "tls_server_config.client_ca_file", "is missing"),
+            (
+                "tls_server_config:\n  cert_file: nope.crt\n  key_file: \(key)\n", "tls_server_config.cert_file",
+                "no such file"
+            ),
+            (
+                "tls_server_config:\n  cert_file: \(key)\n  key_file: \(key)\n", "tls_server_config.cert_file",
+                "cannot be loaded"
+            ),
+            (
+                "tls_server_config:\n  cert_file: \(otherCert)\n  key_file: \(key)\n", "tls_server_config.key_file",
+                "does not fit"
+            ),
+            (
+                "tls_server_config:\n  cert_file: \(cert)\n  key_file: \(key)\n  min_version: TLS9\n",
+                "tls_server_config.min_version", "is not a TLS version"
+            ),
+            (
+                "tls_server_config:\n  cert_file: \(cert)\n  key_file: \(key)\n  client_auth_type: RequireAndVerifyClientCert\n",
+                "tls_server_config.client_ca_file", "is missing"
+            ),
             ("basic_auth_users:\n  alice: secret\n", "basic_auth_users.alice", "is not a bcrypt hash"),
             ("basic_auth_users: [alice]\n", "basic_auth_users", "must map user names"),
             ("http_server_config:\n  http2: false\n", "http_server_config", "is not supported"),
@@ -164,14 +182,18 @@ struct WebConfigTests {
             return
         }
         #expect(!auth.verify(unknown))
-        for missing in [nil, "", "Basic", "Basic !!!", "Bearer abc", "Basic " + Data("nocolon".utf8).base64EncodedString()] {
+        for missing in [
+            nil, "", "Basic", "Basic !!!", "Bearer abc", "Basic " + Data("nocolon".utf8).base64EncodedString(),
+        ] {
             guard case .denied = auth.check(authorization: missing) else {
                 Issue.record("\(missing ?? "nil") must be denied")
                 continue
             }
         }
         // The scheme name is case-insensitive.
-        guard case .allowed = auth.check(authorization: "basic " + Data("prometheus:s3cret: with colon".utf8).base64EncodedString())
+        guard
+            case .allowed = auth.check(
+                authorization: "basic " + Data("prometheus:s3cret: with colon".utf8).base64EncodedString())
         else {
             Issue.record("lowercase scheme")
             return

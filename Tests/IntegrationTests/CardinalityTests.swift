@@ -9,7 +9,9 @@ import Testing
 struct CardinalityTests {
     static let port: UInt16 = 5077
 
-    @Test("5,000 live flows, maxFlows 100: exactly the top 100 by bytes get series; per-flow plus aggregate sums equal the kernel's")
+    @Test(
+        "5,000 live flows, maxFlows 100: exactly the top 100 by bytes get series; per-flow plus aggregate sums equal the kernel's"
+    )
     func capKeepsTopFlowsAndPreservesSums() throws {
         let network = try TestNetwork(tag: "cap")
         defer { network.remove() }
@@ -21,25 +23,33 @@ struct CardinalityTests {
 
         // 50 heavy connections (100 socket ends with 500 kB each) and 2,450 light ones
         // (4,900 ends with 100 bytes): 5,000 flows whose top 100 by bytes are the heavy ones.
-        let heavy = try network.peer(in: network.client, ["connect", network.serverIPv4, String(Self.port), "50", "500000"])
+        let heavy = try network.peer(
+            in: network.client, ["connect", network.serverIPv4, String(Self.port), "50", "500000"])
         defer { heavy.stop() }
         let heavyFlows = try EndToEndTests.readFlows(heavy)  // once all 500 kB are acknowledged on each
-        let light = try network.peer(in: network.client, ["connect", network.serverIPv4, String(Self.port), "2450", "100"])
+        let light = try network.peer(
+            in: network.client, ["connect", network.serverIPv4, String(Self.port), "2450", "100"])
         defer { light.stop() }
         let lightFlows = try EndToEndTests.readFlows(light)
         // The peers report the flows they opened: to the server's address and port, each its own.
         for (flows, count) in [(heavyFlows, 50), (lightFlows, 2_450)] {
             #expect(flows.count == count)
-            #expect(flows.allSatisfy { $0.local == network.clientIPv4 && $0.remote == network.serverIPv4
-                && $0.remotePort == Self.port })
+            #expect(
+                flows.allSatisfy {
+                    $0.local == network.clientIPv4 && $0.remote == network.serverIPv4
+                        && $0.remotePort == Self.port
+                })
         }
         #expect(Set(heavyFlows.map(\.localPort)).isDisjoint(with: lightFlows.map(\.localPort)))
         #expect(Set((heavyFlows + lightFlows).map(\.localPort)).count == 2_500)
         // Both ends of each heavy connection, as flowstat labels them (src is the local end).
-        let heavyEnds = Set(heavyFlows.flatMap { flow in
-            [FourTuple(src: flow.local, sport: flow.localPort, dst: flow.remote, dport: flow.remotePort),
-             FourTuple(src: flow.remote, sport: flow.remotePort, dst: flow.local, dport: flow.localPort)]
-        })
+        let heavyEnds = Set(
+            heavyFlows.flatMap { flow in
+                [
+                    FourTuple(src: flow.local, sport: flow.localPort, dst: flow.remote, dport: flow.remotePort),
+                    FourTuple(src: flow.remote, sport: flow.remotePort, dst: flow.local, dport: flow.localPort),
+                ]
+            })
 
         // Wait until the server has read everything (its ends have received all bytes).
         func kernelFlows() throws -> [SocketStats] {
@@ -79,8 +89,9 @@ struct CardinalityTests {
             uniquingKeysWith: { first, _ in first })
         #expect(kernelByTuple.count == 5_000, "ss shows a 4-tuple twice")
         func bytes(_ socket: SocketStats) -> UInt64 { (socket.bytesAcked ?? 0) + (socket.bytesReceived ?? 0) }
-        let kernelTop = Set(kernel.sorted { bytes($0) > bytes($1) }.prefix(100)
-            .map { FourTuple(src: $0.local, sport: $0.localPort, dst: $0.peer, dport: $0.peerPort) })
+        let kernelTop = Set(
+            kernel.sorted { bytes($0) > bytes($1) }.prefix(100)
+                .map { FourTuple(src: $0.local, sport: $0.localPort, dst: $0.peer, dport: $0.peerPort) })
         #expect(kernelTop == heavyEnds, "the kernel's top 100 by bytes are not the heavy connections' ends")
         let receivedByTuple = Dictionary(
             keptReceived.compactMap { sample in FourTuple(sample).map { ($0, sample.value) } },
@@ -96,8 +107,9 @@ struct CardinalityTests {
             #expect(received == Double(socket.bytesReceived ?? 0), "bytes received of \(tuple) vs ss")
             #expect(bytes(socket) >= 500_000, "ss says \(tuple) is a light flow: \(bytes(socket)) bytes")
         }
-        #expect(keptTuples == heavyEnds,
-                "kept \(keptTuples.count) test flows; heavy ends missing: \(heavyEnds.subtracting(keptTuples).count)")
+        #expect(
+            keptTuples == heavyEnds,
+            "kept \(keptTuples.count) test flows; heavy ends missing: \(heavyEnds.subtracting(keptTuples).count)")
 
         // Sums: per-flow series plus the aggregates of the test's peers equal the kernel's.
         func aggregate(_ name: String) -> Double {
@@ -131,7 +143,8 @@ struct FourTuple: Hashable, CustomStringConvertible {
     /// The 4-tuple of a per-flow sample, from its labels.
     init?(_ sample: Exposition.Sample) {
         guard let src = sample.labels["src"], let sport = sample.labels["sport"].flatMap(UInt16.init),
-              let dst = sample.labels["dst"], let dport = sample.labels["dport"].flatMap(UInt16.init) else { return nil }
+            let dst = sample.labels["dst"], let dport = sample.labels["dport"].flatMap(UInt16.init)
+        else { return nil }
         self.init(src: src, sport: sport, dst: dst, dport: dport)
     }
 

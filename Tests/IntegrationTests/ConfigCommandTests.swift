@@ -33,7 +33,9 @@ struct ConfigCommandTests {
 
         let again = try flowstat(["--create-config", "sample.yml"])
         #expect(again.status == 1)
-        #expect(again.stderr == "flowstat: error: sample.yml already exists; choose another file, or add --force to overwrite it\n")
+        #expect(
+            again.stderr
+                == "flowstat: error: sample.yml already exists; choose another file, or add --force to overwrite it\n")
         try "# edited\n".write(toFile: directory + "/sample.yml", atomically: true, encoding: .utf8)
         #expect(try flowstat(["--create-config", "sample.yml", "--force"]).status == 0)
         let rewritten = try String(contentsOfFile: directory + "/sample.yml", encoding: .utf8)
@@ -48,16 +50,23 @@ struct ConfigCommandTests {
         let check = try flowstat(["check-config", "bad.yml"])
         #expect(check.status == 1)
         #expect(check.stdout.isEmpty)
-        #expect(check.stderr == "flowstat: error: bad.yml:4: logic.selection.peering.networks[1]: \"10.0.0.0/40\" is not a network: bad prefix length; write a prefix length of 0-32 for IPv4 or 0-128 for IPv6, e.g. 10.0.0.0/8\n")
+        #expect(
+            check.stderr
+                == "flowstat: error: bad.yml:4: logic.selection.peering.networks[1]: \"10.0.0.0/40\" is not a network: bad prefix length; write a prefix length of 0-32 for IPv4 or 0-128 for IPv6, e.g. 10.0.0.0/8\n"
+        )
     }
 
     @Test("serve reads ./config.yml by default and stops with the config's error")
     func serveDefaultConfig() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try "flowstat:\n  bpf:\n    mapEntrys: 10\n".write(toFile: directory + "/config.yml", atomically: true, encoding: .utf8)
+        try "flowstat:\n  bpf:\n    mapEntrys: 10\n".write(
+            toFile: directory + "/config.yml", atomically: true, encoding: .utf8)
         let serve = try flowstat(["serve", "--source", "fake", "--web.listen-address", "127.0.0.1:0"])
         #expect(serve.status == 1)
-        #expect(serve.stderr.hasSuffix("flowstat: error: config.yml:3: flowstat.bpf.mapEntrys: unknown key \"mapEntrys\"; did you mean mapEntries? known keys here: mapEntries, refresh, mode, tcpRcvHooks, cgroupPath\n"))
+        #expect(
+            serve.stderr.hasSuffix(
+                "flowstat: error: config.yml:3: flowstat.bpf.mapEntrys: unknown key \"mapEntrys\"; did you mean mapEntries? known keys here: mapEntries, refresh, mode, tcpRcvHooks, cgroupPath\n"
+            ))
     }
 
     @Test("an explicit -c that does not exist is an error")
@@ -65,6 +74,9 @@ struct ConfigCommandTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let serve = try flowstat(["-c", "nope.yml", "--source", "fake", "--web.listen-address", "127.0.0.1:0"])
         #expect(serve.status == 1)
-        #expect(serve.stderr.hasSuffix("flowstat: error: nope.yml: cannot read the file: open: No such file or directory; check the path, or write a sample there with flowstat --create-config nope.yml\n"))
+        #expect(
+            serve.stderr.hasSuffix(
+                "flowstat: error: nope.yml: cannot read the file: open: No such file or directory; check the path, or write a sample there with flowstat --create-config nope.yml\n"
+            ))
     }
 }

@@ -17,8 +17,9 @@ struct DeploymentKitTests {
 
     @Test("systemd accepts the unit (with ExecStart pointed at the built binary)")
     func systemdUnit() throws {
-        let unit = try String(contentsOf: packageRoot.appendingPathComponent("deploy/systemd/flowstat.service"),
-                              encoding: .utf8)
+        let unit = try String(
+            contentsOf: packageRoot.appendingPathComponent("deploy/systemd/flowstat.service"),
+            encoding: .utf8)
         #expect(unit.contains("ExecStart=/usr/local/bin/flowstat "))
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flowstat-unit-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -28,7 +29,9 @@ struct DeploymentKitTests {
             .write(to: copy, atomically: true, encoding: .utf8)
         let result = try run(["systemd-analyze", "verify", copy.path], check: false)
         // Only lines about this unit count; the host's own units may have warnings of their own.
-        let complaints = (result.stdout + result.stderr).split(separator: "\n").filter { $0.contains("flowstat.service") }
+        let complaints = (result.stdout + result.stderr).split(separator: "\n").filter {
+            $0.contains("flowstat.service")
+        }
         #expect(complaints.isEmpty, "\(complaints.joined(separator: "\n"))")
     }
 
@@ -49,11 +52,14 @@ struct DeploymentKitTests {
 
     @Test("promtool's rule unit tests pass: high RTT and retransmit alerts fire for the slow host only")
     func rulesUnitTests() throws {
-        let result = try run(["promtool", "test", "rules", Self.path("deploy/prometheus/rules_test.yml")], check: false)
+        let result = try run(
+            ["promtool", "test", "rules", Self.path("deploy/prometheus/rules_test.yml")], check: false)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         let tests = try String(contentsOfFile: Self.path("deploy/prometheus/rules_test.yml"), encoding: .utf8)
-        for alert in ["FlowstatHighRTT", "FlowstatHighRetransmitRate", "FlowstatFlowChurnSpike", "FlowstatAgentDown",
-                      "FlowstatMapEvictions"] {
+        for alert in [
+            "FlowstatHighRTT", "FlowstatHighRetransmitRate", "FlowstatFlowChurnSpike", "FlowstatAgentDown",
+            "FlowstatMapEvictions",
+        ] {
             #expect(tests.contains("alertname: \(alert)"), "no unit test for \(alert)")
         }
     }
@@ -79,7 +85,9 @@ struct DeploymentKitTests {
         snapshot.flowBytesHistogram = Histogram(bounds: [1_000, 1_000_000], counts: [1, 4, 1], sum: 3_000_000)
         let closed = FlowTotals(
             flows: 6, bytesAcked: 6_000, bytesReceived: 600, dataSegmentsIn: 12, dataSegmentsOut: 18, retransmits: 1)
-        snapshot.closedSinceLastSnapshot = [AggregateKey(peer: .address(IPAddress("192.0.2.7")!), port: .port(443)): closed]
+        snapshot.closedSinceLastSnapshot = [
+            AggregateKey(peer: .address(IPAddress("192.0.2.7")!), port: .port(443)): closed
+        ]
         // Described as a BPF source in event mode without its receive hook: the self-metrics of that path.
         let info = SourceInfo(
             kind: .bpf, hooks: [HookStatus(name: "sockops", variant: "cgroup_sockops", attached: true)],
@@ -107,10 +115,12 @@ struct DeploymentKitTests {
         names.formUnion(try Self.names(in: served))
         names.formUnion(try Self.names(in: library))
         // The paths above are taken: renaming a metric on one of them removes its old name here.
-        for name in ["tcp_rtt_seconds_bucket", "tcp_flow_rtt_seconds", "tcp_flow_duration_seconds_bucket",
-                     "tcp_flow_bytes_count", "tcp_peer_flows_closed_total", "flowstat_series_dropped_total",
-                     "flowstat_config_last_reload_successful", "flowstat_events_lost_total",
-                     "flowstat_source_hook_missing"] {
+        for name in [
+            "tcp_rtt_seconds_bucket", "tcp_flow_rtt_seconds", "tcp_flow_duration_seconds_bucket",
+            "tcp_flow_bytes_count", "tcp_peer_flows_closed_total", "flowstat_series_dropped_total",
+            "flowstat_config_last_reload_successful", "flowstat_events_lost_total",
+            "flowstat_source_hook_missing",
+        ] {
             #expect(names.contains(name), "\(name) is in no exposition: the path that emits it was not taken")
         }
         return names
@@ -125,11 +135,12 @@ struct DeploymentKitTests {
             try Self.helper(["names", Self.path("deploy/prometheus/rules.yml")]) as? [String: [String]])
         #expect(dashboard.count >= 15, "expressions found in the dashboard: \(dashboard.count)")
         #expect(rules.count >= 15)
-        let recorded = Set(rules.keys.compactMap { key -> String? in
-            guard key.hasPrefix("rule "), let colon = key.firstIndex(of: " ", after: 5) else { return nil }
-            let name = String(key[key.index(key.startIndex, offsetBy: 5)..<colon]).trimmingCharacters(in: [":"])
-            return name.contains(":") ? name : nil
-        })
+        let recorded = Set(
+            rules.keys.compactMap { key -> String? in
+                guard key.hasPrefix("rule "), let colon = key.firstIndex(of: " ", after: 5) else { return nil }
+                let name = String(key[key.index(key.startIndex, offsetBy: 5)..<colon]).trimmingCharacters(in: [":"])
+                return name.contains(":") ? name : nil
+            })
         #expect(recorded.contains("instance:tcp_rtt_seconds:p99_5m"))
         for (where_, names) in dashboard {
             #expect(!names.isEmpty, "no metric in \(where_)")
@@ -139,8 +150,9 @@ struct DeploymentKitTests {
         }
         for (where_, names) in rules {
             for name in names {
-                #expect(emitted.contains(name) || recorded.contains(name),
-                        "the rules read \(name), which flowstat does not emit: \(where_)")
+                #expect(
+                    emitted.contains(name) || recorded.contains(name),
+                    "the rules read \(name), which flowstat does not emit: \(where_)")
             }
         }
     }
@@ -174,9 +186,11 @@ struct DeploymentKitTests {
         #expect(tables.contains { $0.contains("topk(") && $0.contains("tcp_flow_rtt_seconds") })
         #expect(tables.contains { $0.contains("topk(") && $0.contains("tcp_flow_retransmits_total") })
         let all = exprsByType.values.flatMap { $0 }
-        for name in ["tcp_flows_opened_total", "tcp_flows_closed_total", "tcp_flows{", "flowstat_scrape_duration_seconds",
-                     "flowstat_map_entries", "flowstat_map_capacity", "flowstat_map_evictions_total",
-                     "flowstat_events_lost_total", "flowstat_series_dropped_total"] {
+        for name in [
+            "tcp_flows_opened_total", "tcp_flows_closed_total", "tcp_flows{", "flowstat_scrape_duration_seconds",
+            "flowstat_map_entries", "flowstat_map_capacity", "flowstat_map_evictions_total",
+            "flowstat_events_lost_total", "flowstat_series_dropped_total",
+        ] {
             #expect(all.contains { $0.contains(name) }, "no panel shows \(name)")
         }
     }
@@ -196,15 +210,20 @@ struct DeploymentKitTests {
         #expect(security["allowPrivilegeEscalation"] as? Bool == false)
         let capabilities = try #require(security["capabilities"] as? [String: [String]])
         #expect(capabilities["drop"] == ["ALL"])
-        #expect(Set(capabilities["add"] ?? []).isSuperset(of: ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]))
+        #expect(
+            Set(capabilities["add"] ?? []).isSuperset(of: ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]))
 
         let ports = container["ports"] as? [[String: Any]] ?? []
         for probeName in ["readinessProbe", "livenessProbe"] {
-            let get = try #require((container[probeName] as? [String: Any])?["httpGet"] as? [String: Any], "\(probeName)")
+            let get = try #require(
+                (container[probeName] as? [String: Any])?["httpGet"] as? [String: Any], "\(probeName)")
             #expect(get["path"] as? String == "/health")
             let port = get["port"]
-            #expect(ports.contains { ($0["name"] as? String).map { $0 == port as? String } ?? false
-                || ($0["containerPort"] as? Int) == port as? Int }, "\(probeName) port \(port ?? "") is no container port")
+            #expect(
+                ports.contains {
+                    ($0["name"] as? String).map { $0 == port as? String } ?? false
+                        || ($0["containerPort"] as? Int) == port as? Int
+                }, "\(probeName) port \(port ?? "") is no container port")
         }
         let resources = try #require(container["resources"] as? [String: [String: Any]])
         #expect(resources["limits"]?["memory"] != nil)
@@ -221,8 +240,9 @@ struct DeploymentKitTests {
         }
         let containerPort = try #require(ports.first?["containerPort"] as? Int)
         #expect(arguments.contains { $0.hasSuffix(":\(containerPort)") })
-        let annotations = ((((daemonSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["metadata"]
-            as? [String: Any])?["annotations"] as? [String: String]) ?? [:]
+        let annotations =
+            ((((daemonSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["metadata"]
+                as? [String: Any])?["annotations"] as? [String: String]) ?? [:]
         #expect(annotations["prometheus.io/port"] == String(containerPort))
     }
 }

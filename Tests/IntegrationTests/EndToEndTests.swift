@@ -20,8 +20,9 @@ struct EndToEndTests {
         let line = try #require(peer.readLine(), "the TCP peer printed nothing: \(peer.arguments)")
         let decoded = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: [Any]]])
         return decoded.map { flow in
-            Flow(local: flow["local"]![0] as! String, localPort: UInt16(flow["local"]![1] as! Int),
-                 remote: flow["remote"]![0] as! String, remotePort: UInt16(flow["remote"]![1] as! Int))
+            Flow(
+                local: flow["local"]![0] as! String, localPort: UInt16(flow["local"]![1] as! Int),
+                remote: flow["remote"]![0] as! String, remotePort: UInt16(flow["remote"]![1] as! Int))
         }
     }
 
@@ -35,8 +36,9 @@ struct EndToEndTests {
     static func flowstatPrograms() throws -> Set<Int> {
         let json = try run(["bpftool", "-j", "prog", "show"]).stdout
         let programs = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] ?? []
-        return Set(programs.filter { ($0["name"] as? String)?.hasPrefix("flowstat_") == true }
-            .compactMap { $0["id"] as? Int })
+        return Set(
+            programs.filter { ($0["name"] as? String)?.hasPrefix("flowstat_") == true }
+                .compactMap { $0["id"] as? Int })
     }
 
     /// flowstat programs loaded since `before` (another agent on the machine may hold some).
@@ -55,20 +57,26 @@ struct EndToEndTests {
     /// RTT agrees within 10% (or 2 µs, ss's resolution is 1 µs); cwnd within 10% (or 1
     /// segment). The flows are idle when read, so in practice both agree exactly; the
     /// tolerance covers a delayed ACK landing between the scrape and ss.
-    static func expectAgreement(_ metrics: Exposition, _ kernel: [SocketStats], src: String, sport: UInt16,
-                                dst: String, dport: UInt16) throws {
-        let socket = try #require(kernel.first {
-            $0.local == src && $0.localPort == sport && $0.peer == dst && $0.peerPort == dport
-        }, "ss does not show \(src):\(sport) -> \(dst):\(dport)")
-        let rtt = try #require(metrics.flow("tcp_flow_rtt_seconds", src: src, sport: sport, dst: dst, dport: dport),
-                               "no tcp_flow_rtt_seconds for \(src):\(sport) -> \(dst):\(dport)")
+    static func expectAgreement(
+        _ metrics: Exposition, _ kernel: [SocketStats], src: String, sport: UInt16,
+        dst: String, dport: UInt16
+    ) throws {
+        let socket = try #require(
+            kernel.first {
+                $0.local == src && $0.localPort == sport && $0.peer == dst && $0.peerPort == dport
+            }, "ss does not show \(src):\(sport) -> \(dst):\(dport)")
+        let rtt = try #require(
+            metrics.flow("tcp_flow_rtt_seconds", src: src, sport: sport, dst: dst, dport: dport),
+            "no tcp_flow_rtt_seconds for \(src):\(sport) -> \(dst):\(dport)")
         let cwnd = try #require(metrics.flow("tcp_flow_cwnd_segments", src: src, sport: sport, dst: dst, dport: dport))
         let kernelRTT = try #require(socket.rttMilliseconds)
         let kernelCwnd = Double(try #require(socket.cwnd))
-        #expect(abs(rtt.value * 1000 - kernelRTT) <= max(0.1 * kernelRTT, 0.002),
-                "rtt \(rtt.value * 1000) ms vs ss \(kernelRTT) ms for \(src):\(sport)")
-        #expect(abs(cwnd.value - kernelCwnd) <= max(0.1 * kernelCwnd, 1),
-                "cwnd \(cwnd.value) vs ss \(kernelCwnd) for \(src):\(sport)")
+        #expect(
+            abs(rtt.value * 1000 - kernelRTT) <= max(0.1 * kernelRTT, 0.002),
+            "rtt \(rtt.value * 1000) ms vs ss \(kernelRTT) ms for \(src):\(sport)")
+        #expect(
+            abs(cwnd.value - kernelCwnd) <= max(0.1 * kernelCwnd, 1),
+            "cwnd \(cwnd.value) vs ss \(kernelCwnd) for \(src):\(sport)")
     }
 
     /// The client's end of each flow, and the server's end of the same flow (seen from the
@@ -77,10 +85,12 @@ struct EndToEndTests {
         let clientKernel = try network.socketStats(in: network.client)
         let serverKernel = try network.socketStats(in: network.server)
         for flow in flows {
-            try expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
-                                dst: flow.remote, dport: flow.remotePort)
-            try expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
-                                dst: flow.local, dport: flow.localPort)
+            try expectAgreement(
+                metrics, clientKernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
+            try expectAgreement(
+                metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
+                dst: flow.local, dport: flow.localPort)
         }
     }
 
@@ -92,8 +102,10 @@ struct EndToEndTests {
         defer { network.remove() }
         let agent = try Agent(["--bpf.mode", mode])
         defer { agent.stop() }
-        let servers = try [Self.startServer(network, network.serverIPv4, 5001),
-                           Self.startServer(network, network.serverIPv6, 5002)]
+        let servers = try [
+            Self.startServer(network, network.serverIPv4, 5001),
+            Self.startServer(network, network.serverIPv6, 5002),
+        ]
         defer { servers.forEach { $0.stop() } }
         let clients = try [
             network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "2", "1000000"]),
@@ -111,14 +123,16 @@ struct EndToEndTests {
         }
     }
 
-    @Test("live mode through the storage-map iterator agrees with ss (forced)",
-          .enabled(if: KernelProbe.allowsMode("live_storage_iter"), KernelProbe.whyNot("live_storage_iter")))
+    @Test(
+        "live mode through the storage-map iterator agrees with ss (forced)",
+        .enabled(if: KernelProbe.allowsMode("live_storage_iter"), KernelProbe.whyNot("live_storage_iter")))
     func liveStorageIteratorMode() throws {
         try checkMode("live_storage_iter", iterator: "iter_snapshot", tag: "ms")
     }
 
-    @Test("live mode through iter/tcp, one run per namespace, agrees with ss (forced)",
-          .enabled(if: KernelProbe.allowsMode("live_tcp_iter"), KernelProbe.whyNot("live_tcp_iter")))
+    @Test(
+        "live mode through iter/tcp, one run per namespace, agrees with ss (forced)",
+        .enabled(if: KernelProbe.allowsMode("live_tcp_iter"), KernelProbe.whyNot("live_tcp_iter")))
     func liveTCPIteratorMode() throws {
         try checkMode("live_tcp_iter", iterator: "iter_tcp_snapshot", tag: "mt")
     }
@@ -128,19 +142,25 @@ struct EndToEndTests {
         try checkMode("event", iterator: nil, tag: "me")
     }
 
-    @Test("a snapshot mode the kernel refuses, forced, stops start-up with the reason and the fix",
-          .enabled(if: !KernelProbe.allowsMode("live_storage_iter"), "this kernel allows every snapshot mode"))
+    @Test(
+        "a snapshot mode the kernel refuses, forced, stops start-up with the reason and the fix",
+        .enabled(if: !KernelProbe.allowsMode("live_storage_iter"), "this kernel allows every snapshot mode"))
     func refusedModeFailsClearly() throws {
         let programsBefore = try Self.flowstatPrograms()
-        let result = try run([flowstatBinary, "serve", "--bpf.mode", "live_storage_iter", "--source", "bpf",
-                              "--web.listen-address", "127.0.0.1:0"], check: false)
+        let result = try run(
+            [
+                flowstatBinary, "serve", "--bpf.mode", "live_storage_iter", "--source", "bpf",
+                "--web.listen-address", "127.0.0.1:0",
+            ], check: false)
         #expect(result.status != 0)
         #expect(result.stderr.contains("flowstat_iter_snapshot"), "stderr: \(result.stderr)")
         #expect(result.stderr.contains("--bpf.mode"), "the fix names the flag: \(result.stderr)")
         #expect(try Self.programsLeft(since: programsBefore).isEmpty)
     }
 
-    @Test("every flow appears with its 4-tuple and tcp_info values; closed flows leave; promtool accepts; nothing stays attached")
+    @Test(
+        "every flow appears with its 4-tuple and tcp_info values; closed flows leave; promtool accepts; nothing stays attached"
+    )
     func endToEnd() throws {
         let probe = try KernelProbe.require()
         let programsBefore = try Self.flowstatPrograms()
@@ -170,8 +190,9 @@ struct EndToEndTests {
         try Self.expectBothEndsAgree(metrics, network, flows)
         // The default: the best mode and variants the kernel allows, as the probe found them.
         let info = metrics.samples("flowstat_source_info")
-        let attached = Dictionary(info.compactMap { s in s.labels["hook"].map { ($0, s.labels["variant"] ?? "") } },
-                                  uniquingKeysWith: { first, _ in first })
+        let attached = Dictionary(
+            info.compactMap { s in s.labels["hook"].map { ($0, s.labels["variant"] ?? "") } },
+            uniquingKeysWith: { first, _ in first })
         print("kernel probe: \(probe.summary); agent: mode \(info.first?.labels["mode"] ?? "-"), hooks \(attached)")
         #expect(info.allSatisfy { $0.labels["mode"] == probe.mode() }, "probe: \(probe.summary)")
         #expect(attached["tcp_rcv_established"] == probe.receiveVariant(), "probe: \(probe.summary)")
@@ -188,7 +209,8 @@ struct EndToEndTests {
         // Close two IPv4 flows: both ends must leave the output, the rest stay.
         clients[0].send("close 2")
         #expect(clients[0].readLine() == "closed")
-        let closed = flowsByClient[0].prefix(2), kept = flowsByClient[0].dropFirst(2) + flowsByClient[1]
+        let closed = flowsByClient[0].prefix(2)
+        let kept = flowsByClient[0].dropFirst(2) + flowsByClient[1]
         var after = try agent.scrape()
         for _ in 0..<50 where closed.contains(where: { Self.isExported(after, $0) }) {
             usleep(100_000)  // FIN exchange between the namespaces: a few milliseconds
@@ -204,8 +226,9 @@ struct EndToEndTests {
         #expect(agent.stop() == 0, "agent did not exit cleanly: \(agent.stderrText)")
         #expect(try Self.programsLeft(since: programsBefore).isEmpty, "BPF programs left loaded after exit")
         // Programs another agent (or an earlier failed test) holds are named, and their count must be back.
-        #expect(try Self.flowstatCgroupAttachments() == sockopsBefore,
-                "sockops attachments before: \(sockopsBefore) (programs \(programsBefore.sorted()))")
+        #expect(
+            try Self.flowstatCgroupAttachments() == sockopsBefore,
+            "sockops attachments before: \(sockopsBefore) (programs \(programsBefore.sorted()))")
     }
 
     /// How many flowstat programs are attached to cgroups (bpftool's view, not flowstat's).
@@ -214,14 +237,17 @@ struct EndToEndTests {
     }
 
     static func isExported(_ metrics: Exposition, _ flow: Flow) -> Bool {
-        metrics.flow("tcp_flow_rtt_seconds", src: flow.local, sport: flow.localPort,
-                     dst: flow.remote, dport: flow.remotePort) != nil
-            || metrics.flow("tcp_flow_rtt_seconds", src: flow.remote, sport: flow.remotePort,
-                            dst: flow.local, dport: flow.localPort) != nil
+        metrics.flow(
+            "tcp_flow_rtt_seconds", src: flow.local, sport: flow.localPort,
+            dst: flow.remote, dport: flow.remotePort) != nil
+            || metrics.flow(
+                "tcp_flow_rtt_seconds", src: flow.remote, sport: flow.remotePort,
+                dst: flow.local, dport: flow.localPort) != nil
     }
 
-    @Test("event mode: flows that existed before start-up appear and follow their packets, with each tcp_rcv_established variant the kernel allows; a refused one is reported missing",
-          arguments: ["fentry", "tp_btf", "raw_tp", "tracepoint"])
+    @Test(
+        "event mode: flows that existed before start-up appear and follow their packets, with each tcp_rcv_established variant the kernel allows; a refused one is reported missing",
+        arguments: ["fentry", "tp_btf", "raw_tp", "tracepoint"])
     func existingFlowsAndVariants(variant: String) throws {
         let probe = try KernelProbe.require()
         let network = try TestNetwork(tag: String(variant.prefix(2)))
@@ -236,10 +262,14 @@ struct EndToEndTests {
         let agent = try Agent(["--bpf.tcp-rcv-hooks", variant, "--no-bpf.refresh"])
         defer { agent.stop() }
         let metrics = try agent.scrape()
-        let missing = metrics.samples("flowstat_source_hook_missing").first { $0.labels["hook"] == "tcp_rcv_established" }
+        let missing = metrics.samples("flowstat_source_hook_missing").first {
+            $0.labels["hook"] == "tcp_rcv_established"
+        }
         guard probe.allows("rcv_\(variant)") else {
             // The kernel refuses this variant: the agent must say the hook is missing, not serve quietly.
-            print("tcp_rcv_established via \(variant): the kernel refuses it (\(probe.refusals["rcv_\(variant)"] ?? "?")); checking it is reported missing")
+            print(
+                "tcp_rcv_established via \(variant): the kernel refuses it (\(probe.refusals["rcv_\(variant)"] ?? "?")); checking it is reported missing"
+            )
             #expect(missing?.value == 1, "flowstat_source_hook_missing: \(String(describing: missing))")
             #expect(agent.stop() == 0)
             #expect(agent.stderrText.contains("attached in no variant"), "log: \(agent.stderrText)")
@@ -248,8 +278,9 @@ struct EndToEndTests {
         #expect(missing?.value == 0)
         let kernel = try network.socketStats(in: network.client)
         for flow in flows {
-            try Self.expectAgreement(metrics, kernel, src: flow.local, sport: flow.localPort,
-                                     dst: flow.remote, dport: flow.remotePort)
+            try Self.expectAgreement(
+                metrics, kernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
         }
         let receiveHook = metrics.samples("flowstat_source_info").first { $0.labels["hook"] == "tcp_rcv_established" }
         #expect(receiveHook?.labels["variant"] == variant)
@@ -260,10 +291,14 @@ struct EndToEndTests {
         #expect(client.readLine() == "sent")
         let later = try agent.scrape()
         for flow in flows {
-            let before = try #require(metrics.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
-                                                   dst: flow.remote, dport: flow.remotePort))
-            let after = try #require(later.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
-                                                dst: flow.remote, dport: flow.remotePort))
+            let before = try #require(
+                metrics.flow(
+                    "tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                    dst: flow.remote, dport: flow.remotePort))
+            let after = try #require(
+                later.flow(
+                    "tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                    dst: flow.remote, dport: flow.remotePort))
             // The hook sees each ACK before the kernel applies it, so the bytes of the last
             // ACK are missing (over veth with GRO one stretch ACK covered up to 420 kB of the
             // 1 MB). Without the hook, the value would stay at `before`.
@@ -272,7 +307,9 @@ struct EndToEndTests {
         #expect(agent.stop() == 0)
     }
 
-    @Test("the default mode: flows that existed before start-up are seeded, read live at every scrape, and leave when closed")
+    @Test(
+        "the default mode: flows that existed before start-up are seeded, read live at every scrape, and leave when closed"
+    )
     func existingFlowsInLiveMode() throws {
         let network = try TestNetwork(tag: "lv")
         defer { network.remove() }
@@ -296,12 +333,17 @@ struct EndToEndTests {
         let later = try agent.scrape()
         let kernel = try network.socketStats(in: network.client)
         for flow in flows {
-            try Self.expectAgreement(later, kernel, src: flow.local, sport: flow.localPort,
-                                     dst: flow.remote, dport: flow.remotePort)
-            let before = try #require(first.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
-                                                 dst: flow.remote, dport: flow.remotePort))
-            let after = try #require(later.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
-                                                dst: flow.remote, dport: flow.remotePort))
+            try Self.expectAgreement(
+                later, kernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
+            let before = try #require(
+                first.flow(
+                    "tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                    dst: flow.remote, dport: flow.remotePort))
+            let after = try #require(
+                later.flow(
+                    "tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                    dst: flow.remote, dport: flow.remotePort))
             #expect(after.value >= before.value + 250_000, "bytes acked \(before.value) -> \(after.value)")
         }
         let closedBefore = try #require(later.samples("tcp_flows_closed_total").first?.value)
@@ -333,15 +375,17 @@ struct EndToEndTests {
         let processName = try String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)
             .trimmingCharacters(in: .newlines)
         let threadNames = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").map {
-            try String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .newlines)
+            try String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8).trimmingCharacters(
+                in: .newlines)
         }
         #expect(threadNames.contains("fs-io-thread"), "the kernel names the thread: \(threadNames)")
         let body = try agent.get("/api/flows?top=1000&sort=bytes").body
         let document = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
         let flows = try #require(document["flows"] as? [[String: Any]])
-        let ours = try #require(flows.first {
-            $0["src"] as? String == flow.local && $0["sport"] as? Int == Int(flow.localPort)
-        }, "no flow from \(flow.local):\(flow.localPort) in /api/flows")
+        let ours = try #require(
+            flows.first {
+                $0["src"] as? String == flow.local && $0["sport"] as? Int == Int(flow.localPort)
+            }, "no flow from \(flow.local):\(flow.localPort) in /api/flows")
         #expect(ours["comm"] as? String == processName, "comm \(ours["comm"] ?? "nil") vs /proc \(processName)")
         #expect(ours["pid"] as? Int == Int(pid))
     }
@@ -375,7 +419,8 @@ struct EndToEndTests {
     @Test("every short flow between two scrapes is counted exactly: opened, closed, closed-flow histograms, aggregates")
     func churnIsCountedExactly() throws {
         // Fewer under emulation (the kernel matrix runs 20-27x slower): FLOWSTAT_CHURN_CONNECTIONS.
-        let connections = ProcessInfo.processInfo.environment["FLOWSTAT_CHURN_CONNECTIONS"].flatMap { Int($0) } ?? 20_000
+        let connections =
+            ProcessInfo.processInfo.environment["FLOWSTAT_CHURN_CONNECTIONS"].flatMap { Int($0) } ?? 20_000
         let network = try TestNetwork(tag: "ch")
         defer { network.remove() }
         let agent = try Agent()
@@ -383,8 +428,10 @@ struct EndToEndTests {
         let server = try Self.startServer(network, network.serverIPv4, 5099)
         defer { server.stop() }
         // One kept-alive scrape connection: scraping adds no flow between the two scrapes.
-        let pipeline = try Child(["python3", packageRoot.appendingPathComponent("Tests/Support/keepalive_scrape.py").path,
-                                 "127.0.0.1", String(agent.port)])
+        let pipeline = try Child([
+            "python3", packageRoot.appendingPathComponent("Tests/Support/keepalive_scrape.py").path,
+            "127.0.0.1", String(agent.port),
+        ])
         defer { pipeline.stop() }
         func scrape() throws -> [String: Double] {
             pipeline.send("scrape")
@@ -428,8 +475,10 @@ struct EndToEndTests {
                 .values.reduce(0, +)
         }
         var after = try scrape()
-        for _ in 0..<600 where (after[closed] ?? 0) - (before[closed] ?? 0) < Double(2 * connections)
-            || aggregated(after) - aggregated(before) < Double(2 * connections) {
+        for _ in 0..<600
+        where (after[closed] ?? 0) - (before[closed] ?? 0) < Double(2 * connections)
+            || aggregated(after) - aggregated(before) < Double(2 * connections)
+        {
             usleep(100_000)
             after = try scrape()
         }
@@ -438,26 +487,33 @@ struct EndToEndTests {
         // the host made at most `others` (flowstat's counters are host-wide; CI machines are not quiet).
         let clientNamespace = try #require(KernelTCPCounters.inode("/run/netns/\(network.client)"))
         let serverNamespace = try #require(KernelTCPCounters.inode("/run/netns/\(network.server)"))
-        #expect(kernelAfter[clientNamespace]!.activeOpens - kernelBefore[clientNamespace]!.activeOpens
-            == Double(connections))
-        #expect(kernelAfter[serverNamespace]!.passiveOpens - kernelBefore[serverNamespace]!.passiveOpens
-            == Double(connections))
+        #expect(
+            kernelAfter[clientNamespace]!.activeOpens - kernelBefore[clientNamespace]!.activeOpens
+                == Double(connections))
+        #expect(
+            kernelAfter[serverNamespace]!.passiveOpens - kernelBefore[serverNamespace]!.passiveOpens
+                == Double(connections))
         let others = KernelTCPCounters.others(
             before: kernelBefore, after: kernelAfter, excluding: [clientNamespace, serverNamespace])
         print("other TCP traffic on the host during the churn (kernel counters): \(others)")
         func expectCounted(_ delta: Double, own: Int, otherAtMost: Double, _ what: String) {
-            #expect(delta >= Double(own) && delta <= Double(own) + otherAtMost,
-                    "\(what): \(delta) for \(own) own flows and at most \(otherAtMost) others'")
+            #expect(
+                delta >= Double(own) && delta <= Double(own) + otherAtMost,
+                "\(what): \(delta) for \(own) own flows and at most \(otherAtMost) others'")
         }
-        expectCounted((after[active] ?? 0) - (before[active] ?? 0), own: connections, otherAtMost: others.active, active)
-        expectCounted((after[passive] ?? 0) - (before[passive] ?? 0), own: connections, otherAtMost: others.passive,
-                      passive)
-        expectCounted((after[closed] ?? 0) - (before[closed] ?? 0), own: 2 * connections, otherAtMost: others.closes,
-                      closed)
+        expectCounted(
+            (after[active] ?? 0) - (before[active] ?? 0), own: connections, otherAtMost: others.active, active)
+        expectCounted(
+            (after[passive] ?? 0) - (before[passive] ?? 0), own: connections, otherAtMost: others.passive,
+            passive)
+        expectCounted(
+            (after[closed] ?? 0) - (before[closed] ?? 0), own: 2 * connections, otherAtMost: others.closes,
+            closed)
         // The closed-flow histograms are counted in the kernel with the close itself.
         for histogram in ["tcp_flow_duration_seconds_count", "tcp_flow_bytes_count"] {
-            expectCounted((after[histogram] ?? 0) - (before[histogram] ?? 0), own: 2 * connections,
-                          otherAtMost: others.closes, histogram)
+            expectCounted(
+                (after[histogram] ?? 0) - (before[histogram] ?? 0), own: 2 * connections,
+                otherAtMost: others.closes, histogram)
         }
         // Per service port, the test's flows alone: exact.
         #expect(aggregated(after) - aggregated(before) == Double(2 * connections))
@@ -484,15 +540,19 @@ struct EndToEndTests {
     }
 
     /// Samples counted between two scrapes above `bound` seconds, and in all.
-    static func newSamples(_ before: [(le: Double, count: Double)], _ after: [(le: Double, count: Double)],
-                           above bound: Double) -> (above: Double, total: Double) {
+    static func newSamples(
+        _ before: [(le: Double, count: Double)], _ after: [(le: Double, count: Double)],
+        above bound: Double
+    ) -> (above: Double, total: Double) {
         func above(_ buckets: [(le: Double, count: Double)]) -> Double {
             buckets.last!.count - (buckets.last { $0.le <= bound }?.count ?? 0)
         }
         return (above(after) - above(before), after.last!.count - before.last!.count)
     }
 
-    @Test("the in-kernel RTT histogram: a queueing path's samples land in the high buckets, a plain path's in the low ones")
+    @Test(
+        "the in-kernel RTT histogram: a queueing path's samples land in the high buckets, a plain path's in the low ones"
+    )
     func rttHistogramOnRealFlows() throws {
         let network = try TestNetwork(tag: "hi")
         defer { network.remove() }
@@ -513,8 +573,10 @@ struct EndToEndTests {
         #expect(plainSamples.above <= plainSamples.total * 0.1, "unshaped: \(plainSamples)")
 
         // A token bucket at 4 Mbit/s with 200 ms of queue on the data path: bulk data waits.
-        try run(["ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
-                 "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms"])
+        try run([
+            "ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
+            "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms",
+        ])
         let shaped = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "1", "1000000"])
         _ = try Self.readFlows(shaped)
         shaped.stop()
@@ -530,9 +592,12 @@ struct EndToEndTests {
     @Test("without privileges the agent exits non-zero and says what is missing")
     func unprivilegedStartFails() throws {
         let programsBefore = try Self.flowstatPrograms()
-        let result = try run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                              flowstatBinary, "serve", "--source", "bpf", "--web.listen-address", "127.0.0.1:0"],
-                             check: false)
+        let result = try run(
+            [
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                flowstatBinary, "serve", "--source", "bpf", "--web.listen-address", "127.0.0.1:0",
+            ],
+            check: false)
         #expect(result.status != 0)
         #expect(result.stderr.contains("CAP_BPF"), "stderr: \(result.stderr)")
         #expect(try Self.programsLeft(since: programsBefore).isEmpty)

@@ -25,10 +25,15 @@ struct ExpositionParserTests {
             # EOF
             """#
         let exposition = try Exposition(text)
-        #expect(exposition.samples.map(\.name)
-            == ["tcp_flows", "tcp_flow_rtt_seconds", "weird", "nan_one", "up", "down", "with_time", "trailing_comma"])
+        #expect(
+            exposition.samples.map(\.name)
+                == [
+                    "tcp_flows", "tcp_flow_rtt_seconds", "weird", "nan_one", "up", "down", "with_time",
+                    "trailing_comma",
+                ])
         #expect(exposition.samples("tcp_flows").first?.value == 5)
-        let rtt = try #require(exposition.flow("tcp_flow_rtt_seconds", src: "10.0.0.1", sport: 80, dst: "fd00::2", dport: 1000))
+        let rtt = try #require(
+            exposition.flow("tcp_flow_rtt_seconds", src: "10.0.0.1", sport: 80, dst: "fd00::2", dport: 1000))
         #expect(rtt.value == 0.000123)
         let weird = try #require(exposition.samples("weird").first)
         #expect(weird.labels == ["a": #"say "hi""#, "b": #"C:\path"#, "c": "two\nlines", "d": "", "e": "é {x=1}, y"])
@@ -41,25 +46,27 @@ struct ExpositionParserTests {
         #expect(exposition.samples("trailing_comma").first?.labels == ["a": "1"])
     }
 
-    @Test("a line it cannot read throws, naming the line", arguments: [
-        "tcp_flows",  // no value
-        "tcp_flows  5",  // two spaces
-        "tcp_flows five",
-        "tcp_flows inf",  // Go's ParseFloat reads it, but the format's spelling is +Inf
-        "tcp_flows 0x10",
-        "tcp_flows 1 2 3",
-        "tcp_flows 1 1.5",  // a timestamp is an integer
-        "1tcp_flows 1",
-        "tcp-flows 1",
-        #"tcp_flows{a="1" 1"#,
-        #"tcp_flows{a=1} 1"#,
-        #"tcp_flows{a="1} 1"#,
-        #"tcp_flows{a="\t"} 1"#,
-        #"tcp_flows{a="1",a="2"} 1"#,
-        #"tcp_flows{a:b="1"} 1"#,
-        #"tcp_flows{a="1"}1"#,
-        " tcp_flows 1",
-    ])
+    @Test(
+        "a line it cannot read throws, naming the line",
+        arguments: [
+            "tcp_flows",  // no value
+            "tcp_flows  5",  // two spaces
+            "tcp_flows five",
+            "tcp_flows inf",  // Go's ParseFloat reads it, but the format's spelling is +Inf
+            "tcp_flows 0x10",
+            "tcp_flows 1 2 3",
+            "tcp_flows 1 1.5",  // a timestamp is an integer
+            "1tcp_flows 1",
+            "tcp-flows 1",
+            #"tcp_flows{a="1" 1"#,
+            #"tcp_flows{a=1} 1"#,
+            #"tcp_flows{a="1} 1"#,
+            #"tcp_flows{a="\t"} 1"#,
+            #"tcp_flows{a="1",a="2"} 1"#,
+            #"tcp_flows{a:b="1"} 1"#,
+            #"tcp_flows{a="1"}1"#,
+            " tcp_flows 1",
+        ])
     func malformed(line: String) throws {
         let text = "# TYPE tcp_flows gauge\ntcp_flows 1\n\(line)\n"
         #expect {

@@ -34,13 +34,13 @@ struct HTTPSecurityTests {
             ]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             configFile = directory.appendingPathComponent("web.yml").path
             try """
-                tls_server_config:
-                  cert_file: server.crt
-                  key_file: server.key
-                basic_auth_users:
-                  prometheus: \(hash)
+            tls_server_config:
+              cert_file: server.crt
+              key_file: server.key
+            basic_auth_users:
+              prometheus: \(hash)
 
-                """.write(toFile: configFile, atomically: true, encoding: .utf8)
+            """.write(toFile: configFile, atomically: true, encoding: .utf8)
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
@@ -50,7 +50,8 @@ struct HTTPSecurityTests {
     static func curl(_ agent: Agent, _ path: String, _ options: [String], scheme: String = "https")
         throws -> (exit: Int32, status: Int, headers: String, body: Data)
     {
-        let bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("flowstat-http-body-\(UUID())").path
+        let bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("flowstat-http-body-\(UUID())")
+            .path
         defer { try? FileManager.default.removeItem(atPath: bodyFile) }
         let result = try run(
             ["curl", "-sS", "--max-time", "20", "-D", "-", "-o", bodyFile, "-w", "%{http_code}"] + options
@@ -60,7 +61,8 @@ struct HTTPSecurityTests {
         return (result.status, status, String(result.stdout.dropLast(3)), body)
     }
 
-    @Test("TLS and basic auth: right password 200, wrong or missing 401; plain HTTP fails cleanly; gzip and OpenMetrics")
+    @Test(
+        "TLS and basic auth: right password 200, wrong or missing 401; plain HTTP fails cleanly; gzip and OpenMetrics")
     func tlsAndBasicAuth() throws {
         let credentials = try Credentials()
         let tls = ["--cacert", credentials.cert]
@@ -92,24 +94,28 @@ struct HTTPSecurityTests {
         #expect(compressed.status == 200)
         #expect(compressed.headers.lowercased().contains("content-encoding: gzip"))
         #expect(String(decoding: compressed.body, as: UTF8.self).hasPrefix("# HELP tcp_flow_rtt_seconds"))
-        let raw = try Self.curl(agent, "/metrics", tls + ["-u", "prometheus:right-password", "-H", "Accept-Encoding: gzip"])
+        let raw = try Self.curl(
+            agent, "/metrics", tls + ["-u", "prometheus:right-password", "-H", "Accept-Encoding: gzip"])
         #expect(raw.body.prefix(2) == Data([0x1f, 0x8b]))
         let rawFile = credentials.directory.appendingPathComponent("raw.gz").path
         FileManager.default.createFile(atPath: rawFile, contents: raw.body)
         let text = try run(["gzip", "-dc", rawFile]).stdout
         #expect(text.hasPrefix("# HELP tcp_flow_rtt_seconds"))
         #expect(text.contains("\nflowstat_scrape_duration_seconds "))
-        let noGzip = try Self.curl(agent, "/metrics", tls + ["-u", "prometheus:right-password", "-H", "Accept-Encoding: gzip;q=0"])
+        let noGzip = try Self.curl(
+            agent, "/metrics", tls + ["-u", "prometheus:right-password", "-H", "Accept-Encoding: gzip;q=0"])
         #expect(!noGzip.headers.lowercased().contains("content-encoding"))
 
         let openMetrics = try Self.curl(
             agent, "/metrics",
             tls + ["-u", "prometheus:right-password", "-H", "Accept: application/openmetrics-text; version=1.0.0"])
-        #expect(openMetrics.headers.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"))
+        #expect(
+            openMetrics.headers.contains("Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"))
         #expect(String(decoding: openMetrics.body, as: UTF8.self).hasSuffix("# EOF\n"))
 
         // HEAD: GET's headers, no body.
-        let head = try Self.curl(agent, "/metrics", tls + ["-u", "prometheus:right-password", "-I", "-H", "Accept-Encoding: gzip"])
+        let head = try Self.curl(
+            agent, "/metrics", tls + ["-u", "prometheus:right-password", "-I", "-H", "Accept-Encoding: gzip"])
         #expect(head.status == 200)
         #expect(head.headers.lowercased().contains("content-encoding: gzip"))
         #expect(head.headers.lowercased().contains("content-length: "))
@@ -129,14 +135,16 @@ struct HTTPSecurityTests {
         // The client's self-signed certificate is its own CA.
         let config = "\(directory)/mtls.yml"
         try """
-            tls_server_config:
-              cert_file: server.crt
-              key_file: server.key
-              client_auth_type: RequireAndVerifyClientCert
-              client_ca_file: client.crt
+        tls_server_config:
+          cert_file: server.crt
+          key_file: server.key
+          client_auth_type: RequireAndVerifyClientCert
+          client_ca_file: client.crt
 
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-        let client = ["--cacert", credentials.cert, "--cert", "\(directory)/client.crt", "--key", "\(directory)/client.key"]
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let client = [
+            "--cacert", credentials.cert, "--cert", "\(directory)/client.crt", "--key", "\(directory)/client.key",
+        ]
         let agent = try Agent(["--source", "fake", "--web.config.file", config], scheme: "https", curlOptions: client)
         defer { agent.stop() }
 
@@ -159,20 +167,23 @@ struct HTTPSecurityTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = directory.appendingPathComponent("prometheus.yml").path
         try """
-            global: {scrape_interval: 1s}
-            scrape_configs:
-              - job_name: flowstat
-                static_configs: [{targets: ['127.0.0.1:\(agent.port)']}]
+        global: {scrape_interval: 1s}
+        scrape_configs:
+          - job_name: flowstat
+            static_configs: [{targets: ['127.0.0.1:\(agent.port)']}]
 
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let webPort = try Agent.freePort()
         let prometheus = try Child(
-            ["prometheus", "--config.file", config, "--web.listen-address", "127.0.0.1:\(webPort)",
-             "--storage.tsdb.path", directory.appendingPathComponent("data").path], stderr: FileHandle.nullDevice)
+            [
+                "prometheus", "--config.file", config, "--web.listen-address", "127.0.0.1:\(webPort)",
+                "--storage.tsdb.path", directory.appendingPathComponent("data").path,
+            ], stderr: FileHandle.nullDevice)
         defer { prometheus.stop() }
 
         func api(_ path: String) throws -> [String: Any] {
-            let result = try run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:\(webPort)\(path)"], check: false)
+            let result = try run(
+                ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:\(webPort)\(path)"], check: false)
             let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
             return json?["data"] as? [String: Any] ?? [:]
         }
@@ -189,7 +200,8 @@ struct HTTPSecurityTests {
         // Units exist only in OpenMetrics: Prometheus took that format.
         #expect(unit == "seconds")
         #expect(acked.count == 3)
-        let counterType = try api("/api/v1/metadata?metric=tcp_flow_bytes_acked")["tcp_flow_bytes_acked"] as? [[String: Any]]
+        let counterType =
+            try api("/api/v1/metadata?metric=tcp_flow_bytes_acked")["tcp_flow_bytes_acked"] as? [[String: Any]]
         #expect(counterType?.first?["type"] as? String == "counter")
 
         // gzip: the agent logs each response's size on the wire; Prometheus' ones are a
@@ -211,13 +223,18 @@ struct HTTPSecurityTests {
         for (text, expected) in [
             ("tls_server_config:\n  cert_file: server.crt\n  key_file: missing.key\n", "tls_server_config.key_file"),
             ("basic_auth_users:\n  prometheus: plaintext\n", "basic_auth_users.prometheus is not a bcrypt hash"),
-            ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  ciphers: [x]\n",
-             "tls_server_config.ciphers is not a known key"),
+            (
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  ciphers: [x]\n",
+                "tls_server_config.ciphers is not a known key"
+            ),
         ] {
             let file = credentials.directory.appendingPathComponent("bad.yml").path
             try text.write(toFile: file, atomically: true, encoding: .utf8)
             let result = try run(
-                [flowstatBinary, "serve", "--source", "fake", "--web.listen-address", "127.0.0.1:0", "--web.config.file", file],
+                [
+                    flowstatBinary, "serve", "--source", "fake", "--web.listen-address", "127.0.0.1:0",
+                    "--web.config.file", file,
+                ],
                 check: false)
             #expect(result.status == 1)
             #expect(result.stderr.contains("flowstat: error: web config file \(file): \(expected)"), "\(result.stderr)")
@@ -274,7 +291,9 @@ struct HTTPSecurityTests {
         deinit { close(fd) }
     }
 
-    @Test("bad clients (malformed, oversized, slowloris, idle, bad methods, bodies) while a pipeline scrapes: every scrape succeeds")
+    @Test(
+        "bad clients (malformed, oversized, slowloris, idle, bad methods, bodies) while a pipeline scrapes: every scrape succeeds"
+    )
     func badInputBatch() throws {
         let agent = try Agent(["--source", "fake"])
         defer { agent.stop() }
@@ -294,9 +313,14 @@ struct HTTPSecurityTests {
                 let outcome: String?
                 do {
                     let result = try run(
-                        ["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)/metrics"],
+                        [
+                            "curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}",
+                            "http://127.0.0.1:\(port)/metrics",
+                        ],
                         check: false)
-                    outcome = result.status == 0 && result.stdout.hasSuffix("\n200") && result.stdout.contains("# HELP tcp_flows ")
+                    outcome =
+                        result.status == 0 && result.stdout.hasSuffix("\n200")
+                            && result.stdout.contains("# HELP tcp_flows ")
                         ? nil : "curl exit \(result.status): \(result.stderr)\(result.stdout.suffix(4))"
                 } catch {
                     outcome = "\(error)"
@@ -322,7 +346,10 @@ struct HTTPSecurityTests {
         let status = Self.status
 
         // Malformed request lines and binary garbage: 400, then closed.
-        let garbage = ["GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/9.9\r\n\r\n", "\u{0}\u{1}\u{2}\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n"]
+        let garbage = [
+            "GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET / HTTP/9.9\r\n\r\n", "\u{0}\u{1}\u{2}\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        ]
         attack("malformed", count: 25) { index in
             let client = try RawClient(port: port)
             client.send(Array(garbage[index % garbage.count].utf8))

@@ -17,8 +17,10 @@ struct InetDiagFallbackTests {
 
     /// A server in the server namespace and clients in the client namespace: IPv4, IPv6 and
     /// IPv4 to a dual-stack listener; returns the clients (to stop) and their flows.
-    static func startFlows(_ network: TestNetwork) throws -> (servers: [Child], clients: [Child],
-                                                               flows: [EndToEndTests.Flow]) {
+    static func startFlows(_ network: TestNetwork) throws -> (
+        servers: [Child], clients: [Child],
+        flows: [EndToEndTests.Flow]
+    ) {
         let servers = try [
             EndToEndTests.startServer(network, network.serverIPv4, 5101),
             EndToEndTests.startServer(network, network.serverIPv6, 5102),
@@ -35,13 +37,16 @@ struct InetDiagFallbackTests {
 
     static func bytesAgree(_ metrics: Exposition, _ kernel: [SocketStats], _ flow: EndToEndTests.Flow) throws {
         let socket = try #require(kernel.first { $0.localPort == flow.localPort && $0.peerPort == flow.remotePort })
-        let acked = try #require(metrics.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
-                                              dst: flow.remote, dport: flow.remotePort))
+        let acked = try #require(
+            metrics.flow(
+                "tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort))
         let kernelAcked = Double(try #require(socket.bytesAcked))
         #expect(abs(acked.value - kernelAcked) <= 0.01 * kernelAcked, "bytes acked \(acked.value) vs ss \(kernelAcked)")
     }
 
-    @Test("unprivileged --source inet_diag: its namespace's flows with ss -tin's values, nothing faked, promtool accepts")
+    @Test(
+        "unprivileged --source inet_diag: its namespace's flows with ss -tin's values, nothing faked, promtool accepts")
     func unprivilegedMatchesSS() throws {
         let network = try TestNetwork(tag: "diag")
         defer { network.remove() }
@@ -54,19 +59,24 @@ struct InetDiagFallbackTests {
         let metrics = try agent.scrape()
         let kernel = try network.socketStats(in: network.client)
         for flow in flows {
-            try EndToEndTests.expectAgreement(metrics, kernel, src: flow.local, sport: flow.localPort,
-                                              dst: flow.remote, dport: flow.remotePort)
+            try EndToEndTests.expectAgreement(
+                metrics, kernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
             try Self.bytesAgree(metrics, kernel, flow)
             // The server's end lives in another namespace, which an unprivileged agent cannot enter.
-            #expect(metrics.flow("tcp_flow_rtt_seconds", src: flow.remote, sport: flow.remotePort, dst: flow.local,
-                                 dport: flow.localPort) == nil, "server end of \(flow) seen without privileges")
+            #expect(
+                metrics.flow(
+                    "tcp_flow_rtt_seconds", src: flow.remote, sport: flow.remotePort, dst: flow.local,
+                    dport: flow.localPort) == nil, "server end of \(flow) seen without privileges")
         }
         #expect(metrics.samples("tcp_flow_rtt_seconds").allSatisfy { $0.labels["dport"] != "0" }, "a listener")
         let info = metrics.samples("flowstat_source_info")
         #expect(info.count == 1 && info.first?.labels["source"] == "inet_diag" && info.first?.labels["reason"] == nil)
         // Event-only metrics are absent, not zero.
-        for name in ["tcp_rtt_seconds_count", "tcp_flows_opened_total", "tcp_flows_closed_total",
-                     "flowstat_map_evictions_total"] {
+        for name in [
+            "tcp_rtt_seconds_count", "tcp_flows_opened_total", "tcp_flows_closed_total",
+            "flowstat_map_evictions_total",
+        ] {
             #expect(metrics.samples(name).isEmpty, "\(name) exported by the inet_diag source")
         }
         let lint = try run(["promtool", "check", "metrics"], check: false, input: metrics.text)
@@ -104,16 +114,18 @@ struct InetDiagFallbackTests {
         #expect(reason.hasPrefix("bpf: ") && reason.contains("Operation not permitted"), "reason: \(reason)")
         let kernel = try network.socketStats(in: network.client)
         for flow in flows {
-            try EndToEndTests.expectAgreement(metrics, kernel, src: flow.local, sport: flow.localPort,
-                                              dst: flow.remote, dport: flow.remotePort)
+            try EndToEndTests.expectAgreement(
+                metrics, kernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
         }
         #expect(try agent.get("/health").status == 200)
         #expect(try agent.get("/").body.contains("Fallback: bpf: "))
 
         #expect(agent.stop() == 0)
         let log = agent.stderrText
-        let warning = try #require(log.split(separator: "\n").first { $0.contains("falling back to inet_diag") },
-                                   "no fallback warning in: \(log)")
+        let warning = try #require(
+            log.split(separator: "\n").first { $0.contains("falling back to inet_diag") },
+            "no fallback warning in: \(log)")
         #expect(warning.contains("warning"), "not at warning level: \(warning)")
         #expect(warning.contains("Operation not permitted"), "the BPF error is missing: \(warning)")
         #expect(log.contains("Fix: run flowstat as root, or grant it CAP_BPF"), "the hint is missing: \(log)")
@@ -137,8 +149,9 @@ struct InetDiagFallbackTests {
         // As root it reads the client's namespace too (not its own): every client end is there.
         let kernel = try network.socketStats(in: network.client)
         for flow in flows {
-            try EndToEndTests.expectAgreement(metrics, kernel, src: flow.local, sport: flow.localPort,
-                                              dst: flow.remote, dport: flow.remotePort)
+            try EndToEndTests.expectAgreement(
+                metrics, kernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
         }
         #expect(agent.stop() == 0)
         let log = agent.stderrText
@@ -159,12 +172,16 @@ struct InetDiagFallbackTests {
         let serverKernel = try network.socketStats(in: network.server)
         var namespaces: Set<String> = []
         for flow in flows {
-            try EndToEndTests.expectAgreement(metrics, clientKernel, src: flow.local, sport: flow.localPort,
-                                              dst: flow.remote, dport: flow.remotePort)
-            try EndToEndTests.expectAgreement(metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
-                                              dst: flow.local, dport: flow.localPort)
-            for (src, sport, dst, dport) in [(flow.local, flow.localPort, flow.remote, flow.remotePort),
-                                             (flow.remote, flow.remotePort, flow.local, flow.localPort)] {
+            try EndToEndTests.expectAgreement(
+                metrics, clientKernel, src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
+            try EndToEndTests.expectAgreement(
+                metrics, serverKernel, src: flow.remote, sport: flow.remotePort,
+                dst: flow.local, dport: flow.localPort)
+            for (src, sport, dst, dport) in [
+                (flow.local, flow.localPort, flow.remote, flow.remotePort),
+                (flow.remote, flow.remotePort, flow.local, flow.localPort),
+            ] {
                 let sample = metrics.flow("tcp_flow_cwnd_segments", src: src, sport: sport, dst: dst, dport: dport)
                 if let netns = sample?.labels["netns"] { namespaces.insert(netns) }
             }

@@ -11,14 +11,18 @@ import Testing
 /// temporary directory carry "prom" / "fsprom" and the process id.
 @Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates network namespaces"))
 struct PrometheusEndToEndTests {
-    @Test("Prometheus stores the flows' series with their 4-tuples; histogram_quantile over tcp_rtt_seconds matches ss; rules are healthy")
+    @Test(
+        "Prometheus stores the flows' series with their 4-tuples; histogram_quantile over tcp_rtt_seconds matches ss; rules are healthy"
+    )
     func prometheusEndToEnd() throws {
         let network = try TestNetwork(tag: "prom")
         defer { network.remove() }
         // A token bucket on the client's data path: bulk data queues, so these flows' RTTs
         // (a hundred milliseconds and more) stand far above other traffic on the host.
-        try run(["ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
-                 "tbf", "rate", "1mbit", "burst", "16kbit", "latency", "1s"])
+        try run([
+            "ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
+            "tbf", "rate", "1mbit", "burst", "16kbit", "latency", "1s",
+        ])
         let agent = try Agent()
         defer { agent.stop() }
         let server = try EndToEndTests.startServer(network, network.serverIPv4, 5001)
@@ -69,8 +73,9 @@ struct PrometheusEndToEndTests {
             try #require(clientEnd.count == 1, "client end of \(flow) in Prometheus: \(clientEnd)")
             #expect(clientEnd[0].labels["instance"] == "127.0.0.1:\(agent.port)")
             // The flows are idle after the transfer: the smoothed RTT stays as ss shows it.
-            #expect(abs(clientEnd[0].value - kernelRTT) <= 0.1 * kernelRTT,
-                    "Prometheus \(clientEnd[0].value) s vs ss \(kernelRTT) s for \(flow)")
+            #expect(
+                abs(clientEnd[0].value - kernelRTT) <= 0.1 * kernelRTT,
+                "Prometheus \(clientEnd[0].value) s vs ss \(kernelRTT) s for \(flow)")
             let serverEnd = try prometheus.query(
                 selector(flow.remote, flow.remotePort, flow.local, flow.localPort), at: evaluation)
             #expect(serverEnd.count == 1, "server end of \(flow) in Prometheus: \(serverEnd)")
@@ -86,11 +91,13 @@ struct PrometheusEndToEndTests {
         let increase = "sum by (le) (increase(tcp_rtt_seconds_bucket[\(window)s]))"
         let floor = #"on() group_left() sum(increase(tcp_rtt_seconds_bucket{le="0.05"}[\#(window)s]))"#
         let aboveFloor = "clamp_min(\(increase) - \(floor), 0)"
-        let median = try #require(try prometheus.query("histogram_quantile(0.5, \(aboveFloor))", at: evaluation).first,
-                                  "no tcp_rtt_seconds histogram in Prometheus")
+        let median = try #require(
+            try prometheus.query("histogram_quantile(0.5, \(aboveFloor))", at: evaluation).first,
+            "no tcp_rtt_seconds histogram in Prometheus")
         let bucketSeries = try prometheus.query(increase, at: evaluation)
         let buckets = bucketSeries.map { "\($0.labels["le"] ?? ""): \(Int($0.value))" }.sorted()
-        let slowest = kernelRTTs.max()!, fastest = kernelRTTs.min()!
+        let slowest = kernelRTTs.max()!
+        let fastest = kernelRTTs.min()!
         #expect(fastest > 0.05, "the token bucket should queue the transfer: ss says \(kernelRTTs)")
         // The bound is the histogram's resolution, taken from the bucket edges Prometheus
         // stored. histogram_quantile finds the bucket (lower, upper] that holds the median
@@ -112,11 +119,14 @@ struct PrometheusEndToEndTests {
             }
             return (index == 0 ? 0 : edges[index - 1], edges[index])
         }
-        let lowest = bucket(holding: fastest).lower, highest = bucket(holding: slowest).upper
+        let lowest = bucket(holding: fastest).lower
+        let highest = bucket(holding: slowest).upper
         // Interpolation in floating point may land an ulp outside an edge.
         let rounding = 1e-9 * highest
-        #expect(median.value >= lowest - rounding && median.value <= highest + rounding,
-                "histogram median \(median.value) s outside [\(lowest), \(highest)] s, the buckets of ss's RTTs \(kernelRTTs); buckets \(buckets)")
+        #expect(
+            median.value >= lowest - rounding && median.value <= highest + rounding,
+            "histogram median \(median.value) s outside [\(lowest), \(highest)] s, the buckets of ss's RTTs \(kernelRTTs); buckets \(buckets)"
+        )
         let samples = try prometheus.query("sum(\(aboveFloor))", at: evaluation)
         #expect((samples.first?.value ?? 0) >= 50, "RTT samples above 50 ms during the transfer: \(buckets)")
 

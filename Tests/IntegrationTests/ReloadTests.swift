@@ -34,7 +34,9 @@ struct ReloadTests {
 
         let agent = try Agent(["--source", "fake", "-c", file.path])
         defer { agent.stop() }
-        func ports(_ metrics: Exposition) -> [String] { metrics.samples("tcp_flow_rtt_seconds").compactMap { $0.labels["sport"] } }
+        func ports(_ metrics: Exposition) -> [String] {
+            metrics.samples("tcp_flow_rtt_seconds").compactMap { $0.labels["sport"] }
+        }
         func successful(_ metrics: Exposition) -> Double? {
             metrics.samples("flowstat_config_last_reload_successful").first?.value
         }
@@ -53,7 +55,8 @@ struct ReloadTests {
         #expect(successful(second) == 1)
         #expect(timestamp(second) > timestamp(first))
 
-        try "logic:\n  selection:\n    portRanges: [{ lower: 9000, upper: 80 }]\n".write(to: file, atomically: true, encoding: .utf8)
+        try "logic:\n  selection:\n    portRanges: [{ lower: 9000, upper: 80 }]\n".write(
+            to: file, atomically: true, encoding: .utf8)
         kill(agent.process.processIdentifier, SIGHUP)
         let third = try Self.scrape(agent) { successful($0) == 0 }
         #expect(successful(third) == 0)
@@ -70,15 +73,20 @@ struct ReloadTests {
     /// POST through curl; returns status and body.
     static func post(_ agent: Agent, _ path: String) throws -> (status: Int, body: String) {
         let result = try run(
-            ["curl", "-sS", "--max-time", "30", "-X", "POST", "-o", "-", "-w", "\n%{http_code}",
-             "http://127.0.0.1:\(agent.port)\(path)"], check: false)
+            [
+                "curl", "-sS", "--max-time", "30", "-X", "POST", "-o", "-", "-w", "\n%{http_code}",
+                "http://127.0.0.1:\(agent.port)\(path)",
+            ], check: false)
         let newline = try #require(result.stdout.lastIndex(of: "\n"), "curl: \(result.stderr)")
         return (Int(result.stdout[result.stdout.index(after: newline)...]) ?? 0, String(result.stdout[..<newline]))
     }
 
-    @Test("POST /-/reload with --web.enable-lifecycle: 200 for a good config, 500 with the reason for a bad one; 403 without the flag")
+    @Test(
+        "POST /-/reload with --web.enable-lifecycle: 200 for a good config, 500 with the reason for a bad one; 403 without the flag"
+    )
     func lifecycleReload() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flowstat-reload-http-\(getpid())")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "flowstat-reload-http-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("config.yml")

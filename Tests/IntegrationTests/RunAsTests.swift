@@ -24,8 +24,10 @@ struct RunAsTests {
     /// setpriv as nobody with exactly these capabilities (inheritable, ambient, bounding).
     static func setpriv(capabilities: [String]) -> [String] {
         let set = (["-all"] + capabilities.map { "+\($0)" }).joined(separator: ",")
-        return ["setpriv", "--reuid=nobody", "--regid=\(nobody.gid)", "--clear-groups",
-                "--inh-caps=\(set)", "--ambient-caps=\(set)", "--bounding-set=\(set)"]
+        return [
+            "setpriv", "--reuid=nobody", "--regid=\(nobody.gid)", "--clear-groups",
+            "--inh-caps=\(set)", "--ambient-caps=\(set)", "--bounding-set=\(set)",
+        ]
     }
 
     struct ThreadStatus {
@@ -52,7 +54,9 @@ struct RunAsTests {
         metrics.samples(name).first?.value ?? -1
     }
 
-    @Test("--run-as nobody: every thread is nobody with no capability, and scrapes still show new, existing and closed flows")
+    @Test(
+        "--run-as nobody: every thread is nobody with no capability, and scrapes still show new, existing and closed flows"
+    )
     func runAsNobody() throws {
         let programsBefore = try EndToEndTests.flowstatPrograms()
         let sockopsBefore = try EndToEndTests.flowstatCgroupAttachments()
@@ -79,7 +83,9 @@ struct RunAsTests {
             #expect(thread.fields["Gid"] == expectedGid, "thread \(thread.tid) Gid \(thread.fields["Gid"] ?? "?")")
             #expect(thread.fields["Groups"] == "\(Self.nobody.gid)", "thread \(thread.tid) Groups")
             for set in ["CapEff", "CapPrm", "CapAmb"] {
-                #expect(thread.fields[set] == "0000000000000000", "thread \(thread.tid) \(set) \(thread.fields[set] ?? "?")")
+                #expect(
+                    thread.fields[set] == "0000000000000000", "thread \(thread.tid) \(set) \(thread.fields[set] ?? "?")"
+                )
             }
             #expect(thread.fields["NoNewPrivs"] == "1", "thread \(thread.tid) NoNewPrivs")
         }
@@ -96,11 +102,14 @@ struct RunAsTests {
         metrics = try agent.scrape()
         let serverKernel = try network.socketStats(in: network.server)
         for flow in earlyFlows {
-            let socket = try #require(serverKernel.first { $0.localPort == flow.remotePort && $0.peerPort == flow.localPort })
-            let received = metrics.flow("tcp_flow_bytes_received_total", src: flow.remote, sport: flow.remotePort,
-                                        dst: flow.local, dport: flow.localPort)
-            #expect(received?.value == socket.bytesReceived.map { Double($0) },
-                    "server end of \(flow): flowstat \(received?.value ?? -1), ss \(socket.bytesReceived ?? 0)")
+            let socket = try #require(
+                serverKernel.first { $0.localPort == flow.remotePort && $0.peerPort == flow.localPort })
+            let received = metrics.flow(
+                "tcp_flow_bytes_received_total", src: flow.remote, sport: flow.remotePort,
+                dst: flow.local, dport: flow.localPort)
+            #expect(
+                received?.value == socket.bytesReceived.map { Double($0) },
+                "server end of \(flow): flowstat \(received?.value ?? -1), ss \(socket.bytesReceived ?? 0)")
         }
         let closedBefore = Self.value(metrics, "tcp_flows_closed_total")
         #expect(closedBefore >= 0, "tcp_flows_closed_total missing")
@@ -112,8 +121,9 @@ struct RunAsTests {
         metrics = try agent.scrape()
         for flow in lateFlows {
             #expect(EndToEndTests.isExported(metrics, flow), "flow opened after the switch \(flow) missing")
-            let acked = metrics.flow("tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
-                                     dst: flow.remote, dport: flow.remotePort)
+            let acked = metrics.flow(
+                "tcp_flow_bytes_acked_total", src: flow.local, sport: flow.localPort,
+                dst: flow.remote, dport: flow.remotePort)
             #expect((acked?.value ?? 0) >= 100_000, "bytes acked of \(flow): \(acked?.value ?? -1)")
         }
 
@@ -124,7 +134,10 @@ struct RunAsTests {
         for _ in 0..<50 {
             metrics = try agent.scrape()
             if !closed.contains(where: { EndToEndTests.isExported(metrics, $0) }),
-               Self.value(metrics, "tcp_flows_closed_total") >= closedBefore + 4 { break }
+                Self.value(metrics, "tcp_flows_closed_total") >= closedBefore + 4
+            {
+                break
+            }
             usleep(100_000)
         }
         for flow in closed {
@@ -148,8 +161,9 @@ struct RunAsTests {
         #expect(log.components(separatedBy: "refreshing only this network namespace").count <= 2, "log: \(log)")
         #expect(try EndToEndTests.programsLeft(since: programsBefore).isEmpty, "BPF programs left after SIGTERM")
         // Dropping privileges must not keep the agent from detaching sockops from the cgroup.
-        #expect(try EndToEndTests.flowstatCgroupAttachments() == sockopsBefore,
-                "sockops attachments before: \(sockopsBefore) (programs \(programsBefore.sorted()))")
+        #expect(
+            try EndToEndTests.flowstatCgroupAttachments() == sockopsBefore,
+            "sockops attachments before: \(sockopsBefore) (programs \(programsBefore.sorted()))")
     }
 
     @Test("--run-as errors are one line naming the problem and the fix, before any BPF program loads")
@@ -166,8 +180,9 @@ struct RunAsTests {
         #expect(badGroup.status == 1)
         #expect(badGroup.stderr.contains("no group \"fsrunas-nosuchgroup\""), "stderr: \(badGroup.stderr)")
 
-        let notRoot = try run(Self.setpriv(capabilities: Self.minimalCapabilities) + serve + ["--run-as", "nobody"],
-                              check: false)
+        let notRoot = try run(
+            Self.setpriv(capabilities: Self.minimalCapabilities) + serve + ["--run-as", "nobody"],
+            check: false)
         #expect(notRoot.status == 1)
         #expect(notRoot.stderr.contains("needs the agent to start as root"), "stderr: \(notRoot.stderr)")
         #expect(notRoot.stderr.components(separatedBy: "flowstat: error:").count == 2, "stderr: \(notRoot.stderr)")
@@ -184,9 +199,10 @@ struct RunAsTests {
 
         let agent = try Agent(["--source", "bpf"], launcher: Self.setpriv(capabilities: Self.minimalCapabilities))
         defer { agent.stop() }
-        let status = try #require(try Self.threads(of: agent.process.processIdentifier).first {
-            $0.tid == "\(agent.process.processIdentifier)"
-        })
+        let status = try #require(
+            try Self.threads(of: agent.process.processIdentifier).first {
+                $0.tid == "\(agent.process.processIdentifier)"
+            })
         #expect(status.fields["Uid"]?.hasPrefix("\(Self.nobody.uid) ") == true)
         #expect(status.fields["CapEff"] == "000000c000001000", "CapEff \(status.fields["CapEff"] ?? "?")")
 
@@ -195,8 +211,9 @@ struct RunAsTests {
         let flows = try EndToEndTests.readFlows(client)
         let metrics = try agent.scrape()
         let hooks = Set(metrics.samples("flowstat_source_info").compactMap { $0.labels["hook"] })
-        #expect(hooks.isSuperset(of: ["sockops", "tcp_rcv_established", "inet_sock_set_state", "iter_tcp"]),
-                "hooks: \(hooks)")
+        #expect(
+            hooks.isSuperset(of: ["sockops", "tcp_rcv_established", "inet_sock_set_state", "iter_tcp"]),
+            "hooks: \(hooks)")
         for flow in flows {
             #expect(EndToEndTests.isExported(metrics, flow), "flow \(flow) missing")
         }
@@ -207,14 +224,16 @@ struct RunAsTests {
         #expect(try EndToEndTests.programsLeft(since: programsBefore).isEmpty)
     }
 
-    @Test("each of CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN is needed: without it --source bpf fails and says so",
-          arguments: minimalCapabilities)
+    @Test(
+        "each of CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN is needed: without it --source bpf fails and says so",
+        arguments: minimalCapabilities)
     func everyMinimalCapabilityIsNeeded(missing: String) throws {
         let programsBefore = try EndToEndTests.flowstatPrograms()
         let capabilities = Self.minimalCapabilities.filter { $0 != missing }
-        let result = try run(Self.setpriv(capabilities: capabilities)
-                                + [flowstatBinary, "serve", "--source", "bpf", "--web.listen-address", "127.0.0.1:0"],
-                             check: false)
+        let result = try run(
+            Self.setpriv(capabilities: capabilities)
+                + [flowstatBinary, "serve", "--source", "bpf", "--web.listen-address", "127.0.0.1:0"],
+            check: false)
         #expect(result.status == 1, "started without cap_\(missing): \(result.stderr)")
         #expect(result.stderr.contains("cannot start the BPF flow source"), "stderr: \(result.stderr)")
         #expect(try EndToEndTests.programsLeft(since: programsBefore).isEmpty)

@@ -19,11 +19,14 @@ struct SeedCommandLineTests {
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         try spawn(process)
-        let healthy = waitUntil(seconds: 30) {
-            !process.isRunning
-                || (try? run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/health"],
-                             check: false).stdout) == "200"
-        } && process.isRunning
+        let healthy =
+            waitUntil(seconds: 30) {
+                !process.isRunning
+                    || (try? run(
+                        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/health"],
+                        check: false
+                    ).stdout) == "200"
+            } && process.isRunning
         if process.isRunning { process.terminate() }
         let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
@@ -50,8 +53,9 @@ struct SeedCommandLineTests {
         for form in ["--config:", "-c:"] {
             let port = try Agent.freePort()
             // From an empty directory: without the flag, flowstat would run on its defaults.
-            let log = try Self.serve(["--source", "fake", "-p:\(port)", "\(form)\(file)", "--log-level:DEBUG"],
-                                     port: port, from: "/")
+            let log = try Self.serve(
+                ["--source", "fake", "-p:\(port)", "\(form)\(file)", "--log-level:DEBUG"],
+                port: port, from: "/")
             #expect(log.contains("read config \(file)"), "\(form): \(log)")
             #expect(log.contains(" debug "), "--log-level:DEBUG logs debug lines: \(log)")
         }

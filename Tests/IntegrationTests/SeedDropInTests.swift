@@ -75,8 +75,10 @@ struct SeedDropInTests {
         #expect(abs(start - (Date().timeIntervalSince1970 - elapsed)) <= 3, "start \(start), ps etimes \(elapsed)")
         let maxFDs = try #require(Double(limit.trimmingCharacters(in: .whitespacesAndNewlines)))
         #expect(metrics.samples("process_max_fds").first?.value == maxFDs)
-        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
-                     "process_open_fds"] {
+        for name in [
+            "process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+            "process_open_fds",
+        ] {
             #expect((metrics.samples(name).first?.value ?? 0) > 0, "\(name)")
         }
         #expect(openMetrics.status == 200)

@@ -11,7 +11,9 @@ import Testing
 /// checks the /proc attribution that `cmds` needs. Root only, serialized (it loads BPF).
 @Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates network namespaces"))
 struct SelectionTests {
-    @Test("only the flows of the selected command to the selected remote port are exported; the config's other settings apply and flags win over them")
+    @Test(
+        "only the flows of the selected command to the selected remote port are exported; the config's other settings apply and flags win over them"
+    )
     func selectByCommandAndPort() throws {
         let network = try TestNetwork(tag: "cfg")
         defer { network.remove() }
@@ -29,20 +31,20 @@ struct SelectionTests {
 
         let configPath = "/tmp/fscfg-\(getpid()).yml"
         try """
-            # comm of the client is its first 15 bytes: fscfg-client-lo
-            logic:
-              metrics:
-                histograms: {rtt: {bucketBounds: [0.5, 5, 50]}}
-                gauges: {cwnd: {active: false}}
-              selection:
-                process:
-                  cmds: ["\(selectedName)-\(getpid())"]
-                portRanges:
-                  - {lower: 5101, upper: 5101}
-            flowstat:
-              web: {listenAddress: "127.0.0.1:1"}   # the test's --web.listen-address wins
-              bpf: {mapEntries: 4096}
-            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        # comm of the client is its first 15 bytes: fscfg-client-lo
+        logic:
+          metrics:
+            histograms: {rtt: {bucketBounds: [0.5, 5, 50]}}
+            gauges: {cwnd: {active: false}}
+          selection:
+            process:
+              cmds: ["\(selectedName)-\(getpid())"]
+            portRanges:
+              - {lower: 5101, upper: 5101}
+        flowstat:
+          web: {listenAddress: "127.0.0.1:1"}   # the test's --web.listen-address wins
+          bpf: {mapEntries: 4096}
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
         defer { unlink(configPath) }
 
         let agent = try Agent(["-c", configPath])
@@ -56,8 +58,10 @@ struct SelectionTests {
 
         let script = packageRoot.appendingPathComponent("Tests/Support/tcp_peer.py").path
         func client(_ executable: String, _ port: Int) throws -> Child {
-            try Child(["ip", "netns", "exec", network.client, executable, script,
-                       "connect", network.serverIPv4, String(port), "2", "20000"])
+            try Child([
+                "ip", "netns", "exec", network.client, executable, script,
+                "connect", network.serverIPv4, String(port), "2", "20000",
+            ])
         }
         let clients = try [
             (selected: true, client(selectedPath, 5101)),
@@ -66,7 +70,8 @@ struct SelectionTests {
             (selected: false, client(python, 5202)),
         ]
         defer { clients.forEach { $0.1.stop() } }
-        var wanted: Set<String> = [], unwanted: Set<String> = []
+        var wanted: Set<String> = []
+        var unwanted: Set<String> = []
         for (selected, child) in clients {
             for flow in try EndToEndTests.readFlows(child) {
                 let id = "\(flow.local):\(flow.localPort)->\(flow.remote):\(flow.remotePort)"
@@ -81,9 +86,10 @@ struct SelectionTests {
         #expect(kernel.filter { $0.peerPort == 5101 || $0.peerPort == 5202 }.count == 8)
 
         func exported(_ metrics: Exposition) -> Set<String> {
-            Set(metrics.samples("tcp_flow_rtt_seconds").map {
-                "\($0.labels["src"]!):\($0.labels["sport"]!)->\($0.labels["dst"]!):\($0.labels["dport"]!)"
-            })
+            Set(
+                metrics.samples("tcp_flow_rtt_seconds").map {
+                    "\($0.labels["src"]!):\($0.labels["sport"]!)->\($0.labels["dst"]!):\($0.labels["dport"]!)"
+                })
         }
         var metrics = try agent.scrape()
         for _ in 0..<50 where exported(metrics) != wanted {
@@ -98,16 +104,18 @@ struct SelectionTests {
         // The config's other settings reach the kernel and the encoder.
         #expect(!metrics.text.contains("tcp_flow_cwnd_segments"))
         #expect(metrics.samples("flowstat_map_capacity").first?.value == 4096)
-        #expect(metrics.samples("tcp_rtt_seconds_bucket").map { $0.labels["le"]! } == ["0.0005", "0.005", "0.05", "+Inf"])
+        #expect(
+            metrics.samples("tcp_rtt_seconds_bucket").map { $0.labels["le"]! } == ["0.0005", "0.005", "0.05", "+Inf"])
 
         // Closed flows pass the same selection before they reach the aggregates: once every
         // client has closed its flows, the only closed flows counted are the selected
         // process's two to port 5101 (not the other clients', nor the servers' ends).
         clients.forEach { $0.1.stop() }
         func closed(_ metrics: Exposition) -> [String: Double] {
-            Dictionary(uniqueKeysWithValues: metrics.samples("tcp_peer_flows_closed_total").map {
-                ("\($0.labels["peer"]!):\($0.labels["port"]!)", $0.value)
-            })
+            Dictionary(
+                uniqueKeysWithValues: metrics.samples("tcp_peer_flows_closed_total").map {
+                    ("\($0.labels["peer"]!):\($0.labels["port"]!)", $0.value)
+                })
         }
         var closedFlows = closed(try agent.scrape())
         _ = waitUntil(seconds: 10) {

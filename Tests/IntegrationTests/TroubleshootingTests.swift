@@ -8,8 +8,10 @@ import Testing
 func renderedDOM(_ url: String) throws -> String {
     let profile = FileManager.default.temporaryDirectory.appendingPathComponent("fskit-chromium-\(getpid())")
     defer { try? FileManager.default.removeItem(at: profile) }
-    let result = try run(["timeout", "60", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                          "--user-data-dir=\(profile.path)", "--dump-dom", "--virtual-time-budget=5000", url])
+    let result = try run([
+        "timeout", "60", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+        "--user-data-dir=\(profile.path)", "--dump-dom", "--virtual-time-budget=5000", url,
+    ])
     return result.stdout
 }
 
@@ -23,10 +25,13 @@ final class TerminalSession {
         // Through Python, which closes every other descriptor in the child (close_fds): the
         // tmux server the client forks would otherwise inherit this process's pipes, and the
         // descriptors Foundation watches to learn that a child exited, and hold them open.
-        let launch = "import subprocess, sys; d = subprocess.DEVNULL; "
+        let launch =
+            "import subprocess, sys; d = subprocess.DEVNULL; "
             + "sys.exit(subprocess.run(sys.argv[1:], stdin=d, stdout=d, stderr=d).returncode)"
-        try run(["python3", "-c", launch, "tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", "t",
-                 "-x", String(width), "-y", String(height), command])
+        try run([
+            "python3", "-c", launch, "tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", "t",
+            "-x", String(width), "-y", String(height), command,
+        ])
     }
 
     func screen() throws -> String {
@@ -61,7 +66,9 @@ final class TerminalSession {
 /// The first table row of a `top` frame (the line after the column headings).
 func firstTopRow(_ screen: String) -> String? {
     let lines = screen.split(separator: "\n", omittingEmptySubsequences: false)
-    guard let heading = lines.firstIndex(where: { $0.hasPrefix("Local ") }), heading + 1 < lines.count else { return nil }
+    guard let heading = lines.firstIndex(where: { $0.hasPrefix("Local ") }), heading + 1 < lines.count else {
+        return nil
+    }
     return String(lines[heading + 1])
 }
 
@@ -127,7 +134,9 @@ struct TroubleshootingDemoTests {
 
         try "flowstat: {bpf: {mapEntries: 0}}\n".write(toFile: path, atomically: true, encoding: .utf8)
         let broken = try run([flowstatBinary, "dump", "-c", path], check: false)
-        #expect(broken.status == 1 && broken.stderr.contains("flowstat.bpf.mapEntries: 0 is out of range"), "\(broken.stderr)")
+        #expect(
+            broken.status == 1 && broken.stderr.contains("flowstat.bpf.mapEntries: 0 is out of range"),
+            "\(broken.stderr)")
     }
 }
 
@@ -148,8 +157,10 @@ struct TroubleshootingLiveTests {
         init(tag: String, shaped: Bool = false) throws {
             network = try TestNetwork(tag: tag)
             if shaped {
-                try run(["ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
-                         "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms"])
+                try run([
+                    "ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root",
+                    "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms",
+                ])
             }
             server = try EndToEndTests.startServer(network, network.serverIPv4, 5001)
             big = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "1", "300000"])
@@ -171,19 +182,23 @@ struct TroubleshootingLiveTests {
         let flows = try Flows(tag: "kd")
         defer { flows.stop() }
         // Only the test's namespaces: the host may have any number of other flows.
-        let json = try run([flowstatBinary, "dump", "--source", "bpf", "--json", "--sort", "bytes",
-                            "--netns", flows.network.client, "--netns", flows.network.server])
+        let json = try run([
+            flowstatBinary, "dump", "--source", "bpf", "--json", "--sort", "bytes",
+            "--netns", flows.network.client, "--netns", flows.network.server,
+        ])
         let dumped = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
         let kernel = try flows.network.socketStats(in: flows.network.client)
         for flow in [flows.bigFlow, flows.smallFlow] {
-            let clientEnd = try #require(dumped.first {
-                $0["src"] as? String == flow.local && $0["sport"] as? Int == Int(flow.localPort)
-                    && $0["dst"] as? String == flow.remote && $0["dport"] as? Int == Int(flow.remotePort)
-            }, "dump lacks \(flow)")
-            #expect(dumped.contains {
-                $0["src"] as? String == flow.remote && $0["sport"] as? Int == Int(flow.remotePort)
-                    && $0["dport"] as? Int == Int(flow.localPort)
-            }, "dump lacks the server end of \(flow)")
+            let clientEnd = try #require(
+                dumped.first {
+                    $0["src"] as? String == flow.local && $0["sport"] as? Int == Int(flow.localPort)
+                        && $0["dst"] as? String == flow.remote && $0["dport"] as? Int == Int(flow.remotePort)
+                }, "dump lacks \(flow)")
+            #expect(
+                dumped.contains {
+                    $0["src"] as? String == flow.remote && $0["sport"] as? Int == Int(flow.remotePort)
+                        && $0["dport"] as? Int == Int(flow.localPort)
+                }, "dump lacks the server end of \(flow)")
             let socket = try #require(kernel.first { $0.localPort == flow.localPort })
             #expect(clientEnd["bytes_acked"] as? UInt64 == socket.bytesAcked, "bytes acked vs ss for \(flow)")
             let rtt = try #require(clientEnd["rtt_seconds"] as? Double)
@@ -193,14 +208,16 @@ struct TroubleshootingLiveTests {
         }
         // Sorted by bytes: the two ends of the 300 kB flow come before anything of the 20 kB one.
         let ports = dumped.map { [$0["sport"] as? Int, $0["dport"] as? Int] }
-        let bigPort = Int(flows.bigFlow.localPort), smallPort = Int(flows.smallFlow.localPort)
+        let bigPort = Int(flows.bigFlow.localPort)
+        let smallPort = Int(flows.smallFlow.localPort)
         let firstSmall = try #require(ports.firstIndex { $0.contains(smallPort) })
         #expect(ports.prefix(firstSmall).filter { $0.contains(bigPort) }.count == 2)
         #expect(dumped.count == 4, "--netns keeps the test's two flows, both ends: \(dumped)")
 
         let table = try run([flowstatBinary, "dump", "--source", "bpf"]).stdout
         #expect(table.hasPrefix("State  Local"))
-        #expect(table.contains("\(flows.bigFlow.local):\(flows.bigFlow.localPort)")
+        #expect(
+            table.contains("\(flows.bigFlow.local):\(flows.bigFlow.localPort)")
                 && table.contains("\(flows.bigFlow.remote):\(flows.bigFlow.remotePort)"))
     }
 
@@ -211,9 +228,11 @@ struct TroubleshootingLiveTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fskit-top-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let before = directory.appendingPathComponent("before").path, after = directory.appendingPathComponent("after").path
+        let before = directory.appendingPathComponent("before").path
+        let after = directory.appendingPathComponent("after").path
         // Only the client namespace: the host may have more flows than the screen shows.
-        let command = "stty -g > \(before); \(flowstatBinary) top --source bpf --interval 0.5 --netns \(flows.network.client); "
+        let command =
+            "stty -g > \(before); \(flowstatBinary) top --source bpf --interval 0.5 --netns \(flows.network.client); "
             + "echo flowstat-exited-$?; stty -g > \(after); sleep 120"
         let terminal = try TerminalSession(command: command)
         defer { terminal.kill() }
@@ -262,9 +281,12 @@ struct TroubleshootingLiveTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fskit-int-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let before = directory.appendingPathComponent("before").path, after = directory.appendingPathComponent("after").path
+        let before = directory.appendingPathComponent("before").path
+        let after = directory.appendingPathComponent("after").path
         let terminal = try TerminalSession(
-            command: "stty -g > \(before); \(flowstatBinary) top --source bpf; echo flowstat-exited-$?; stty -g > \(after); sleep 120")
+            command:
+                "stty -g > \(before); \(flowstatBinary) top --source bpf; echo flowstat-exited-$?; stty -g > \(after); sleep 120"
+        )
         defer { terminal.kill() }
         var screen = try terminal.waitFor { $0.contains("sort: rtt") }
         try #require(screen.contains("sort: rtt"), "top did not start: \(screen)")

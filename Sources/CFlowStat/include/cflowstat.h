@@ -26,27 +26,27 @@ extern "C" {
 typedef struct fs_agent fs_agent;
 
 typedef struct fs_error {
-	int code;		/* negative errno */
-	char step[64];		/* e.g. "load BPF object", "attach sockops to /sys/fs/cgroup/unified" */
-	char message[512];	/* strerror, plus the last lines libbpf printed (verifier log tail) */
+	int code;	   /* negative errno */
+	char step[64];	   /* e.g. "load BPF object", "attach sockops to /sys/fs/cgroup/unified" */
+	char message[512]; /* strerror, plus the last lines libbpf printed (verifier log tail) */
 } fs_error;
 
 typedef struct fs_options {
-	uint32_t map_entries;		/* capacity of the flow map; 0: the object's default */
-	uint64_t min_update_interval_ns;	/* per-flow minimum time between rate-limited updates */
-	const char *cgroup_path;	/* cgroup v2 mount to attach sockops to; NULL: found in /proc/mounts */
-	uint32_t rcv_variants;		/* FS_HOOK_RCV_* bits to try (fentry > tp_btf > raw_tp > tracepoint); 0: all */
-	int use_iterator;		/* non-zero: attach iter/tcp, seed existing flows, allow fs_agent_refresh */
-	int live_snapshot;		/* non-zero: live mode where the kernel allows (see fs_agent_mode) */
-	const uint64_t *rtt_bounds_ns;	/* increasing RTT histogram bounds; copied at open */
-	uint32_t rtt_bound_count;	/* at most FS_RTT_BOUNDS_MAX; 0: no histogram */
-	uint32_t rtt_sample_every;	/* count 1 in N RTT samples; 0 or 1: all */
-	const uint64_t *duration_bounds_ns;	/* closed-flow lifetime histogram bounds */
-	uint32_t duration_bound_count;	/* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
-	const uint64_t *bytes_bounds;	/* closed-flow bytes histogram bounds */
-	uint32_t bytes_bound_count;	/* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
-	uint32_t ring_buffer_bytes;	/* closed-flow ring buffer: a power of 2, >= page size; 0: 4 MiB */
-	uint32_t modes;			/* FS_MODE_BIT()s the agent may run in, best first; 0: any */
+	uint32_t map_entries;		 /* capacity of the flow map; 0: the object's default */
+	uint64_t min_update_interval_ns; /* per-flow minimum time between rate-limited updates */
+	const char *cgroup_path; /* cgroup v2 mount to attach sockops to; NULL: found in /proc/mounts */
+	uint32_t rcv_variants; /* FS_HOOK_RCV_* bits to try (fentry > tp_btf > raw_tp > tracepoint); 0: all */
+	int use_iterator;      /* non-zero: attach iter/tcp, seed existing flows, allow fs_agent_refresh */
+	int live_snapshot;     /* non-zero: live mode where the kernel allows (see fs_agent_mode) */
+	const uint64_t *rtt_bounds_ns;	    /* increasing RTT histogram bounds; copied at open */
+	uint32_t rtt_bound_count;	    /* at most FS_RTT_BOUNDS_MAX; 0: no histogram */
+	uint32_t rtt_sample_every;	    /* count 1 in N RTT samples; 0 or 1: all */
+	const uint64_t *duration_bounds_ns; /* closed-flow lifetime histogram bounds */
+	uint32_t duration_bound_count;	    /* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
+	const uint64_t *bytes_bounds;	    /* closed-flow bytes histogram bounds */
+	uint32_t bytes_bound_count;	    /* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
+	uint32_t ring_buffer_bytes; /* closed-flow ring buffer: a power of 2, >= page size; 0: 4 MiB */
+	uint32_t modes;		    /* FS_MODE_BIT()s the agent may run in, best first; 0: any */
 } fs_options;
 
 #define FS_MODE_BIT(mode) (1u << (mode))
@@ -108,7 +108,8 @@ int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error);
  * *missed counts flows past its capacity.
  */
 int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
-			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed, fs_error *error);
+			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed,
+			  fs_error *error);
 
 /*
  * FS_MODE_LIVE_TCP_ITER: the network namespaces (inode numbers) where flows became tracked
@@ -150,7 +151,7 @@ typedef struct fs_flow_buffer {
 	struct fs_flow_key *keys;
 	struct fs_flow_stats *values;
 	uint32_t capacity;
-	uint32_t count;		/* in: records already stored (appended after); out: total */
+	uint32_t count; /* in: records already stored (appended after); out: total */
 } fs_flow_buffer;
 
 /*

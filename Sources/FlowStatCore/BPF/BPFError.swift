@@ -35,7 +35,7 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
         case ENOENT where step.contains("cgroup"):
             return "mount cgroup v2 (mount -t cgroup2 none /sys/fs/cgroup) or pass --bpf.cgroup-path"
         case ENOENT where message.contains("BTF"), ESRCH where message.contains("BTF"),
-             EINVAL where message.contains("BTF"):
+            EINVAL where message.contains("BTF"):
             return "the kernel needs BTF (CONFIG_DEBUG_INFO_BTF=y, /sys/kernel/btf/vmlinux); "
                 + "use --source=inet_diag on this host"
         case ENOSYS, EOPNOTSUPP:

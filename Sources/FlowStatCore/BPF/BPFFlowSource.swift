@@ -120,8 +120,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             variants |= hook.rawValue
         }
         if variants == 0 {
-            throw BPFError(step: "choose tcp_rcv_established variants", errno: EINVAL,
-                           message: "none of \(options.receiveVariants.sorted()) is one of \(BPFOptions.receiveVariantNames)")
+            throw BPFError(
+                step: "choose tcp_rcv_established variants", errno: EINVAL,
+                message: "none of \(options.receiveVariants.sorted()) is one of \(BPFOptions.receiveVariantNames)")
         }
         // iter/tcp reads a namespace from inside it: without CAP_SYS_ADMIN for the agent's whole
         // life, live_tcp_iter would lose the flows of every other namespace, where event mode
@@ -129,9 +130,11 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var allowedModes = options.modes
         var modeNote: String?
         if allowedModes.count > 1, allowedModes.contains(.liveTCPIterator),
-           !(options.keepsNamespaceAccess && CapabilitySet.effective().contains(.sysAdmin)) {
+            !(options.keepsNamespaceAccess && CapabilitySet.effective().contains(.sysAdmin))
+        {
             allowedModes.remove(.liveTCPIterator)
-            modeNote = "\(BPFMode.liveTCPIterator): cannot enter other network namespaces "
+            modeNote =
+                "\(BPFMode.liveTCPIterator): cannot enter other network namespaces "
                 + "(no CAP_SYS_ADMIN\(options.keepsNamespaceAccess ? "" : " after --run-as"))"
         }
         var modes: UInt32 = 0
@@ -248,8 +251,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                 return "\(candidate): \(failed.error ?? "not attached")"
             }
             if candidate == .liveStorageIterator,
-               let receive = hooks.first(where: { $0.name == "tcp_rcv_established" && $0.attached }),
-               ["raw_tp", "tracepoint"].contains(receive.variant) {
+                let receive = hooks.first(where: { $0.name == "tcp_rcv_established" && $0.attached }),
+                ["raw_tp", "tracepoint"].contains(receive.variant)
+            {
                 return "\(candidate): tcp_rcv_established via \(receive.variant) has no typed socket"
             }
             return nil
@@ -341,10 +345,11 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             if let sample = FlowSample(key: keys[index], stats: values[index]) { flows.append(sample) }
         }
         let (durations, bytes) = try readClosedHistograms(agent)
-        return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
-                            kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
-                            rttHistogram: try readRTTHistogram(agent),
-                            flowDurationHistogram: durations, flowBytesHistogram: bytes)
+        return FlowSnapshot(
+            flows: flows, mapEntries: Int(count), mapCapacity: capacity,
+            kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
+            rttHistogram: try readRTTHistogram(agent),
+            flowDurationHistogram: durations, flowBytesHistogram: bytes)
     }
 
     /// One pass of the snapshot iterator: every tracked socket as it is now; called with
@@ -381,10 +386,11 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         }
         leftOut &+= UInt64(missed)
         let (durations, bytes) = try readClosedHistograms(agent)
-        return FlowSnapshot(flows: flows, mapEntries: Int(count), mapCapacity: capacity,
-                            kernelEvents: try readEvents(agent, liveEntries: UInt64(count), evictions: leftOut),
-                            rttHistogram: try readRTTHistogram(agent),
-                            flowDurationHistogram: durations, flowBytesHistogram: bytes)
+        return FlowSnapshot(
+            flows: flows, mapEntries: Int(count), mapCapacity: capacity,
+            kernelEvents: try readEvents(agent, liveEntries: UInt64(count), evictions: leftOut),
+            rttHistogram: try readRTTHistogram(agent),
+            flowDurationHistogram: durations, flowBytesHistogram: bytes)
     }
 
     /// Live mode through iter/tcp: the namespaces to read, each as an open file (-1: our own):
@@ -445,19 +451,27 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         func counts<Buckets>(_ buckets: Buckets, _ bounds: [Double]) -> [UInt64] {
             withUnsafeBytes(of: buckets) { Array($0.bindMemory(to: UInt64.self).prefix(bounds.count + 1)) }
         }
-        let duration = durationBounds.isEmpty ? nil : Histogram(
-            bounds: durationBounds, counts: counts(sums.duration_buckets, durationBounds),
-            sum: Double(sums.duration_sum_ns) / 1e9)
-        let bytes = bytesBounds.isEmpty ? nil : Histogram(
-            bounds: bytesBounds, counts: counts(sums.bytes_buckets, bytesBounds), sum: Double(sums.bytes_sum))
+        let duration =
+            durationBounds.isEmpty
+            ? nil
+            : Histogram(
+                bounds: durationBounds, counts: counts(sums.duration_buckets, durationBounds),
+                sum: Double(sums.duration_sum_ns) / 1e9)
+        let bytes =
+            bytesBounds.isEmpty
+            ? nil
+            : Histogram(
+                bounds: bytesBounds, counts: counts(sums.bytes_buckets, bytesBounds), sum: Double(sums.bytes_sum))
         return (duration, bytes)
     }
 
     private static func validated(_ bounds: [Double], _ what: String) throws -> [Double] {
         guard bounds.count <= Int(FS_HIST_BOUNDS_MAX), zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }),
-              bounds.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-            throw BPFError(step: "configure \(what) histogram", errno: EINVAL,
-                           message: "bounds must be positive, increasing and at most \(FS_HIST_BOUNDS_MAX): \(bounds)")
+            bounds.allSatisfy({ $0 > 0 && $0.isFinite })
+        else {
+            throw BPFError(
+                step: "configure \(what) histogram", errno: EINVAL,
+                message: "bounds must be positive, increasing and at most \(FS_HIST_BOUNDS_MAX): \(bounds)")
         }
         return bounds
     }
@@ -584,8 +598,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             let error = fs_agent_hook_error(agent, hook.rawValue)
             let isAttached = attached & hook.rawValue != 0
             guard isAttached || error != 0 else { return nil }  // never tried
-            return HookStatus(name: name, variant: variant, attached: isAttached,
-                              error: error == 0 ? nil : String(cString: strerror(-error)))
+            return HookStatus(
+                name: name, variant: variant, attached: isAttached,
+                error: error == 0 ? nil : String(cString: strerror(-error)))
         }
     }
 }
@@ -602,7 +617,8 @@ extension FlowSample {
         // As tcp_get_info(): delivered segments times MSS over the sampling interval.
         var deliveryRate = 0.0
         if stats.rate_delivered != 0, stats.rate_interval_us != 0 {
-            deliveryRate = Double(stats.rate_delivered) * Double(stats.mss_cache) * 1e6
+            deliveryRate =
+                Double(stats.rate_delivered) * Double(stats.mss_cache) * 1e6
                 / Double(stats.rate_interval_us)
         }
         // The kernel's "no sample yet" minimum RTT is ~0; report it as 0 like a fresh srtt.

@@ -115,7 +115,9 @@ public struct ServicePorts: Sendable, Hashable {
 
     /// The range in /proc/sys/net/ipv4/ip_local_port_range, or the kernel's default.
     public static func system() -> ServicePorts {
-        guard let text = try? SystemFile.readText("/proc/sys/net/ipv4/ip_local_port_range") else { return ServicePorts() }
+        guard let text = try? SystemFile.readText("/proc/sys/net/ipv4/ip_local_port_range") else {
+            return ServicePorts()
+        }
         let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
         guard numbers.count == 2, let low = numbers.first, let high = numbers.last, 0 < low, low <= high, high <= 65_535
         else { return ServicePorts() }

@@ -13,8 +13,10 @@ public struct CardinalityLimits: Sendable, Hashable {
     /// frees their slot for new peers (their series go stale in Prometheus). Seconds.
     public var aggregateIdleTimeout: Double
 
-    public init(maxFlows: Int = 2_000, rankBy: FlowRank = .bytes, maxAggregates: Int = 500,
-                aggregateIdleTimeout: Double = 900) {
+    public init(
+        maxFlows: Int = 2_000, rankBy: FlowRank = .bytes, maxAggregates: Int = 500,
+        aggregateIdleTimeout: Double = 900
+    ) {
         self.maxFlows = maxFlows
         self.rankBy = rankBy
         self.maxAggregates = maxAggregates
@@ -220,7 +222,8 @@ public struct CardinalityLimiter: Sendable {
         static func precedes(_ a: TieKey, _ b: TieKey) -> Bool {
             if a.remoteHigh != b.remoteHigh { return a.remoteHigh < b.remoteHigh }
             if a.remoteLow != b.remoteLow { return a.remoteLow < b.remoteLow }
-            let aRemotePort = a.ports >> 48, bRemotePort = b.ports >> 48
+            let aRemotePort = a.ports >> 48
+            let bRemotePort = b.ports >> 48
             if aRemotePort != bRemotePort { return aRemotePort < bRemotePort }
             if a.localHigh != b.localHigh { return a.localHigh < b.localHigh }
             if a.localLow != b.localLow { return a.localLow < b.localLow }

@@ -195,7 +195,8 @@ public enum FlowMetricCatalogue {
             help: "Most recent delivery rate estimate of the TCP flow.", type: .gauge,
             tcpInfoField: "tcpi_delivery_rate",
             seed: SeedFamily(
-                name: "tcp_delivery_rate", help: "Most recent delivery rate estimate of the TCP flow, bytes per second.",
+                name: "tcp_delivery_rate",
+                help: "Most recent delivery rate estimate of the TCP flow, bytes per second.",
                 type: .gauge, milliseconds: false),
             configSwitch: ConfigSwitch(group: .gauges, key: "deliveryRate", aliases: []),
             jsonName: "delivery_rate_bytes_per_second",

@@ -127,8 +127,9 @@ struct ConfigNode {
     func entries(_ keys: [String], aliases: [String: String] = [:]) throws(ConfigError) -> [String: ConfigNode] {
         if isNull { return [:] }
         guard case .mapping(let mapping) = node else {
-            throw error("expected a mapping with keys \(keys.joined(separator: ", ")), found \(found)",
-                        fix: "indent the keys under it, one per line")
+            throw error(
+                "expected a mapping with keys \(keys.joined(separator: ", ")), found \(found)",
+                fix: "indent the keys under it, one per line")
         }
         var result: [String: ConfigNode] = [:]
         var spelling: [String: String] = [:]
@@ -174,17 +175,21 @@ struct ConfigNode {
 
     func integer(in range: ClosedRange<Int>, unit: String = "") throws(ConfigError) -> Int {
         guard case .scalar(let scalar) = node, let value = Int(scalar.string.replacingUnderscores) else {
-            throw error("expected a whole number, found \(found)",
-                        fix: "write a number from \(range.lowerBound) to \(range.upperBound)\(unit)")
+            throw error(
+                "expected a whole number, found \(found)",
+                fix: "write a number from \(range.lowerBound) to \(range.upperBound)\(unit)")
         }
         guard range.contains(value) else {
-            throw error("\(value) is out of range", fix: "write a number from \(range.lowerBound) to \(range.upperBound)\(unit)")
+            throw error(
+                "\(value) is out of range", fix: "write a number from \(range.lowerBound) to \(range.upperBound)\(unit)"
+            )
         }
         return value
     }
 
     func number() throws(ConfigError) -> Double {
-        guard case .scalar(let scalar) = node, let value = Double(scalar.string.replacingUnderscores), value.isFinite else {
+        guard case .scalar(let scalar) = node, let value = Double(scalar.string.replacingUnderscores), value.isFinite
+        else {
             throw error("expected a number, found \(found)", fix: "write a number such as 0.5")
         }
         return value
@@ -214,8 +219,9 @@ struct ConfigNode {
         let names = Value.allCases.map(\.rawValue)
         let text = try string()
         guard let value = Value(rawValue: text) else {
-            throw error("\"\(text)\" is not one of \(names.joined(separator: ", "))",
-                        fix: "write one of \(names.joined(separator: ", "))")
+            throw error(
+                "\"\(text)\" is not one of \(names.joined(separator: ", "))",
+                fix: "write one of \(names.joined(separator: ", "))")
         }
         return value
     }
@@ -319,9 +325,10 @@ private struct ConfigReader {
             let (groupOn, entries) = try isActive(
                 histograms, extraKeys: ["rtt", "bucketBounds"], aliases: ["latency": "rtt"])
             if let misplaced = entries["bucketBounds"] {
-                warnings.add(misplaced.warning(
-                    "bucket bounds directly under histograms are not the RTT histogram's (the seed never read them)",
-                    action: "ignored; the RTT histogram's bounds go under histograms.rtt.bucketBounds"))
+                warnings.add(
+                    misplaced.warning(
+                        "bucket bounds directly under histograms are not the RTT histogram's (the seed never read them)",
+                        action: "ignored; the RTT histogram's bounds go under histograms.rtt.bucketBounds"))
             }
             var rttOn = true
             var boundsNode: ConfigNode?
@@ -344,10 +351,11 @@ private struct ConfigReader {
                             config.rttBucketBounds = seconds
                         }
                     } catch {
-                        warnings.add(bounds.warning(
-                            "not checked: the RTT histogram is off; switched on, this would be refused: "
-                                + "\(error.problem) (\(error.location))",
-                            action: "ignored while the histogram is off"))
+                        warnings.add(
+                            bounds.warning(
+                                "not checked: the RTT histogram is off; switched on, this would be refused: "
+                                    + "\(error.problem) (\(error.location))",
+                                action: "ignored while the histogram is off"))
                     }
                 }
             }
@@ -383,38 +391,43 @@ private struct ConfigReader {
         for item in items {
             let value = try item.number()
             guard value > 0 else {
-                report.add(item.warning(
-                    "bound \(item.found) is not positive: no round-trip time falls at or below it",
-                    action: "left out (the seed's bucket for it was always 0)"))
+                report.add(
+                    item.warning(
+                        "bound \(item.found) is not positive: no round-trip time falls at or below it",
+                        action: "left out (the seed's bucket for it was always 0)"))
                 continue
             }
             bounds.append((value, try millisecondsToSeconds(item)))
         }
         guard !bounds.isEmpty else {
-            report.add(node.warning(
-                "no bucket bounds (the seed exported only the +Inf bucket)",
-                action: "the default bounds are used: 0.001 ms to 1000 ms in 1-2.5-5 steps"))
+            report.add(
+                node.warning(
+                    "no bucket bounds (the seed exported only the +Inf bucket)",
+                    action: "the default bounds are used: 0.001 ms to 1000 ms in 1-2.5-5 steps"))
             return nil
         }
         let ordered = bounds.sorted { $0.milliseconds < $1.milliseconds }
         var unique: [(milliseconds: Double, seconds: Double)] = []
         for bound in ordered where bound.milliseconds != unique.last?.milliseconds { unique.append(bound) }
         if unique.count != bounds.count || !zip(bounds, unique).allSatisfy({ $0.milliseconds == $1.milliseconds }) {
-            report.add(node.warning(
-                "bounds not in increasing order, or one given twice",
-                action: "used sorted, each once: "
-                    + unique.map { PrometheusText.format($0.milliseconds) }.joined(separator: ", ") + " ms"))
+            report.add(
+                node.warning(
+                    "bounds not in increasing order, or one given twice",
+                    action: "used sorted, each once: "
+                        + unique.map { PrometheusText.format($0.milliseconds) }.joined(separator: ", ") + " ms"))
         }
         guard unique.count <= limit else {
-            throw node.error("\(unique.count) bucket bounds, more than the kernel histogram's \(limit)",
-                             fix: "list at most \(limit) bounds")
+            throw node.error(
+                "\(unique.count) bucket bounds, more than the kernel histogram's \(limit)",
+                fix: "list at most \(limit) bounds")
         }
         return unique.map(\.seconds)
     }
 
     /// A list's items without `null` items and empty strings, which the seed loaded and
     /// which select or count nothing: each is left out with a warning.
-    private func listItems(_ node: ConfigNode, report: ConfigWarnings, what: String) throws(ConfigError) -> [ConfigNode] {
+    private func listItems(_ node: ConfigNode, report: ConfigWarnings, what: String) throws(ConfigError) -> [ConfigNode]
+    {
         try node.list().filter { item in
             guard item.isNull || item.isEmptyString else { return true }
             report.add(item.warning("empty \(what)", action: "ignored"))
@@ -431,8 +444,9 @@ private struct ConfigReader {
             value = origin
         }
         if value.isEmptyString {
-            warnings.add(value.warning(
-                "empty label folding", action: "the default is used (one series per flow, by its endpoints)"))
+            warnings.add(
+                value.warning(
+                    "empty label folding", action: "the default is used (one series per flow, by its endpoints)"))
             return nil
         }
         return try value.choice(LabelFolding.self)
@@ -463,7 +477,9 @@ private struct ConfigReader {
     private func readSelection(_ node: ConfigNode) throws(ConfigError) -> FlowSelection {
         let groups = try node.entries(
             ["process", "peering", "portRanges", "localPortRanges"],
-            aliases: ["portranges": "portRanges", "localportranges": "localPortRanges", "localPortranges": "localPortRanges"])
+            aliases: [
+                "portranges": "portRanges", "localportranges": "localPortRanges", "localPortranges": "localPortRanges",
+            ])
         var selection = FlowSelection()
         if let process = groups["process"] {
             let fields = try process.entries(["pids", "cmds"])
@@ -474,8 +490,9 @@ private struct ConfigReader {
                 let name = try item.string()
                 guard !name.contains("/") else {
                     let base = name.split(separator: "/").last.map(String.init) ?? name
-                    throw item.error("\"\(name)\" is a path; cmds match a process name",
-                                     fix: "write the name alone, e.g. \(base)")
+                    throw item.error(
+                        "\"\(name)\" is a path; cmds match a process name",
+                        fix: "write the name alone, e.g. \(base)")
                 }
                 selection.cmds.append(name)
             }
@@ -488,7 +505,8 @@ private struct ConfigReader {
             for item in try items(fields["addresses"], "address") {
                 let text = try item.string()
                 guard let address = IPAddress(text) else {
-                    let fix = text.contains("/")
+                    let fix =
+                        text.contains("/")
                         ? "a network with a prefix length belongs under networks"
                         : "write an IPv4 or IPv6 address, e.g. 10.1.2.3 or fd00::1"
                     throw item.error("\"\(text)\" is not an IP address", fix: fix)
@@ -503,14 +521,17 @@ private struct ConfigReader {
                 } catch {
                     switch error {
                     case .badAddress:
-                        throw item.error("\"\(text)\" is not a network: the address is not IPv4 or IPv6",
-                                         fix: "write a CIDR such as 10.0.0.0/8 or fd00::/8")
+                        throw item.error(
+                            "\"\(text)\" is not a network: the address is not IPv4 or IPv6",
+                            fix: "write a CIDR such as 10.0.0.0/8 or fd00::/8")
                     case .badPrefix:
-                        throw item.error("\"\(text)\" is not a network: bad prefix length",
-                                         fix: "write a prefix length of 0-32 for IPv4 or 0-128 for IPv6, e.g. 10.0.0.0/8")
+                        throw item.error(
+                            "\"\(text)\" is not a network: bad prefix length",
+                            fix: "write a prefix length of 0-32 for IPv4 or 0-128 for IPv6, e.g. 10.0.0.0/8")
                     case .hostBitsSet(let written):
-                        throw item.error("\"\(text)\" has host bits set",
-                                         fix: "write the network address (\(written)), or the host under addresses")
+                        throw item.error(
+                            "\"\(text)\" has host bits set",
+                            fix: "write the network address (\(written)), or the host under addresses")
                     }
                 }
                 selection.networks.append(network)
@@ -557,7 +578,8 @@ private struct ConfigReader {
         if let output = sections["output"] {
             let text = try output.string()
             guard let mode = OutputMode(rawValue: text == "ss_exporter" ? "ss-exporter" : text) else {
-                throw output.error("\"\(text)\" is not one of flowstat, ss-exporter", fix: "write flowstat or ss-exporter")
+                throw output.error(
+                    "\"\(text)\" is not one of flowstat, ss-exporter", fix: "write flowstat or ss-exporter")
             }
             config.output = mode
         }
@@ -595,8 +617,9 @@ private struct ConfigReader {
                 for item in items {
                     let name = try item.string()
                     guard known.contains(name) else {
-                        throw item.error("\"\(name)\" is not a tcp_rcv_established variant",
-                                         fix: "list one or more of \(known.joined(separator: ", "))")
+                        throw item.error(
+                            "\"\(name)\" is not a tcp_rcv_established variant",
+                            fix: "list one or more of \(known.joined(separator: ", "))")
                     }
                     variants.insert(name)
                 }
@@ -615,7 +638,8 @@ private struct ConfigReader {
             if let interval = fields["minUpdateInterval"] {
                 let seconds = try interval.number()
                 guard FlowStatConfig.minUpdateIntervalRange.contains(seconds) else {
-                    throw interval.error("\(interval.found) s is out of range", fix: "write seconds from 0 to 60, e.g. 0.01")
+                    throw interval.error(
+                        "\(interval.found) s is out of range", fix: "write seconds from 0 to 60, e.g. 0.01")
                 }
                 config.sampling.minUpdateInterval = seconds
             }
@@ -626,7 +650,8 @@ private struct ConfigReader {
         if let cardinality = sections["cardinality"] {
             let fields = try cardinality.entries(["maxFlows", "rankBy", "maxAggregates"])
             if let maxFlows = fields["maxFlows"] {
-                config.cardinality.maxFlows = try maxFlows.integer(in: FlowStatConfig.maxFlowsRange, unit: " (0: no cap)")
+                config.cardinality.maxFlows = try maxFlows.integer(
+                    in: FlowStatConfig.maxFlowsRange, unit: " (0: no cap)")
             }
             if let rank = fields["rankBy"] { config.cardinality.rankBy = try rank.choice(FlowRank.self) }
             if let maxAggregates = fields["maxAggregates"] {

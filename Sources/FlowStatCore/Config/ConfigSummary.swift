@@ -4,12 +4,15 @@ extension FlowStatConfig {
     /// The settings in a few indented lines, for `flowstat check-config`.
     public var summary: String {
         let enabled = FlowMetric.allCases.filter(metrics.contains).map(\.rawValue)
-        let histogram = rttHistogram
+        let histogram =
+            rttHistogram
             ? "\(rttBucketBounds.count) buckets, \(PrometheusText.format(rttBucketBounds.first ?? 0)) s to "
                 + "\(PrometheusText.format(rttBucketBounds.last ?? 0)) s, 1 in \(sampling.rttSampleEvery) samples"
             : "off"
-        let cap = cardinality.maxFlows == 0
-            ? "off" : "\(cardinality.maxFlows) flows by \(cardinality.rankBy.rawValue), \(cardinality.maxAggregates) aggregates"
+        let cap =
+            cardinality.maxFlows == 0
+            ? "off"
+            : "\(cardinality.maxFlows) flows by \(cardinality.rankBy.rawValue), \(cardinality.maxAggregates) aggregates"
         let optionalLabels = [("netns", labels.netns), ("pid", labels.pid), ("comm", labels.comm)].filter(\.1).map(\.0)
         return [
             "  per-flow metrics: \(enabled.isEmpty ? "none" : enabled.joined(separator: ", "))"
@@ -33,8 +36,12 @@ extension FlowSelection {
         if !process.isEmpty { groups.append("process (\(process.joined(separator: " or ")))") }
         let peers = addresses.map(\.description) + networks.map(\.description) + hosts.map { "host \($0)" }
         if !peers.isEmpty { groups.append("peer (\(peers.joined(separator: " or ")))") }
-        if !remotePorts.isEmpty { groups.append("remote port (\(remotePorts.map(\.description).joined(separator: " or ")))") }
-        if !localPorts.isEmpty { groups.append("local port (\(localPorts.map(\.description).joined(separator: " or ")))") }
+        if !remotePorts.isEmpty {
+            groups.append("remote port (\(remotePorts.map(\.description).joined(separator: " or ")))")
+        }
+        if !localPorts.isEmpty {
+            groups.append("local port (\(localPorts.map(\.description).joined(separator: " or ")))")
+        }
         return groups.isEmpty ? "every flow" : groups.joined(separator: " and ")
     }
 }

@@ -45,10 +45,11 @@ public enum CollectorMetrics {
             "collector_data_status",
             "Outcome of this scrape's collection: flows collected under status success, or 1 under ss2_command_failed when the flow source failed.",
             .gauge, into: &buffer)
-        let value: Double = switch status {
-        case .success(let flows): flows
-        case .sourceFailed: 1
-        }
+        let value: Double =
+            switch status {
+            case .success(let flows): flows
+            case .sourceFailed: 1
+            }
         lines.sample("collector_data_status", labels: [("status", status.label)], value: value, into: &buffer)
     }
 }

@@ -10,7 +10,6 @@ import NIOCore
 struct FamilyWriter {
     let format: MetricsEncoder.Format
 
-
     enum MetricType {
         init(_ type: FlowMetricType) {
             switch type {

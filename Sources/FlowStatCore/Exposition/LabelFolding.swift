@@ -19,7 +19,8 @@ extension LabelFolding {
         var counts: [Int] = []
         var folded: [FlowSample] = []
         for flow in flows {
-            let group = Group(pid: flow.pid, remote: flow.key.remote, remotePort: flow.key.remotePort, netns: flow.key.netns)
+            let group = Group(
+                pid: flow.pid, remote: flow.key.remote, remotePort: flow.key.remotePort, netns: flow.key.netns)
             guard let position = positions[group] else {
                 var first = flow
                 first.key.local = IPAddress(high: 0, low: UInt64(flow.pid))

@@ -102,7 +102,8 @@ public struct MetricsEncoder: Sendable {
     ) -> EncodeSummary {
         let startIndex = buffer.writerIndex
         self.format = format
-        let flows = options.labelFolding == .pidCondensed
+        let flows =
+            options.labelFolding == .pidCondensed
             ? LabelFolding.condenseByProcess(snapshot.flows) : snapshot.flows
         table.rebuild(
             from: flows, alwaysNetns: options.netnsLabel, style: options.labelStyle, owner: options.ownerLabels,
@@ -303,17 +304,22 @@ public struct MetricsEncoder: Sendable {
             }
         }
         family(
-            "tcp_peer_flows", "Live TCP flows to this peer and service port without their own series (cardinality cap).",
-            .gauge) { $0.live.flows }
+            "tcp_peer_flows",
+            "Live TCP flows to this peer and service port without their own series (cardinality cap).",
+            .gauge
+        ) { $0.live.flows }
         family(
             "tcp_peer_flows_closed_total", "TCP flows to this peer and service port that closed.", .counter
         ) { $0.closed.flows }
         family(
             "tcp_peer_bytes_acked_total", "Bytes acked on closed flows and on live flows without their own series.",
-            .counter) { $0.total.bytesAcked }
+            .counter
+        ) { $0.total.bytesAcked }
         family(
-            "tcp_peer_bytes_received_total", "Bytes received on closed flows and on live flows without their own series.",
-            .counter) { $0.total.bytesReceived }
+            "tcp_peer_bytes_received_total",
+            "Bytes received on closed flows and on live flows without their own series.",
+            .counter
+        ) { $0.total.bytesReceived }
         family(
             "tcp_peer_data_segments_in_total",
             "Data segments received on closed flows and on live flows without their own series.", .counter
@@ -444,7 +450,9 @@ public struct MetricsEncoder: Sendable {
         lines.family(name, help, type, value, into: &buffer)
     }
 
-    private func writeHeader(_ name: StaticString, _ help: StaticString, _ type: MetricType, into buffer: inout ByteBuffer) {
+    private func writeHeader(
+        _ name: StaticString, _ help: StaticString, _ type: MetricType, into buffer: inout ByteBuffer
+    ) {
         lines.header(name, help, type, into: &buffer)
     }
 

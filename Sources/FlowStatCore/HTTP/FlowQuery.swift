@@ -20,7 +20,8 @@ struct FlowQuery: Sendable, Hashable {
         guard let question = uri.firstIndex(of: "?") else { return }
         for pair in uri[uri.index(after: question)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = parts[0], value = parts.count > 1 ? parts[1] : ""
+            let name = parts[0]
+            let value = parts.count > 1 ? parts[1] : ""
             switch name {
             case "top":
                 guard let number = Int(value), (1...Self.maxTop).contains(number) else {

@@ -138,7 +138,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                     handler.logger.debug("\(head.method) \(head.uri): wrong credentials for user \(credentials.user)")
                     handler.respond(context, to: head, with: HTTPRequestHandler.unauthorized)
                 case .failure:
-                    handler.respond(context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
+                    handler.respond(
+                        context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
                 }
             }
         }
@@ -258,7 +259,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         respondFromThreadPool(context, to: head) {
             if let reason = reload() {
-                return .text(.internalServerError, "config reload rejected, the previous config stays in force: \(reason)\n")
+                return .text(
+                    .internalServerError, "config reload rejected, the previous config stays in force: \(reason)\n")
             }
             return .text(.ok, "config reloaded\n")
         }
@@ -280,7 +282,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 handler.respond(context, to: head, with: response)
             case .failure:
                 // The pool is stopping: the agent is shutting down.
-                handler.respond(context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
+                handler.respond(
+                    context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
             }
         }
     }
@@ -353,7 +356,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             metadata: ["bytes": "\(response.body.readableBytes)"])
 
         context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: response.status, headers: headers))),
+            wrapOutboundOut(
+                .head(HTTPResponseHead(version: request.version, status: response.status, headers: headers))),
             promise: nil)
         if request.method != .HEAD {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)

@@ -139,13 +139,15 @@ public final class MetricsServer: Sendable {
             } else {
                 do {
                     channel = try await makeBootstrap(
-                        group: group, threadPool: threadPool, auth: auth, pipeline: pipeline, configuration: configuration,
+                        group: group, threadPool: threadPool, auth: auth, pipeline: pipeline,
+                        configuration: configuration,
                         logger: logger, dualStack: true
                     ).bind(to: SocketAddress(ipAddress: "::", port: address.port)).get()
                 } catch let error as IOError where [EAFNOSUPPORT, EADDRNOTAVAIL].contains(error.errnoCode) {
                     logger.debug("IPv6 unavailable (\(error)), listening on IPv4 only")
                     channel = try await makeBootstrap(
-                        group: group, threadPool: threadPool, auth: auth, pipeline: pipeline, configuration: configuration,
+                        group: group, threadPool: threadPool, auth: auth, pipeline: pipeline,
+                        configuration: configuration,
                         logger: logger, dualStack: false
                     ).bind(host: "0.0.0.0", port: address.port).get()
                 }

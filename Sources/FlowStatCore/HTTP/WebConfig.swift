@@ -56,7 +56,8 @@ public struct WebConfig: Sendable {
         do {
             text = try readFile(path)
         } catch {
-            throw WebConfigError(path: path, key: nil, problem: "cannot be read: \(error)", fix: "check the path and its permissions")
+            throw WebConfigError(
+                path: path, key: nil, problem: "cannot be read: \(error)", fix: "check the path and its permissions")
         }
         return try parse(text, path: path)
     }
@@ -75,13 +76,15 @@ public struct WebConfig: Sendable {
         var config = WebConfig(path: path, tls: nil, basicAuthUsers: [:])
         guard let root, !root.isNull else { return config }  // an empty file: plain HTTP, no auth
         guard let top = root.stringKeyed else {
-            throw fail(nil, "must be a mapping of keys", "write tls_server_config: and/or basic_auth_users: at the top level")
+            throw fail(
+                nil, "must be a mapping of keys", "write tls_server_config: and/or basic_auth_users: at the top level")
         }
         for key in top.keys.sorted() {
             switch key {
             case "tls_server_config", "basic_auth_users": break
             case "http_server_config":
-                throw fail(key, "is not supported by flowstat", "remove it (flowstat serves HTTP/1.1 without extra headers)")
+                throw fail(
+                    key, "is not supported by flowstat", "remove it (flowstat serves HTTP/1.1 without extra headers)")
             default:
                 throw fail(key, "is not a known key", "use tls_server_config and basic_auth_users")
             }
@@ -89,16 +92,20 @@ public struct WebConfig: Sendable {
 
         if let users = top["basic_auth_users"], !users.isNull {
             guard let users = users.stringKeyed else {
-                throw fail("basic_auth_users", "must map user names to bcrypt hashes", "write `name: $2y$10$…` lines under it")
+                throw fail(
+                    "basic_auth_users", "must map user names to bcrypt hashes", "write `name: $2y$10$…` lines under it")
             }
             for (user, hash) in users {
                 guard let hash = hash.scalar?.string, BasicAuth.isBcryptHash(hash) else {
                     throw fail(
                         "basic_auth_users.\(user)", "is not a bcrypt hash",
-                        "put a bcrypt hash ($2a$, $2b$ or $2y$), e.g. from `htpasswd -nbBC 10 \"\" PASSWORD`, never the password")
+                        "put a bcrypt hash ($2a$, $2b$ or $2y$), e.g. from `htpasswd -nbBC 10 \"\" PASSWORD`, never the password"
+                    )
                 }
                 guard !user.contains(":") else {
-                    throw fail("basic_auth_users.\(user)", "contains a colon", "choose a user name without \":\" (basic auth splits on it)")
+                    throw fail(
+                        "basic_auth_users.\(user)", "contains a colon",
+                        "choose a user name without \":\" (basic auth splits on it)")
                 }
                 config.basicAuthUsers[user] = hash
             }
@@ -154,12 +161,15 @@ public struct WebConfig: Sendable {
         }
         let clientCA = try string("client_ca_file").map { resolve($0, relativeTo: path) }
         if clientAuth != .noClientCert, clientCA == nil {
-            throw fail("client_ca_file", "is missing", "give the CA file that signs client certificates for \(clientAuth.rawValue)")
+            throw fail(
+                "client_ca_file", "is missing",
+                "give the CA file that signs client certificates for \(clientAuth.rawValue)")
         }
         if clientAuth == .noClientCert, clientCA != nil {
             throw fail(
                 "client_auth_type", "is NoClientCert while client_ca_file is set",
-                "set client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven, or remove client_ca_file")
+                "set client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven, or remove client_ca_file"
+            )
         }
         func version(_ key: String) throws(WebConfigError) -> TLSVersion? {
             guard let text = try string(key) else { return nil }
@@ -176,7 +186,9 @@ public struct WebConfig: Sendable {
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certPath)
         } catch {
-            throw fail("cert_file", "\(certPath) cannot be loaded: \(describe(error, path: certPath))", "give a readable PEM certificate file")
+            throw fail(
+                "cert_file", "\(certPath) cannot be loaded: \(describe(error, path: certPath))",
+                "give a readable PEM certificate file")
         }
         guard !chain.isEmpty else {
             throw fail("cert_file", "\(certPath) holds no certificate", "give a PEM file with BEGIN CERTIFICATE blocks")
@@ -185,7 +197,9 @@ public struct WebConfig: Sendable {
         do {
             key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
         } catch {
-            throw fail("key_file", "\(keyPath) cannot be loaded: \(describe(error, path: keyPath))", "give a readable, unencrypted PEM private key")
+            throw fail(
+                "key_file", "\(keyPath) cannot be loaded: \(describe(error, path: keyPath))",
+                "give a readable, unencrypted PEM private key")
         }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))

@@ -35,7 +35,8 @@ public struct InetDiagError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var text = "\(step) failed: \(message)"
         if errno == EPROTONOSUPPORT || errno == ENOENT {
-            text += ". Fix: the kernel needs sock_diag and inet_diag (CONFIG_INET_DIAG, CONFIG_INET_TCP_DIAG; "
+            text +=
+                ". Fix: the kernel needs sock_diag and inet_diag (CONFIG_INET_DIAG, CONFIG_INET_TCP_DIAG; "
                 + "modprobe tcp_diag)"
         }
         return text
@@ -83,8 +84,10 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     ///   and on the landing page); nil when it was asked for.
     /// - Parameter initialCapacity: flows the buffers hold at first; they grow to fit the
     ///   dumps (by a quarter more than the largest seen), so this only saves early regrowth.
-    public init(namespaces scope: NamespaceScope = .auto, reason: String? = nil, initialCapacity: Int = 4_096,
-                logger: Logger = Logger(label: "flowstat.inet_diag")) throws {
+    public init(
+        namespaces scope: NamespaceScope = .auto, reason: String? = nil, initialCapacity: Int = 4_096,
+        logger: Logger = Logger(label: "flowstat.inet_diag")
+    ) throws {
         self.logger = logger
         self.capacity = max(1, initialCapacity)
         self.keys = .allocate(capacity: capacity)
@@ -110,8 +113,9 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
             for index in 0..<count {
                 if let sample = FlowSample(key: keys[index], stats: values[index]) { flows.append(sample) }
             }
-            return FlowSnapshot(flows: flows, mapEntries: flows.count, mapCapacity: 0,
-                                kernelEvents: nil, rttHistogram: nil)
+            return FlowSnapshot(
+                flows: flows, mapEntries: flows.count, mapCapacity: 0,
+                kernelEvents: nil, rttHistogram: nil)
         }
     }
 
@@ -146,8 +150,9 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     /// and dumping again when they are too small. Returns the new total.
     private func dump(fd: Int32, inode: UInt32, after stored: Int) throws -> Int {
         while true {
-            var buffer = fs_flow_buffer(keys: keys, values: values, capacity: UInt32(capacity),
-                                        count: UInt32(stored))
+            var buffer = fs_flow_buffer(
+                keys: keys, values: values, capacity: UInt32(capacity),
+                count: UInt32(stored))
             var error = fs_error()
             let result = fs_diag_dump(fd, inode, &buffer, &error)
             if result == 0 { return Int(buffer.count) }
@@ -173,7 +178,9 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     static func hasCapability(_ bit: Int) -> Bool {
         guard let status = try? SystemFile.readText("/proc/self/status") else { return false }
         for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
-            guard let mask = UInt64(line.dropFirst("CapEff:".count).trimmingWhitespace(), radix: 16) else { return false }
+            guard let mask = UInt64(line.dropFirst("CapEff:".count).trimmingWhitespace(), radix: 16) else {
+                return false
+            }
             return mask & (1 << UInt64(bit)) != 0
         }
         return false

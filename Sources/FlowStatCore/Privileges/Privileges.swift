@@ -18,7 +18,8 @@ public struct CapabilitySet: Sendable, Hashable, CustomStringConvertible {
 
     /// Capabilities the calling thread may use now.
     public static func effective() -> CapabilitySet {
-        var effective: UInt64 = 0, permitted: UInt64 = 0
+        var effective: UInt64 = 0
+        var permitted: UInt64 = 0
         guard fs_capabilities(&effective, &permitted) == 0 else { return CapabilitySet(bits: 0) }
         return CapabilitySet(bits: effective)
     }
@@ -38,7 +39,8 @@ public struct CapabilitySet: Sendable, Hashable, CustomStringConvertible {
 
 /// The capabilities flowstat talks about by name (numbers from linux/capability.h).
 public enum Capability: UInt64, Sendable, CaseIterable, CustomStringConvertible {
-    case chown = 0, dacOverride, dacReadSearch, fowner, fsetid, kill, setgid, setuid, setpcap
+    case chown = 0
+    case dacOverride, dacReadSearch, fowner, fsetid, kill, setgid, setuid, setpcap
     case linuxImmutable, netBindService, netBroadcast, netAdmin, netRaw, ipcLock, ipcOwner, sysModule
     case sysRawio, sysChroot, sysPtrace, sysPacct, sysAdmin, sysBoot, sysNice, sysResource, sysTime
     case sysTtyConfig, mknod, lease, auditWrite, auditControl, setfcap, macOverride, macAdmin, syslog
@@ -102,8 +104,9 @@ public enum Privileges {
         }
         for thread in threads {
             guard thread.uids.allSatisfy({ $0 == uid }), thread.gids.allSatisfy({ $0 == gid }) else {
-                throw DropError(step: "check thread \(thread.tid)",
-                                message: "it still has uids \(thread.uids), gids \(thread.gids)")
+                throw DropError(
+                    step: "check thread \(thread.tid)",
+                    message: "it still has uids \(thread.uids), gids \(thread.gids)")
             }
             let held = CapabilitySet(bits: thread.effective.bits | thread.permitted.bits | thread.ambient.bits)
             guard held.bits == 0 else {
@@ -124,7 +127,9 @@ public enum Privileges {
             let name = withUnsafeBytes(of: entry.pointee.d_name) {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
-            guard let tid = Int32(name), let status = try? SystemFile.readText("/proc/self/task/\(name)/status") else { continue }
+            guard let tid = Int32(name), let status = try? SystemFile.readText("/proc/self/task/\(name)/status") else {
+                continue
+            }
             states.append(parseStatus(status, tid: tid))
         }
         return states
@@ -132,8 +137,9 @@ public enum Privileges {
 
     /// The Uid, Gid and Cap* lines of a /proc status file.
     static func parseStatus(_ text: String, tid: Int32) -> ThreadState {
-        var state = ThreadState(tid: tid, uids: [], gids: [], effective: CapabilitySet(bits: 0),
-                                permitted: CapabilitySet(bits: 0), ambient: CapabilitySet(bits: 0), noNewPrivileges: false)
+        var state = ThreadState(
+            tid: tid, uids: [], gids: [], effective: CapabilitySet(bits: 0),
+            permitted: CapabilitySet(bits: 0), ambient: CapabilitySet(bits: 0), noNewPrivileges: false)
         for line in text.split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == ":" || $0 == "\t" || $0 == " " })
             guard let key = parts.first else { continue }

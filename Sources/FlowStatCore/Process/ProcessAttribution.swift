@@ -151,7 +151,9 @@ struct ProcScan {
                 // Only symlinks name sockets; skips "." and "..".
                 guard entry.pointee.d_type == UInt8(DT_LNK) else { continue }
                 let count = withUnsafePointer(to: entry.pointee.d_name) { name in
-                    name.withMemoryRebound(to: CChar.self, capacity: 256) { readlinkat(directory, $0, &link, link.count) }
+                    name.withMemoryRebound(to: CChar.self, capacity: 256) {
+                        readlinkat(directory, $0, &link, link.count)
+                    }
                 }
                 if count > 9, let inode = Self.socketInode(link, count: count), socketOwner[inode] == nil {
                     socketOwner[inode] = pid
@@ -216,11 +218,12 @@ enum SocketTable {
         }
         if let begin = start, fields.count < 10 { fields.append(line[begin..<line.endIndex]) }
         guard fields.count == 10,
-              let (local, localPort) = endpoint(fields[1]), let (remote, remotePort) = endpoint(fields[2]),
-              remotePort != 0, let inode = decimal(fields[9])
+            let (local, localPort) = endpoint(fields[1]), let (remote, remotePort) = endpoint(fields[2]),
+            remotePort != 0, let inode = decimal(fields[9])
         else { return nil }
-        let key = FlowKey(family: family, local: local, localPort: localPort, remote: remote, remotePort: remotePort,
-                          netns: netns)
+        let key = FlowKey(
+            family: family, local: local, localPort: localPort, remote: remote, remotePort: remotePort,
+            netns: netns)
         return (key, inode)
     }
 
@@ -246,7 +249,9 @@ enum SocketTable {
         }
         let address: IPAddress?
         switch bytes.count {
-        case 4: address = IPAddress(ipv4: UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3]))
+        case 4:
+            address = IPAddress(
+                ipv4: UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3]))
         case 16: address = IPAddress(bytes: bytes)
         default: address = nil
         }
@@ -281,7 +286,6 @@ enum SocketTable {
     }
 }
 
-
 /// Thread-safe owner of a `ProcessAttribution`: fills pid and comm of the flows a scrape
 /// exports, for sources whose flows lack them (the BPF map has no owner).
 ///
@@ -308,7 +312,8 @@ public final class ProcessAttributor: Sendable {
         if pass.walkedProcFDs {
             let milliseconds = Double(SystemClock.monotonicNanoseconds() - started) / 1e6
             logger.debug(
-                "process attribution from /proc: \(pass.flowsAttributed) of \(pass.flowsLookedUp) new flows in \(milliseconds) ms")
+                "process attribution from /proc: \(pass.flowsAttributed) of \(pass.flowsLookedUp) new flows in \(milliseconds) ms"
+            )
         }
     }
 }

@@ -53,7 +53,8 @@ public final class HostResolver: Sendable {
                     return table[host]
                 }
                 if previous != addresses {
-                    logger.info("host \(host) resolves to \(addresses.map(\.description).sorted().joined(separator: ", "))")
+                    logger.info(
+                        "host \(host) resolves to \(addresses.map(\.description).sorted().joined(separator: ", "))")
                 }
             case .failure(let message):
                 let kept = resolved.withLockedValue { $0[host]?.count ?? 0 }
@@ -104,7 +105,9 @@ public final class HostResolver: Sendable {
                 case AF_INET6:
                     socketAddress.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
                         var raw = $0.pointee.sin6_addr
-                        if let address = withUnsafeBytes(of: &raw, { IPAddress(bytes: $0) }) { addresses.insert(address) }
+                        if let address = withUnsafeBytes(of: &raw, { IPAddress(bytes: $0) }) {
+                            addresses.insert(address)
+                        }
                     }
                 default:
                     break

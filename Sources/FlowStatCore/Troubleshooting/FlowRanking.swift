@@ -58,7 +58,8 @@ public enum FlowRanking {
         func siftDown(_ start: Int) {
             var parent = start
             while true {
-                let left = 2 * parent + 1, right = left + 1
+                let left = 2 * parent + 1
+                let right = left + 1
                 var lowest = parent
                 if left < heap.count, below(heap[left], heap[lowest]) { lowest = left }
                 if right < heap.count, below(heap[right], heap[lowest]) { lowest = right }

@@ -120,7 +120,9 @@ public enum FlowDumpTable {
     public static func render(_ flows: [FlowSample], indices: [Int]) -> [String] {
         let metricColumns = FlowMetricCatalogue.all.compactMap(\.column)
         var table = TextTable(
-            columns: [.init("State", alignRight: false), .init("Local", alignRight: false), .init("Peer", alignRight: false)]
+            columns: [
+                .init("State", alignRight: false), .init("Local", alignRight: false), .init("Peer", alignRight: false),
+            ]
                 + metricColumns.map { .init($0.title) } + [.init("process", alignRight: false)])
         for index in indices {
             let flow = flows[index]

@@ -70,14 +70,16 @@ public struct TopView: Sendable {
         var counters: [FlowKey: Counters] = [:]
         counters.reserveCapacity(flows.count)
         for flow in flows {
-            let now = Counters(bytesAcked: flow.bytesAcked, bytesReceived: flow.bytesReceived, retransmits: flow.retransmits)
+            let now = Counters(
+                bytesAcked: flow.bytesAcked, bytesReceived: flow.bytesReceived, retransmits: flow.retransmits)
             if seconds > 0, let before = previous[flow.key] {
                 // Counters of one flow only grow; a smaller value is a new flow on the same 4-tuple.
                 func rate(_ a: UInt64, _ b: UInt64) -> Double { a >= b ? Double(a - b) / seconds : Double(a) / seconds }
-                rates.append(Rates(
-                    bytesSentPerSecond: rate(now.bytesAcked, before.bytesAcked),
-                    bytesReceivedPerSecond: rate(now.bytesReceived, before.bytesReceived),
-                    retransmitsPerSecond: rate(now.retransmits, before.retransmits)))
+                rates.append(
+                    Rates(
+                        bytesSentPerSecond: rate(now.bytesAcked, before.bytesAcked),
+                        bytesReceivedPerSecond: rate(now.bytesReceived, before.bytesReceived),
+                        retransmitsPerSecond: rate(now.retransmits, before.retransmits)))
             } else {
                 rates.append(nil)
             }
@@ -110,7 +112,8 @@ public struct TopView: Sendable {
     /// The frame: a title line, a key help line, a blank line, then the table with as many
     /// flows as fit in `height` lines; each line at most `width` characters.
     public func frame(width: Int, height: Int, clock: String, interval: Double) -> [String] {
-        let title = "flowstat top  \(clock)  flows: \(flows.count)  sort: \(sort)  every \(FlowFormat.fixed(interval, decimals: 1)) s"
+        let title =
+            "flowstat top  \(clock)  flows: \(flows.count)  sort: \(sort)  every \(FlowFormat.fixed(interval, decimals: 1)) s"
         let help = "keys: " + SortKey.allCases.map { "\($0.key) \($0)" }.joined(separator: "  ") + "  q quit"
         let rows = max(height - 4, 1)
         var table = TextTable(columns: [

@@ -139,7 +139,8 @@ final class TestHTTPConnection {
         var searchFrom = 0
         while true {
             if pending.count >= 4 {
-                for index in searchFrom...(pending.count - 4) where pending[index..<index + 4].elementsEqual(separator) {
+                for index in searchFrom...(pending.count - 4) where pending[index..<index + 4].elementsEqual(separator)
+                {
                     return index
                 }
                 searchFrom = pending.count - 3

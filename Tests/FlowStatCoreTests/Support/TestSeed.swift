@@ -7,7 +7,8 @@ import Foundation
 /// failing run can be replayed exactly with `FLOWSTAT_TEST_SEED=<seed> swift test --filter …`.
 enum TestSeed {
     static func make(for test: String) -> UInt64 {
-        let seed = ProcessInfo.processInfo.environment["FLOWSTAT_TEST_SEED"].flatMap(UInt64.init)
+        let seed =
+            ProcessInfo.processInfo.environment["FLOWSTAT_TEST_SEED"].flatMap(UInt64.init)
             ?? UInt64.random(in: .min ... .max)
         print("\(test): seed \(seed) (replay with FLOWSTAT_TEST_SEED=\(seed))")
         return seed

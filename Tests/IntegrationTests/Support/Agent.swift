@@ -62,8 +62,9 @@ final class Agent {
             usleep(100_000)
         }
         _ = stop()
-        throw CommandError(command: [flowstatBinary] + (process.arguments ?? []),
-                           result: CommandResult(status: process.terminationStatus, stdout: "", stderr: stderrText))
+        throw CommandError(
+            command: [flowstatBinary] + (process.arguments ?? []),
+            result: CommandResult(status: process.terminationStatus, stdout: "", stderr: stderrText))
     }
 
     var stderrText: String {
@@ -73,11 +74,13 @@ final class Agent {
 
     /// Status line code and body of one GET (through curl: a real, independent client).
     func get(_ path: String) throws -> (status: Int, body: String) {
-        let curl = ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"] + curlOptions
+        let curl =
+            ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"] + curlOptions
             + ["\(scheme)://127.0.0.1:\(port)\(path)"]
         let result = try run(Agent.enter(namespace) + curl, check: false)
         guard result.status == 0, let newline = result.stdout.lastIndex(of: "\n"),
-              let code = Int(result.stdout[result.stdout.index(after: newline)...]) else {
+            let code = Int(result.stdout[result.stdout.index(after: newline)...])
+        else {
             throw CommandError(command: ["curl", path], result: result)
         }
         return (code, String(result.stdout[..<newline]))
@@ -86,8 +89,11 @@ final class Agent {
     func scrape() throws -> Exposition {
         let response = try get("/metrics")
         guard response.status == 200 else {
-            throw CommandError(command: ["GET /metrics"], result: CommandResult(status: Int32(response.status),
-                                                                                 stdout: response.body, stderr: ""))
+            throw CommandError(
+                command: ["GET /metrics"],
+                result: CommandResult(
+                    status: Int32(response.status),
+                    stdout: response.body, stderr: ""))
         }
         return try Exposition(response.body)
     }
@@ -196,11 +202,13 @@ struct Exposition {
         func readName(labelName: Bool) throws -> String {
             let start = index
             guard index < characters.count, isNameStart(characters[index]),
-                  !(labelName && characters[index] == ":") else {
+                !(labelName && characters[index] == ":")
+            else {
                 throw Problem("no \(labelName ? "label" : "metric") name at column \(index + 1)")
             }
             while index < characters.count, isNameChar(characters[index]),
-                  !(labelName && characters[index] == ":") {
+                !(labelName && characters[index] == ":")
+            {
                 index += 1
             }
             var name = String.UnicodeScalarView()
@@ -261,7 +269,8 @@ struct Exposition {
             // Digits, sign, point and exponent only: Double("inf") or Double("0x1p3") are no
             // Prometheus values.
             guard !fields[0].isEmpty, fields[0].allSatisfy({ "0123456789+-.eE".contains($0) }),
-                  let number = Double(fields[0]) else {
+                let number = Double(fields[0])
+            else {
                 throw Problem("value \"\(fields[0])\" is not a float")
             }
             value = number

@@ -23,7 +23,9 @@ func run(_ arguments: [String], check: Bool = true, input: String? = nil) throws
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
-    let out = Pipe(), err = Pipe(), inPipe = Pipe()
+    let out = Pipe()
+    let err = Pipe()
+    let inPipe = Pipe()
     process.standardOutput = out
     process.standardError = err
     process.standardInput = inPipe
@@ -37,9 +39,10 @@ func run(_ arguments: [String], check: Bool = true, input: String? = nil) throws
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     process.waitUntilExit()
-    let result = CommandResult(status: process.terminationStatus,
-                               stdout: String(decoding: outData, as: UTF8.self),
-                               stderr: String(decoding: errData, as: UTF8.self))
+    let result = CommandResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self))
     if check && result.status != 0 { throw CommandError(command: arguments, result: result) }
     return result
 }
@@ -100,7 +103,8 @@ final class Child {
 /// mask, and test-runner threads block SIGTERM: a child spawned from one would never die of
 /// it, nor could the agent under test be stopped gracefully.
 func spawn(_ process: Process) throws {
-    var empty = sigset_t(), saved = sigset_t()
+    var empty = sigset_t()
+    var saved = sigset_t()
     sigemptyset(&empty)
     pthread_sigmask(SIG_SETMASK, &empty, &saved)
     defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }

@@ -18,11 +18,13 @@ struct KernelProbe: Sendable {
 
     /// The probe's answers, asked once per test process; nil (with the reason) where it could not run.
     static let current: Result<KernelProbe, ProbeError> = {
-        let binary = ProcessInfo.processInfo.environment["FLOWSTAT_KERNEL_PROBE"]
+        let binary =
+            ProcessInfo.processInfo.environment["FLOWSTAT_KERNEL_PROBE"]
             ?? packageRoot.appendingPathComponent(".build-probe/kernel-probe").path
         let object = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("probe.bpf.o").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            return .failure(ProbeError(description: "no kernel probe at \(binary): run `make kernel-probe` (make test does)"))
+            return .failure(
+                ProbeError(description: "no kernel probe at \(binary): run `make kernel-probe` (make test does)"))
         }
         do {
             return .success(KernelProbe(output: try run([binary, object]).stdout))
@@ -41,7 +43,8 @@ struct KernelProbe: Sendable {
     }
 
     init(output: String) {
-        var allowed: [String: Bool] = [:], refusals: [String: String] = [:]
+        var allowed: [String: Bool] = [:]
+        var refusals: [String: String] = [:]
         for line in output.split(separator: "\n") {
             let fields = line.split(separator: " ").map(String.init)
             guard fields.count >= 2 else { continue }

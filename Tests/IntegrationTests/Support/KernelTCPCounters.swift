@@ -21,8 +21,9 @@ struct KernelTCPCounters {
         }
         for name in try fileManager.contentsOfDirectory(atPath: "/proc") where name.allSatisfy(\.isNumber) {
             guard let inode = inode("/proc/\(name)/ns/net"), result[inode] == nil,
-                  let text = try? String(contentsOfFile: "/proc/\(name)/net/snmp", encoding: .utf8),
-                  let counters = parse(text) else { continue }
+                let text = try? String(contentsOfFile: "/proc/\(name)/net/snmp", encoding: .utf8),
+                let counters = parse(text)
+            else { continue }
             result[inode] = counters
         }
         return result
@@ -40,16 +41,21 @@ struct KernelTCPCounters {
         let fields = Dictionary(
             zip(lines[0].split(separator: " "), lines[1].split(separator: " ").map { Double($0) ?? 0 }),
             uniquingKeysWith: { first, _ in first })
-        return KernelTCPCounters(activeOpens: fields["ActiveOpens"] ?? 0, passiveOpens: fields["PassiveOpens"] ?? 0,
-                                 currentlyEstablished: fields["CurrEstab"] ?? 0)
+        return KernelTCPCounters(
+            activeOpens: fields["ActiveOpens"] ?? 0, passiveOpens: fields["PassiveOpens"] ?? 0,
+            currentlyEstablished: fields["CurrEstab"] ?? 0)
     }
 
     /// What other namespaces (not `excluded`) did between two readings: connects and accepts
     /// started (every flow established there is one of them), and the most flows that can have
     /// closed (those established at the start plus those opened since).
-    static func others(before: [UInt64: KernelTCPCounters], after: [UInt64: KernelTCPCounters],
-                       excluding excluded: Set<UInt64>) -> (active: Double, passive: Double, closes: Double) {
-        var active = 0.0, passive = 0.0, established = 0.0
+    static func others(
+        before: [UInt64: KernelTCPCounters], after: [UInt64: KernelTCPCounters],
+        excluding excluded: Set<UInt64>
+    ) -> (active: Double, passive: Double, closes: Double) {
+        var active = 0.0
+        var passive = 0.0
+        var established = 0.0
         for (inode, end) in after where !excluded.contains(inode) {
             let start = before[inode] ?? KernelTCPCounters()  // a namespace made since: all of it is new
             active += end.activeOpens - start.activeOpens

@@ -51,14 +51,19 @@ final class PrometheusServer {
         try spawn(process)
         for _ in 0..<300 {
             if !process.isRunning { break }
-            if let ready = try? run(["curl", "-sf", "--max-time", "2", "http://127.0.0.1:\(port)/-/ready"], check: false),
-               ready.status == 0 { return }
+            if let ready = try? run(
+                ["curl", "-sf", "--max-time", "2", "http://127.0.0.1:\(port)/-/ready"], check: false),
+                ready.status == 0
+            {
+                return
+            }
             usleep(100_000)
         }
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         stop()
-        throw CommandError(command: ["prometheus"] + (process.arguments ?? []),
-                           result: CommandResult(status: process.terminationStatus, stdout: "", stderr: text))
+        throw CommandError(
+            command: ["prometheus"] + (process.arguments ?? []),
+            result: CommandResult(status: process.terminationStatus, stdout: "", stderr: text))
     }
 
     /// GET an API path with URL-encoded parameters; returns the decoded `data` member after
@@ -84,7 +89,8 @@ final class PrometheusServer {
         let result = data?["result"] as? [[String: Any]] ?? []
         return result.compactMap { series in
             guard let labels = series["metric"] as? [String: String], let pair = series["value"] as? [Any],
-                  let text = pair.last as? String, let value = Double(text) else { return nil }
+                let text = pair.last as? String, let value = Double(text)
+            else { return nil }
             return (labels, value)
         }
     }

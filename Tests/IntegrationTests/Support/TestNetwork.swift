@@ -18,11 +18,16 @@ final class TestNetwork {
         server = "fss\(suffix)"
         try run(["ip", "netns", "add", client])
         try run(["ip", "netns", "add", server])
-        let clientLink = "vc\(suffix)".prefix(15), serverLink = "vs\(suffix)".prefix(15)
-        try run(["ip", "link", "add", String(clientLink), "netns", client, "type", "veth",
-                 "peer", "name", String(serverLink), "netns", server])
-        for (ns, link, v4, v6) in [(client, String(clientLink), clientIPv4, clientIPv6),
-                                   (server, String(serverLink), serverIPv4, serverIPv6)] {
+        let clientLink = "vc\(suffix)".prefix(15)
+        let serverLink = "vs\(suffix)".prefix(15)
+        try run([
+            "ip", "link", "add", String(clientLink), "netns", client, "type", "veth",
+            "peer", "name", String(serverLink), "netns", server,
+        ])
+        for (ns, link, v4, v6) in [
+            (client, String(clientLink), clientIPv4, clientIPv6),
+            (server, String(serverLink), serverIPv4, serverIPv6),
+        ] {
             try run(["ip", "-n", ns, "addr", "add", "\(v4)/24", "dev", link])
             try run(["ip", "-n", ns, "addr", "add", "\(v6)/64", "dev", link, "nodad"])
             try run(["ip", "-n", ns, "link", "set", link, "up"])
@@ -88,8 +93,9 @@ struct SocketStats {
             } else {
                 let columns = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard columns.count >= 5,
-                      let (local, localPort) = splitEndpoint(columns[3]),
-                      let (peer, peerPort) = splitEndpoint(columns[4]) else { continue }
+                    let (local, localPort) = splitEndpoint(columns[3]),
+                    let (peer, peerPort) = splitEndpoint(columns[4])
+                else { continue }
                 result.append(SocketStats(local: local, localPort: localPort, peer: peer, peerPort: peerPort))
             }
         }

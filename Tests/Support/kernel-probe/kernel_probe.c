@@ -68,7 +68,8 @@ static int probe(const char *object_path, const char *name, const char **step)
 	*step = "open";
 	if (!object)
 		return -errno;
-	bpf_object__for_each_program(program, object) {
+	bpf_object__for_each_program(program, object)
+	{
 		bool is_wanted = strcmp(bpf_program__name(program), name) == 0;
 
 		bpf_program__set_autoload(program, is_wanted);
@@ -118,8 +119,8 @@ out:
 int main(int argc, char **argv)
 {
 	static const char *kinds[] = {
-		"rcv_fentry", "rcv_tp_btf", "rcv_raw_tp", "rcv_tracepoint", "state_tp_btf", "state_raw_tp",
-		"state_tracepoint", "sockops_root", "iter_tcp_storage", "iter_sk_storage_map",
+		"rcv_fentry",	"rcv_tp_btf",	    "rcv_raw_tp",   "rcv_tracepoint",	"state_tp_btf",
+		"state_raw_tp", "state_tracepoint", "sockops_root", "iter_tcp_storage", "iter_sk_storage_map",
 	};
 
 	if (argc != 2) {

@@ -36,13 +36,22 @@ struct {
 } probe_array SEC(".maps");
 
 SEC("fentry/tcp_rcv_established")
-int rcv_fentry(void *ctx) { return 0; }
+int rcv_fentry(void *ctx)
+{
+	return 0;
+}
 
 SEC("tp_btf/tcp_probe")
-int rcv_tp_btf(void *ctx) { return 0; }
+int rcv_tp_btf(void *ctx)
+{
+	return 0;
+}
 
 SEC("raw_tp/tcp_probe")
-int rcv_raw_tp(void *ctx) { return 0; }
+int rcv_raw_tp(void *ctx)
+{
+	return 0;
+}
 
 /*
  * The classic tracepoints give a record, not a socket: a variant is usable only where the
@@ -67,10 +76,16 @@ int rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 }
 
 SEC("tp_btf/inet_sock_set_state")
-int state_tp_btf(void *ctx) { return 0; }
+int state_tp_btf(void *ctx)
+{
+	return 0;
+}
 
 SEC("raw_tp/inet_sock_set_state")
-int state_raw_tp(void *ctx) { return 0; }
+int state_raw_tp(void *ctx)
+{
+	return 0;
+}
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
@@ -79,7 +94,10 @@ int state_tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
 }
 
 SEC("sockops")
-int sockops_root(struct bpf_sock_ops *skops) { return 1; }
+int sockops_root(struct bpf_sock_ops *skops)
+{
+	return 1;
+}
 
 /* The shape of a per-namespace snapshot: socket storage from iter/tcp, written to a mapped array. */
 SEC("iter/tcp")
@@ -102,6 +120,9 @@ int iter_tcp_storage(struct bpf_iter__tcp *ctx)
 }
 
 SEC("iter/bpf_sk_storage_map")
-int iter_sk_storage_map(void *ctx) { return 0; }
+int iter_sk_storage_map(void *ctx)
+{
+	return 0;
+}
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
