@@ -255,7 +255,7 @@ struct ConfigTests {
             throws: ConfigError(
                 file: "/nonexistent/flowstat.yml", line: nil, keyPath: "",
                 problem: "cannot read the file: open: No such file or directory",
-                fix: "check the path, or write a sample there with flowstat --create-config /nonexistent/flowstat.yml")
+                fix: "check the path, or write a sample config there")
         ) { try FlowStatConfig(contentsOf: "/nonexistent/flowstat.yml") }
     }
 

@@ -390,7 +390,7 @@ public struct MetricsEncoder: Sendable {
         if let events = snapshot.kernelEvents {
             writeFamily(
                 "flowstat_map_evictions_total",
-                "Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise --map-entries.",
+                "Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise flowstat.bpf.mapEntries.",
                 .counter, Double(events.evictions), into: &buffer)
             writeFamily(
                 "flowstat_map_insert_failures_total", "New flows the flow map refused to store.", .counter,

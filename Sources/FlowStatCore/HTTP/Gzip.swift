@@ -23,7 +23,7 @@ enum Gzip {
         let first = length < 1 << 20 ? fs_gzip_bound(length) : length / 4
         if let compressed = compress(body, capacity: first) { return compressed }
         guard let compressed = compress(body, capacity: fs_gzip_bound(length)) else {
-            preconditionFailure("zlib failed with room for the worst case")
+            preconditionFailure("libdeflate failed with room for the worst case")
         }
         return compressed
     }

@@ -248,7 +248,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let reload else {
             respond(
                 context, to: head,
-                with: .text(.forbidden, "lifecycle API is not enabled; start flowstat with --web.enable-lifecycle\n"))
+                with: .text(.forbidden, "lifecycle API is not enabled (README: reloading the config)\n"))
             return
         }
         guard head.method == .POST || head.method == .PUT else {
