@@ -5,10 +5,8 @@ import Testing
 
 @Suite("Config")
 struct ConfigTests {
-    /// The fixture directory, found from this file's path (the package has no resources).
     static func fixture(_ name: String) -> String {
-        let directory = String(#filePath.prefix(upTo: #filePath.lastIndex(of: "/")!))
-        return "\(directory)/Fixtures/\(name)"
+        "\(Fixtures.directory)/\(name)"
     }
 
     @Test("an empty document gives every default")
