@@ -11,9 +11,10 @@ import Glibc
 typealias StartupError = SetupError
 
 extension SetupError {
-    /// Writes `flowstat: error: <problem>; <fix>` to stderr, settings named as flags.
+    /// Writes `flowstat: error: <problem>; <fix>` to stderr, the fix naming settings' flags
+    /// too (the problem may quote a config file's key, which stays as written).
     func report() {
-        var line = "flowstat: error: \(CommandLineSpelling.flags(in: description))\n"
+        var line = "flowstat: error: \(problem); \(CommandLineSpelling.flags(in: fix))\n"
         line.withUTF8 { bytes in
             // One write(2): the line is not interleaved with log output.
             _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count)
