@@ -105,7 +105,7 @@ public final class ExportPipeline: Sendable {
     /// The returned buffer shares storage with the pipeline's; the next scrape reuses that
     /// storage if the response has been sent by then and allocates fresh storage otherwise.
     public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
-        try scrape(format: format, flushThreshold: .max, flush: { _ in })
+        try scrape(format: format, flushThreshold: .max, flush: { _ in }, waited: { 0 })
     }
 
     /// Takes a snapshot and hands its exposition to `send` in pieces of about `chunkBytes`
@@ -119,15 +119,23 @@ public final class ExportPipeline: Sendable {
     public func scrape(
         format: MetricsEncoder.Format = .prometheusText, chunkBytes: Int = 256 << 10, send: (ByteBuffer) -> Void
     ) throws {
-        let rest = try scrape(format: format, flushThreshold: chunkBytes) { buffer in
-            send(buffer)
-            buffer.clear()
-        }
+        // Time spent waiting for the client is not the scrape's: flowstat_scrape_duration_seconds
+        // stays snapshot plus encoding, as for a response held whole.
+        var waited: UInt64 = 0
+        let rest = try scrape(
+            format: format, flushThreshold: chunkBytes,
+            flush: { buffer in
+                let started = SystemClock.monotonicNanoseconds()
+                send(buffer)
+                buffer.clear()
+                waited &+= SystemClock.monotonicNanoseconds() &- started
+            }, waited: { waited })
         if rest.readableBytes > 0 { send(rest) }
     }
 
+    /// - Parameter waited: nanoseconds `flush` has spent so far handing bytes on.
     private func scrape(
-        format: MetricsEncoder.Format, flushThreshold: Int, flush: MetricsEncoder.Flush
+        format: MetricsEncoder.Format, flushThreshold: Int, flush: MetricsEncoder.Flush, waited: () -> UInt64
     ) throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = SystemClock.monotonicNanoseconds()
@@ -182,7 +190,7 @@ public final class ExportPipeline: Sendable {
             work.encoder.encode(
                 snapshot, context: context, format: format, into: &work.buffer, flushThreshold: flushThreshold,
                 flush: flush)
-            let elapsed = Double(SystemClock.monotonicNanoseconds() &- started) / 1e9
+            let elapsed = Double(SystemClock.monotonicNanoseconds() &- started &- waited()) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed
                 $0.previousSnapshotDuration = snapshotDuration
