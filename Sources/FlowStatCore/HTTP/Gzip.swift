@@ -74,7 +74,11 @@ final class GzipStream {
         input.withUnsafeReadableBytes { bytes in
             var offset = 0
             while true {
-                if output.writableBytes == 0 { output = ByteBufferAllocator().buffer(capacity: pieceBytes) }
+                if output.writableBytes == 0 {
+                    // Full (the last call filled it exactly): it is a piece.
+                    if output.readableBytes > 0 { send(output) }
+                    output = ByteBufferAllocator().buffer(capacity: pieceBytes)
+                }
                 var consumed = 0
                 var rc: Int32 = 0
                 output.writeWithUnsafeMutableBytes(minimumWritableBytes: 1) { destination in

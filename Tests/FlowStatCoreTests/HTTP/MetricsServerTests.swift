@@ -79,8 +79,26 @@ struct MetricsServerTests {
             let response = try connection.readResponse()
             #expect(response.status == 200 && response.header("Transfer-Encoding") == "chunked")
             #expect(response.body.count == whole.readableBytes && response.body.count > 5_000_000)
-            #expect(response.body == Array(whole.readableBytesView))
+            #expect(
+                response.body == Array(whole.readableBytesView), "the streamed body differs from the text held whole")
             #expect(response.chunks > 10, "\(response.chunks) chunks")
+
+            // Compressed as it goes: one gzip member that /bin/gzip expands to the same text.
+            try connection.sendRequest("GET", "/metrics", headers: ["Accept-Encoding: gzip"])
+            let gzipped = try connection.readResponse()
+            #expect(gzipped.header("Content-Encoding") == "gzip" && gzipped.chunks > 1, "\(gzipped.chunks) chunks")
+            // A later scrape: the same text but for the previous scrape's durations.
+            func withoutDurations(_ bytes: [UInt8]) -> [Substring] {
+                String(decoding: bytes, as: UTF8.self).split(separator: "\n").filter {
+                    !$0.hasPrefix("flowstat_scrape_duration_seconds ")
+                        && !$0.hasPrefix("flowstat_snapshot_duration_seconds ")
+                        && !$0.hasPrefix("collector_collection_runs_total ")
+                }
+            }
+            let expanded = try gunzip(gzipped.body)
+            #expect(
+                withoutDurations(expanded) == withoutDurations(response.body),
+                "the gzipped body does not expand to the exposition")
 
             try connection.sendRequest("GET", "/metrics", version: "HTTP/1.0", headers: ["Connection: keep-alive"])
             let old = try connection.readResponse()
