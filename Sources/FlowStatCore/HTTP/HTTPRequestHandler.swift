@@ -305,14 +305,18 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         threadPool.runIfActive(eventLoop: eventLoop) { [pipeline, logger] in
             var headSent = false
             let broken = NIOLockedValueBox(false)
-            // Waits for each piece to be written (the back-pressure that keeps memory to a few
-            // pieces) while the client keeps up; a client that falls behind by more than
+            // Waits for the pieces to be written, a few behind (the back-pressure that keeps
+            // memory to a few pieces), while the client keeps up; a client that falls behind by more than
             // `HTTPRequestHandler.slowReaderWait` gets the rest queued instead, as a response
             // held whole would be, so a stalled reader never holds up the next scrape.
             var waitForWrites = true
+            var inFlight: [DispatchSemaphore] = []
+            var bytesSent = 0
             func write(_ piece: ByteBuffer?, end: Bool) {
                 guard !broken.withLockedValue({ $0 }) else { return }
                 let sendHead = !headSent
+                bytesSent += piece?.readableBytes ?? 0
+                let total = bytesSent
                 let written = eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
                     let (handler, context) = loopBound.value
                     guard handler.isActive else { return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
@@ -324,10 +328,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                         guard end else { return body }
                         return body.flatMap {
                             let (handler, context) = loopBound.value
-                            return handler.endStreamed(context, to: head)
+                            return handler.endStreamed(context, to: head, bytes: total)
                         }
                     }
-                    return end ? handler.endStreamed(context, to: head) : eventLoop.makeSucceededVoidFuture()
+                    return end
+                        ? handler.endStreamed(context, to: head, bytes: total) : eventLoop.makeSucceededVoidFuture()
                 }
                 headSent = true
                 let done = DispatchSemaphore(value: 0)
@@ -335,8 +340,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                     if case .failure = result { broken.withLockedValue { $0 = true } }
                     done.signal()
                 }
-                if waitForWrites, done.wait(timeout: .now() + HTTPRequestHandler.slowReaderWait) == .timedOut {
+                // A few pieces in flight keep the socket busy while the next is encoded; past
+                // that, wait for the oldest.
+                inFlight.append(done)
+                guard waitForWrites, inFlight.count > HTTPRequestHandler.piecesInFlight else { return }
+                if inFlight.removeFirst().wait(timeout: .now() + HTTPRequestHandler.slowReaderWait) == .timedOut {
                     waitForWrites = false
+                    inFlight.removeAll()
                     logger.debug("GET /metrics: the client reads slowly; queueing the rest of the response")
                 }
             }
@@ -383,6 +393,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// How long a streamed response waits for one piece to be written before it stops
     /// waiting (see `streamMetrics`).
     static let slowReaderWait = DispatchTimeInterval.milliseconds(500)
+    /// Pieces (of about 256 KiB) a streamed response may have unwritten before it waits.
+    static let piecesInFlight = 4
 
     private func writeStreamedHead(
         _ context: ChannelHandlerContext, to request: HTTPRequestHead, format: MetricsEncoder.Format, gzip: Bool
@@ -399,8 +411,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The end of a streamed response, as `respond` ends one.
-    private func endStreamed(_ context: ChannelHandlerContext, to request: HTTPRequestHead) -> EventLoopFuture<Void> {
-        logger.debug("\(request.method) \(request.uri) -> 200 (streamed)")
+    private func endStreamed(_ context: ChannelHandlerContext, to request: HTTPRequestHead, bytes: Int)
+        -> EventLoopFuture<Void>
+    {
+        logger.debug("\(request.method) \(request.uri) -> 200", metadata: ["bytes": "\(bytes)", "streamed": "true"])
         let keepAlive = request.isKeepAlive
         if keepAlive {
             if case .responding = state { state = .idle }
