@@ -91,16 +91,8 @@ public struct ProcessMetrics: Sendable, Equatable {
     /// Entries of `/proc/self/fd`, the directory's own descriptor included (as the client
     /// libraries count them).
     private static func countOpenFDs() -> Int? {
-        guard let directory = opendir("/proc/self/fd") else { return nil }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
-                name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
-            }
-            if !isDot { count += 1 }
-        }
-        return count
+        // The listing's own descriptor is open meanwhile and counted, as the libraries do.
+        SystemFile.entryNames(in: "/proc/self/fd")?.count
     }
 
     /// Writes the six families in `format`, HELP texts as client_golang's.

@@ -120,20 +120,17 @@ struct ProcScan {
     var pidInNamespace: [UInt32: UInt32] = [:]
 
     init(namespaces: Set<UInt32>) {
-        guard let proc = opendir("/proc") else { return }
-        defer { closedir(proc) }
         var pids: [UInt32] = []
-        while let entry = readdir(proc) {
-            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> UInt32? in
-                var value: UInt32 = 0
-                for byte in raw {
-                    if byte == 0 { break }
-                    guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
-                    value = value &* 10 &+ UInt32(byte - UInt8(ascii: "0"))
-                }
-                return value == 0 ? nil : value
+        SystemFile.forEachEntry(in: "/proc") { name, _, _ in
+            var value: UInt32 = 0
+            var index = 0
+            while name[index] != 0 {
+                let byte = UInt8(bitPattern: name[index])
+                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return }
+                value = value &* 10 &+ UInt32(byte - UInt8(ascii: "0"))
+                index += 1
             }
-            if let pid { pids.append(pid) }
+            if value != 0 { pids.append(value) }
         }
         pids.sort()
         var link = [CChar](repeating: 0, count: 64)
@@ -145,21 +142,15 @@ struct ProcScan {
                     if namespaces.contains(inode) && pidInNamespace[inode] == nil { pidInNamespace[inode] = pid }
                 }
             }
-            guard let fds = opendir("/proc/\(pid)/fd") else { continue }  // gone, or not ours to read
-            let directory = dirfd(fds)
-            while let entry = readdir(fds) {
-                // Only symlinks name sockets; skips "." and "..".
-                guard entry.pointee.d_type == UInt8(DT_LNK) else { continue }
-                let count = withUnsafePointer(to: entry.pointee.d_name) { name in
-                    name.withMemoryRebound(to: CChar.self, capacity: 256) {
-                        readlinkat(directory, $0, &link, link.count)
-                    }
-                }
+            // A process gone, or not ours to read, lists nothing.
+            SystemFile.forEachEntry(in: "/proc/\(pid)/fd") { name, type, directory in
+                // Only symlinks name sockets.
+                guard type == UInt8(DT_LNK) else { return }
+                let count = readlinkat(directory, name, &link, link.count)
                 if count > 9, let inode = Self.socketInode(link, count: count), socketOwner[inode] == nil {
                     socketOwner[inode] = pid
                 }
             }
-            closedir(fds)
         }
     }
 

@@ -120,13 +120,8 @@ public enum Privileges {
 
     /// Every thread of this process as the kernel sees it now.
     public static func threadStates() -> [ThreadState] {
-        guard let directory = opendir("/proc/self/task") else { return [] }
-        defer { closedir(directory) }
         var states: [ThreadState] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
+        for name in SystemFile.entryNames(in: "/proc/self/task") ?? [] {
             guard let tid = Int32(name), let status = try? SystemFile.readText("/proc/self/task/\(name)/status") else {
                 continue
             }

@@ -27,6 +27,35 @@ enum SystemFile {
         }
     }
 
+    /// Calls `body` for each entry of the directory at `path` but "." and "..", with the
+    /// entry's name (valid only during the call: no `String` per entry, for `/proc` walks
+    /// over every process), its `d_type` and the directory's descriptor (for `*at` calls).
+    /// Returns false when the directory cannot be opened.
+    @discardableResult
+    static func forEachEntry(
+        in path: String, _ body: (_ name: UnsafePointer<CChar>, _ type: UInt8, _ directory: Int32) -> Void
+    ) -> Bool {
+        guard let handle = opendir(path) else { return false }
+        defer { closedir(handle) }
+        let directory = dirfd(handle)
+        while let entry = readdir(handle) {
+            withUnsafePointer(to: entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
+                    let isDot = name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0))
+                    if !isDot { body(name, entry.pointee.d_type, directory) }
+                }
+            }
+        }
+        return true
+    }
+
+    /// The names in the directory at `path` but "." and ".."; nil when it cannot be opened.
+    static func entryNames(in path: String) -> [String]? {
+        var names: [String] = []
+        let opened = forEachEntry(in: path) { name, _, _ in names.append(String(cString: name)) }
+        return opened ? names : nil
+    }
+
     /// The file as UTF-8 text (invalid bytes replaced).
     static func readText(_ path: String, limit: Int = 64 << 20) throws(SystemCallError) -> String {
         String(decoding: try read(path, limit: limit), as: UTF8.self)
