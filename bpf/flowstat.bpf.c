@@ -142,7 +142,8 @@ struct {
 /* Closed-flow records for user space; a full buffer drops records, never blocks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20); /* bytes; user space resizes before load */
+	__uint(max_entries,
+	       4096); /* placeholder: user space sets the size before load (BPFOptions.ringBufferBytes) */
 } closed_flows SEC(".maps");
 
 static __always_inline void count(__u32 counter)

@@ -264,7 +264,9 @@ class Agent:
             start = time.perf_counter()
             conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
-            body = resp.read()
+            first = resp.read(1)  # the first body byte: a streamed response sends it early
+            self.last_ttfb = time.perf_counter() - start
+            body = first + resp.read()
             return resp.status, body, time.perf_counter() - start
         finally:
             conn.close()
@@ -423,12 +425,13 @@ def run_agent(binary, n, args, extra=(), source="bpf", headers=None, hooks=False
         out["seen"], _ = agent.check_flows(n)
         for _ in range(args.warmup):
             agent.scrape(headers)
-        walls, snaps, encodes, body, raw = [], [], [], b"", b""
+        walls, ttfbs, snaps, encodes, body, raw = [], [], [], [], b"", b""
         for i in range(args.samples + 1):
             raw, elapsed = agent.scrape(headers)
             body = maybe_gunzip(raw)
             if i < args.samples:
                 walls.append(elapsed)
+                ttfbs.append(agent.last_ttfb)
             if i > 0:
                 # Self-metrics describe the previous scrape: the timed one before this.
                 snap = metric_value(body, "flowstat_snapshot_duration_seconds")
@@ -436,7 +439,7 @@ def run_agent(binary, n, args, extra=(), source="bpf", headers=None, hooks=False
                 series, _ = series_stats(body)
                 snaps.append(snap)
                 encodes.append((whole - snap) / series)
-        out.update(wall=median(walls), snapshot=median(snaps), encode=median(encodes), body=body,
+        out.update(wall=median(walls), ttfb=median(ttfbs), snapshot=median(snaps), encode=median(encodes), body=body,
                    wire=len(raw), gzip=raw[:2] == b"\x1f\x8b", series=series_stats(body)[0],
                    mode=snapshot_mode(body), hooks=attached_hooks(body),
                    rss=agent.status_kib("VmRSS") / 1024, hwm=agent.status_kib("VmHWM") / 1024)
@@ -575,7 +578,7 @@ def measure_flows(binary, tools, tmp, n, args, tables):
             if r["mode"] != mode:
                 fail(f"the agent ran {r['mode']} in one run and {mode} in another")
             latest["body"] = r["body"]
-            for key in ("wall", "snapshot", "encode", "rss", "hwm", "startup", "series", "seen"):
+            for key in ("wall", "ttfb", "snapshot", "encode", "rss", "hwm", "startup", "series", "seen"):
                 res.add(f"main.{key}", r[key])
             res.add("main.size", len(r["body"]))
             m = r["map"]
@@ -687,6 +690,9 @@ def flow_rows(n, mode, res, refused):
         rows.append((f"full scrape, cap off, {label}", n, ms(g(f"{key}.wall")),
                      f"ss -tin {ms(g('ss'))}",
                      ratio(per_run("ss", f"{key}.wall", lambda a, b: a / b)), "≥ 4x at 40,000"))
+    rows.append(("full scrape, cap off: time to the first body byte (streamed)", n, ms(g("main.ttfb")),
+                 f"whole scrape {ms(g('main.wall'))}",
+                 ratio(per_run("main.wall", "main.ttfb", lambda w, t: w / t)), ""))
     rows.append(("scrape size / series / flows seen (cap off)", n,
                  f"{spread([x / 2**20 for x in g('main.size')], f1, 'MiB')} / "
                  f"{spread(g('main.series'), f0)} / {spread(g('main.seen'), f0)}",

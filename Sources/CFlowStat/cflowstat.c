@@ -438,7 +438,7 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 		err = fail(error,
 			   agent->hook_errors[hook_slot(hook)] ? agent->hook_errors[hook_slot(hook)]
 							       : EOPNOTSUPP,
-			   "start a snapshot mode --bpf.mode allows");
+			   "start a snapshot mode the options allow");
 		if (error)
 			snprintf(error->message, sizeof(error->message), "the kernel refused %s: %s%s",
 				 bpf_program__name(program_of(skel, hook)), strerror(-err),

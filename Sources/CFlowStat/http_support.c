@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <libdeflate.h>
+#include <stdlib.h>
+#include <zlib.h>
 
 #include "cflowstat_http.h"
 
@@ -43,6 +45,69 @@ int fs_gzip(const uint8_t *input, size_t length, uint8_t *out, size_t capacity, 
 		return -ENOBUFS;
 	*written = size;
 	return 0;
+}
+
+/*
+ * Streamed responses cannot use libdeflate, which compresses a whole buffer at once;
+ * zlib's deflate keeps its state between pieces, so the exposition is compressed as
+ * it is encoded and never held whole.
+ */
+struct fs_gzip_stream {
+	z_stream z;
+};
+
+struct fs_gzip_stream *fs_gzip_stream_new(int level)
+{
+	struct fs_gzip_stream *stream = calloc(1, sizeof(*stream));
+
+	if (stream == NULL)
+		return NULL;
+	/* 15 + 16: a 32 KiB window with a gzip header and trailer (RFC 1952). */
+	if (deflateInit2(&stream->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(stream);
+		return NULL;
+	}
+	return stream;
+}
+
+int fs_gzip_stream_write(struct fs_gzip_stream *stream, const uint8_t *input, size_t length, int finish,
+			 uint8_t *out, size_t capacity, size_t *consumed, size_t *written)
+{
+	z_stream *z = &stream->z;
+	int rc;
+
+	if (length > UINT32_MAX || capacity > UINT32_MAX)
+		return -EINVAL;
+	z->next_in = (Bytef *)input;
+	z->avail_in = (uInt)length;
+	z->next_out = out;
+	z->avail_out = (uInt)capacity;
+	for (;;) {
+		rc = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
+		if (rc == Z_STREAM_ERROR) {
+			*consumed = length - z->avail_in;
+			*written = capacity - z->avail_out;
+			return -EINVAL;
+		}
+		if (finish ? rc == Z_STREAM_END : z->avail_in == 0)
+			break;
+		if (z->avail_out == 0) {
+			*consumed = length - z->avail_in;
+			*written = capacity;
+			return -ENOBUFS;
+		}
+	}
+	*consumed = length - z->avail_in;
+	*written = capacity - z->avail_out;
+	return 0;
+}
+
+void fs_gzip_stream_free(struct fs_gzip_stream *stream)
+{
+	if (stream == NULL)
+		return;
+	deflateEnd(&stream->z);
+	free(stream);
 }
 
 int fs_password_matches(const char *password, const char *hash)

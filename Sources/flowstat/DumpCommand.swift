@@ -39,9 +39,6 @@ struct DumpCommand: ParsableCommand {
         help: "Least severe messages to log on stderr: debug, info, warning or error.")
     var logLevel = LogLevelOption.warning
 
-    /// The `--netns` narrowing; nil: every flow the config's selection selects.
-    func makeFilter() throws -> FlowPredicate? { try filterFlags.filter() }
-
     func validate() throws {
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more") }
     }
@@ -49,22 +46,9 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         _ = bootstrapLogging(level: logLevel.level)
         do {
-            let filter = try makeFilter()
-            let config = try troubleshootingConfig(filterFlags, sourceFlags, logger: Logger(label: "flowstat"))
-            let source = try openSource(config: config, logger: Logger(label: "flowstat.source"))
-            defer { source.shutdown() }
-            let pipeline = ExportPipeline(source: source, config: config)
-            defer { pipeline.stop() }
-            var flows: [FlowSample]
-            do {
-                flows = try pipeline.selectedSnapshot().flows
-            } catch {
-                throw StartupError(
-                    problem: "cannot read the flows: \(error)",
-                    fix: "run with --log.level debug for the source's messages")
-            }
-            if let filter { flows = flows.filter { filter($0) } }
-            writeStandardOutput(Self.render(flows, sort: sort, limit: limit, json: json))
+            let session = try TroubleshootingSession(filterFlags, sourceFlags)
+            defer { session.close() }
+            writeStandardOutput(Self.render(try session.flows(), sort: sort, limit: limit, json: json))
         } catch let error as StartupError {
             error.report()
             throw ExitCode.failure

@@ -165,12 +165,40 @@ struct FilterFlags: ParsableArguments {
     }
 }
 
-/// The config a troubleshooting command runs with: the file `-c` names (or config.yml),
-/// with the source flags over it.
-func troubleshootingConfig(_ filterFlags: FilterFlags, _ sourceFlags: SourceFlags, logger: Logger) throws
-    -> FlowStatConfig
-{
-    try ConfigFile(explicitPath: filterFlags.configPath, overrides: sourceFlags.overrides()).load(logger: logger)
+/// What `dump` and `top` read flows through: the config (the file `-c` names, or
+/// config.yml, with the source flags over it), its source, and the export pipeline, so they
+/// show the flows `serve` would export; then the `--netns` narrowing.
+final class TroubleshootingSession {
+    private let source: any FlowSource
+    private let pipeline: ExportPipeline
+    private let narrowing: FlowPredicate?
+
+    init(_ filterFlags: FilterFlags, _ sourceFlags: SourceFlags) throws {
+        narrowing = try filterFlags.filter()
+        let file = ConfigFile(explicitPath: filterFlags.configPath, overrides: try sourceFlags.overrides())
+        let config = try file.load(logger: Logger(label: "flowstat"))
+        source = try openSource(config: config, logger: Logger(label: "flowstat.source"))
+        pipeline = ExportPipeline(source: source, config: config)
+    }
+
+    /// The flows now.
+    func flows() throws -> [FlowSample] {
+        var flows: [FlowSample]
+        do {
+            flows = try pipeline.selectedSnapshot().flows
+        } catch {
+            throw StartupError(
+                problem: "cannot read the flows: \(error)", fix: "run with --log.level debug for the source's messages")
+        }
+        if let narrowing { flows = flows.filter { narrowing($0) } }
+        return flows
+    }
+
+    /// Detaches the source (BPF programs) and stops background work.
+    func close() {
+        pipeline.stop()
+        source.shutdown()
+    }
 }
 
 extension FlowSortKey: ExpressibleByArgument {}

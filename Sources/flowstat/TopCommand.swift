@@ -42,9 +42,6 @@ struct TopCommand: ParsableCommand {
         help: "Least severe messages to log on stderr: debug, info, warning or error.")
     var logLevel = LogLevelOption.error
 
-    /// Which flows to show; nil: every flow. The configuration's selection joins here.
-    func makeFilter() throws -> FlowPredicate? { try filterFlags.filter() }
-
     func validate() throws {
         guard interval.isFinite, (0.1...3600).contains(interval) else {
             throw ValidationError("--interval must be from 0.1 to 3600 seconds")
@@ -55,22 +52,18 @@ struct TopCommand: ParsableCommand {
     func run() throws {
         _ = bootstrapLogging(level: logLevel.level)
         do {
-            let filter = try makeFilter()
-            let config = try troubleshootingConfig(filterFlags, sourceFlags, logger: Logger(label: "flowstat"))
-            let source = try openSource(config: config, logger: Logger(label: "flowstat.source"))
-            defer { source.shutdown() }
-            let pipeline = ExportPipeline(source: source, config: config)
-            defer { pipeline.stop() }
+            let session = try TroubleshootingSession(filterFlags, sourceFlags)
+            defer { session.close() }
             var view = TopView(sort: sort)
             if once || isatty(0) == 0 || isatty(1) == 0 {
-                try refresh(&view, pipeline, filter)
+                try refresh(&view, session)
                 sleepInterval()
-                try refresh(&view, pipeline, filter)
+                try refresh(&view, session)
                 let lines = view.frame(width: 1000, height: limit + 4, clock: Self.clock(), interval: interval)
                 writeStandardOutput(lines.joined(separator: "\n") + "\n")
                 return
             }
-            try live(&view, pipeline, filter)
+            try live(&view, session)
         } catch let error as StartupError {
             error.report()
             throw ExitCode.failure
@@ -78,7 +71,7 @@ struct TopCommand: ParsableCommand {
     }
 
     private func live(
-        _ view: inout TopView, _ pipeline: ExportPipeline, _ filter: FlowPredicate?
+        _ view: inout TopView, _ session: TroubleshootingSession
     ) throws {
         let terminal = try RawTerminal()
         defer { terminal.restore() }
@@ -88,7 +81,7 @@ struct TopCommand: ParsableCommand {
             let now = SystemClock.monotonicNanoseconds()
             var redraw = false
             if now >= nextRefresh {
-                try refresh(&view, pipeline, filter)
+                try refresh(&view, session)
                 nextRefresh = now + step
                 redraw = true
             }
@@ -115,16 +108,8 @@ struct TopCommand: ParsableCommand {
         terminal.draw(view.frame(width: size.width, height: size.height, clock: Self.clock(), interval: interval))
     }
 
-    private func refresh(_ view: inout TopView, _ pipeline: ExportPipeline, _ filter: FlowPredicate?) throws {
-        var flows: [FlowSample]
-        do {
-            flows = try pipeline.selectedSnapshot().flows
-        } catch {
-            throw StartupError(
-                problem: "cannot read the flows: \(error)", fix: "run with --log.level debug for the source's messages")
-        }
-        if let filter { flows = flows.filter { filter($0) } }
-        view.update(flows: flows, time: SystemClock.monotonicNanoseconds())
+    private func refresh(_ view: inout TopView, _ session: TroubleshootingSession) throws {
+        view.update(flows: try session.flows(), time: SystemClock.monotonicNanoseconds())
     }
 
     private func sleepInterval() {

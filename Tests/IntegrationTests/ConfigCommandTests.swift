@@ -76,7 +76,7 @@ struct ConfigCommandTests {
         #expect(serve.status == 1)
         #expect(
             serve.stderr.hasSuffix(
-                "flowstat: error: nope.yml: cannot read the file: open: No such file or directory; check the path, or write a sample there with flowstat --create-config nope.yml\n"
+                "flowstat: error: nope.yml: cannot read the file: open: No such file or directory; check the path, or write a sample config there\n"
             ))
     }
 }

@@ -155,7 +155,16 @@ struct InetDiagFallbackTests {
         }
         #expect(agent.stop() == 0)
         let log = agent.stderrText
-        #expect(log.contains("falling back to inet_diag") && log.contains("pass --bpf.cgroup-path"), "log: \(log)")
+        #expect(log.contains("falling back to inet_diag") && log.contains("set flowstat.bpf.cgroupPath"), "log: \(log)")
+
+        // Without the fallback, the same fault stops start-up; the fix names the setting both
+        // ways: its config key and its flag.
+        let bpfOnly = try run(
+            [flowstatBinary, "dump", "--source", "bpf", "--bpf.cgroup-path", "/nonexistent-fsdiag"], check: false)
+        #expect(bpfOnly.status == 1)
+        #expect(
+            bpfOnly.stderr.contains("open cgroup /nonexistent-fsdiag failed")
+                && bpfOnly.stderr.contains("or set flowstat.bpf.cgroupPath (--bpf.cgroup-path)\n"), "\(bpfOnly.stderr)")
     }
 
     @Test("with CAP_SYS_ADMIN (root) inet_diag reads every network namespace: both ends of each flow, netns apart")

@@ -83,6 +83,11 @@ struct TroubleshootingDemoTests {
         #expect(dom.contains("<td>192.168.10.99:51234</td>"), "\(dom.prefix(3000))")
         #expect(dom.contains("<td>[2001:db8:0:1::2a]:40112</td>"))
         #expect(dom.contains("postgres/987"))
+        // The catalogue's page columns, filled by the page's script from /api/flows: the
+        // postgres flow's RTT (12.5 ms), delivery rate (8,400,000.5 B/s) and bytes acked.
+        #expect(
+            dom.contains(#"<td class="n">12.500</td>"#) && dom.contains(#"<td class="n">67.20</td>"#)
+                && dom.contains(#"<td class="n">88123456</td>"#), "\(dom.prefix(3000))")
         #expect(dom.contains("showing 3 of 3 flows, by rtt"))
         #expect(dom.contains(#"<svg id="rtt-chart""#))
         // One bar per bucket (19 bounds and the overflow); the tallest is the 1 ms bucket.

@@ -34,6 +34,8 @@ public struct FlowMetricDefinition: Sendable {
     /// JSON writes `null` and tables `-` for them; the exposition writes the number, as
     /// `tcp_info` has it.
     public let unsetFrom: UInt64?
+    /// The landing page's column for it, if the page shows it.
+    public var pageColumn: PageColumn? = nil
 
     /// The family name OpenMetrics uses: the sample name without `_total`.
     public var familyName: String {
@@ -76,6 +78,22 @@ public struct ConfigSwitch: Sendable, Hashable {
 public struct FlowColumn: Sendable {
     public let title: String
     public let cell: @Sendable (borrowing FlowSample) -> String
+}
+
+/// A column of the landing page's flow table: its heading and how the page's script formats
+/// the metric's JSON value.
+public struct PageColumn: Sendable {
+    public enum Format: String, Sendable {
+        /// Seconds shown as milliseconds, three decimals.
+        case milliseconds
+        /// Bytes per second shown as Mbit/s, two decimals.
+        case megabitsPerSecond
+        /// As it is.
+        case integer
+    }
+
+    public let title: String
+    public let format: Format
 }
 
 /// A metric's value on a `FlowSample`: a real number (seconds, bytes per second) or an
@@ -152,7 +170,8 @@ public enum FlowMetricCatalogue {
             column: FlowColumn(title: "rtt/rttvar ms") {
                 FlowFormat.milliseconds($0.rtt) + "/" + FlowFormat.milliseconds($0.rttVariance)
             },
-            value: .real(get: { $0.pointee.rtt }, set: { $0.pointee.rtt = $1 }), folding: .mean, unsetFrom: nil),
+            value: .real(get: { $0.pointee.rtt }, set: { $0.pointee.rtt = $1 }), folding: .mean, unsetFrom: nil,
+            pageColumn: PageColumn(title: "RTT ms", format: .milliseconds)),
         .init(
             metric: .rttVariance, name: "tcp_flow_rtt_variance_seconds",
             help: "Round-trip time variance (mean deviation) of the TCP flow.", type: .gauge,
@@ -160,7 +179,7 @@ public enum FlowMetricCatalogue {
             configSwitch: ConfigSwitch(group: .gauges, key: "rttVariance", aliases: ["rttvar"]),
             jsonName: "rtt_variance_seconds", column: nil,  // in the rtt column
             value: .real(get: { $0.pointee.rttVariance }, set: { $0.pointee.rttVariance = $1 }), folding: .mean,
-            unsetFrom: nil),
+            unsetFrom: nil, pageColumn: PageColumn(title: "RTT var ms", format: .milliseconds)),
         .init(
             metric: .minRTT, name: "tcp_flow_min_rtt_seconds", help: "Minimum round-trip time seen on the TCP flow.",
             type: .gauge, tcpInfoField: "tcpi_min_rtt", seed: nil,
@@ -180,7 +199,7 @@ public enum FlowMetricCatalogue {
             column: FlowColumn(title: "cwnd") { String($0.cwnd) },
             value: .integer(
                 get: { UInt64($0.pointee.cwnd) }, set: { $0.pointee.cwnd = UInt32(truncatingIfNeeded: $1) }),
-            folding: .sum, unsetFrom: nil),
+            folding: .sum, unsetFrom: nil, pageColumn: PageColumn(title: "cwnd", format: .integer)),
         .init(
             metric: .ssthresh, name: "tcp_flow_ssthresh_segments", help: "Slow-start threshold of the TCP flow.",
             type: .gauge, tcpInfoField: "tcpi_snd_ssthresh", seed: nil,
@@ -202,7 +221,7 @@ public enum FlowMetricCatalogue {
             jsonName: "delivery_rate_bytes_per_second",
             column: FlowColumn(title: "delivery") { FlowFormat.scaled($0.deliveryRate * 8, unit: "bps") },
             value: .real(get: { $0.pointee.deliveryRate }, set: { $0.pointee.deliveryRate = $1 }), folding: .sum,
-            unsetFrom: nil),
+            unsetFrom: nil, pageColumn: PageColumn(title: "delivery Mbit/s", format: .megabitsPerSecond)),
         .init(
             metric: .dataSegmentsIn, name: "tcp_flow_data_segments_in_total",
             help: "Segments carrying data received on the TCP flow.", type: .counter,
@@ -234,7 +253,7 @@ public enum FlowMetricCatalogue {
             jsonName: "bytes_acked",
             column: FlowColumn(title: "bytes_acked") { String($0.bytesAcked) },
             value: .integer(get: { $0.pointee.bytesAcked }, set: { $0.pointee.bytesAcked = $1 }), folding: .sum,
-            unsetFrom: nil),
+            unsetFrom: nil, pageColumn: PageColumn(title: "bytes acked", format: .integer)),
         .init(
             metric: .bytesReceived, name: "tcp_flow_bytes_received_total", help: "Bytes received on the TCP flow.",
             type: .counter, tcpInfoField: "tcpi_bytes_received", seed: nil,
@@ -242,7 +261,7 @@ public enum FlowMetricCatalogue {
             jsonName: "bytes_received",
             column: FlowColumn(title: "bytes_received") { String($0.bytesReceived) },
             value: .integer(get: { $0.pointee.bytesReceived }, set: { $0.pointee.bytesReceived = $1 }),
-            folding: .sum, unsetFrom: nil),
+            folding: .sum, unsetFrom: nil, pageColumn: PageColumn(title: "bytes received", format: .integer)),
         .init(
             metric: .retransmits, name: "tcp_flow_retransmits_total", help: "Segments retransmitted on the TCP flow.",
             type: .counter, tcpInfoField: "tcpi_total_retrans", seed: nil,
@@ -250,7 +269,7 @@ public enum FlowMetricCatalogue {
             jsonName: "retransmits",
             column: FlowColumn(title: "retrans") { String($0.retransmits) },
             value: .integer(get: { $0.pointee.retransmits }, set: { $0.pointee.retransmits = $1 }), folding: .sum,
-            unsetFrom: nil),
+            unsetFrom: nil, pageColumn: PageColumn(title: "retrans", format: .integer)),
     ]
 
     /// The entry of `metric`.

@@ -52,7 +52,7 @@ extension FlowStatConfig {
             throw ConfigError(
                 file: path, line: nil, keyPath: "", problem: "cannot read the file: \(error.message)",
                 fix: error.errno == ENOENT
-                    ? "check the path, or write a sample there with flowstat --create-config \(path)"
+                    ? "check the path, or write a sample config there"
                     : "check the path and its permissions")
         }
         return try load(yaml: text, file: path)

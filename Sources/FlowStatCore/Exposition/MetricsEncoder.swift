@@ -80,8 +80,14 @@ public struct MetricsEncoder: Sendable {
     /// The `Content-Type` of Prometheus text output.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
+    /// Takes the bytes of a streamed encoding (see `encode`); it must consume the buffer's
+    /// readable bytes.
+    public typealias Flush = (inout ByteBuffer) -> Void
+
     public var options: Options
     private var table = FlowTable()
+    /// The `encode` call's streaming threshold; `.max` when the output is held whole.
+    private var flushThreshold = Int.max
     /// The format of the `encode` call in progress; read by the line writers.
     private var format = Format.prometheusText
 
@@ -91,6 +97,11 @@ public struct MetricsEncoder: Sendable {
 
     /// Appends the exposition of `snapshot` and `context` to `buffer`.
     ///
+    /// Streamed: with `flush`, the per-flow families are written in batches, and whenever
+    /// `buffer` holds at least `flushThreshold` bytes it is handed to `flush`, which must
+    /// consume them (send them, then clear the buffer); what is left at the end stays in
+    /// `buffer`. The output is the same bytes either way, and is never held whole.
+    ///
     /// Flows are sorted by label tuple, so equal inputs give byte-identical output. Both
     /// formats carry the same samples; only headers and the end marker differ.
     @discardableResult
@@ -98,10 +109,19 @@ public struct MetricsEncoder: Sendable {
         _ snapshot: FlowSnapshot,
         context: ExpositionContext,
         format: Format = .prometheusText,
-        into buffer: inout ByteBuffer
+        into buffer: inout ByteBuffer,
+        flushThreshold: Int = .max,
+        flush: Flush = { _ in }
     ) -> EncodeSummary {
+        var written = 0
         let startIndex = buffer.writerIndex
         self.format = format
+        self.flushThreshold = flushThreshold
+        // Counts what went to `flush` too, for the summary.
+        let counting: Flush = { buffer in
+            written += buffer.readableBytes
+            flush(&buffer)
+        }
         let flows =
             options.labelFolding == .pidCondensed
             ? LabelFolding.condenseByProcess(snapshot.flows) : snapshot.flows
@@ -111,7 +131,7 @@ public struct MetricsEncoder: Sendable {
         let flowCount = Double(context.totalFlows ?? snapshot.flows.count)
         switch options.output {
         case .flowstat:
-            writePerFlowFamilies(into: &buffer)
+            writePerFlowFamilies(into: &buffer, flush: counting)
             writeFamily(
                 "tcp_flows", "TCP flows the agent sees now (selected ones, before the cardinality cap).", .gauge,
                 flowCount, into: &buffer)
@@ -121,7 +141,8 @@ public struct MetricsEncoder: Sendable {
                     into: &buffer)
             }
         case .ssExporter:
-            writeSeedFamilies(flowCount: flowCount, rttHistogram: snapshot.rttHistogram, into: &buffer)
+            writeSeedFamilies(
+                flowCount: flowCount, rttHistogram: snapshot.rttHistogram, into: &buffer, flush: counting)
         }
         if let histogram = snapshot.flowDurationHistogram {
             writeHistogram(
@@ -166,31 +187,34 @@ public struct MetricsEncoder: Sendable {
         return EncodeSummary(
             flowSeries: table.rows.count,
             duplicatesDropped: table.duplicatesDropped,
-            bytes: buffer.writerIndex - startIndex)
+            bytes: written + buffer.writerIndex - startIndex)
     }
 
     // MARK: - Per-flow families
 
     /// The catalogue's families with flowstat's names, in catalogue order.
-    private func writePerFlowFamilies(into buffer: inout ByteBuffer) {
+    private func writePerFlowFamilies(into buffer: inout ByteBuffer, flush: Flush) {
         for (index, metric) in FlowMetricCatalogue.all.enumerated()
         where options.enabledFlowMetrics.contains(metric.metric) {
             writeFlowFamily(
                 metric.name, metric.help, MetricType(metric.type), table.columns.values[index],
-                as: metric.value.isReal ? .real : .integer, into: &buffer)
+                as: metric.value.isReal ? .real : .integer, into: &buffer, flush: flush)
         }
     }
 
     /// The seed exporter's names and units (`--compat ss-exporter`). Its counters lack the
     /// `_total` suffix and its flow count has one, against Prometheus' naming rules; they
     /// are typed `untyped` so that the names dashboards use stay and linters still pass.
-    private func writeSeedFamilies(flowCount: Double, rttHistogram: Histogram?, into buffer: inout ByteBuffer) {
+    private func writeSeedFamilies(
+        flowCount: Double, rttHistogram: Histogram?, into buffer: inout ByteBuffer, flush: Flush
+    ) {
         for (index, metric) in FlowMetricCatalogue.all.enumerated()
         where options.enabledFlowMetrics.contains(metric.metric) {
             guard let seed = metric.seed else { continue }
             let encoding: ColumnEncoding = seed.milliseconds ? .milliseconds : (metric.value.isReal ? .real : .integer)
             writeFlowFamily(
-                seed.name, seed.help, MetricType(seed.type), table.columns.values[index], as: encoding, into: &buffer)
+                seed.name, seed.help, MetricType(seed.type), table.columns.values[index], as: encoding,
+                into: &buffer, flush: flush)
         }
         if let histogram = rttHistogram {
             let milliseconds = Histogram(
@@ -221,13 +245,14 @@ public struct MetricsEncoder: Sendable {
     /// at the same index.
     private func writeFlowFamily(
         _ name: StaticString, _ help: StaticString, _ type: MetricType, _ column: [UInt64],
-        as encoding: ColumnEncoding, into buffer: inout ByteBuffer
+        as encoding: ColumnEncoding, into buffer: inout ByteBuffer, flush: Flush
     ) {
         switch encoding {
-        case .integer: writeFlowFamily(name, help, type, column, into: &buffer) { $0.write($1) }
-        case .real: writeFlowFamily(name, help, type, column, into: &buffer) { $0.write(Double(bitPattern: $1)) }
+        case .integer: writeFlowFamily(name, help, type, column, into: &buffer, flush: flush) { $0.write($1) }
+        case .real:
+            writeFlowFamily(name, help, type, column, into: &buffer, flush: flush) { $0.write(Double(bitPattern: $1)) }
         case .milliseconds:
-            writeFlowFamily(name, help, type, column, into: &buffer) {
+            writeFlowFamily(name, help, type, column, into: &buffer, flush: flush) {
                 $0.write(Self.milliseconds(Double(bitPattern: $1)))
             }
         }
@@ -239,7 +264,7 @@ public struct MetricsEncoder: Sendable {
     @inline(__always)
     private func writeFlowFamily(
         _ name: StaticString, _ help: StaticString, _ type: MetricType, _ column: [UInt64],
-        into buffer: inout ByteBuffer, value write: (inout ByteWriter, UInt64) -> Void
+        into buffer: inout ByteBuffer, flush: Flush, value write: (inout ByteWriter, UInt64) -> Void
     ) {
         writeHeader(name, help, type, into: &buffer)
         let rows = table.rows
@@ -247,25 +272,43 @@ public struct MetricsEncoder: Sendable {
 
         let nameBytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
         let perSeries = nameBytes.count + ByteWriter.maxDoubleLength + 2  // space and newline
-        let bound = table.labelBytes + rows.count * perSeries
+        // Held whole, one reservation for the family; streamed, one per batch of rows, so
+        // the buffer never grows past a batch over the threshold.
+        let streamed = flushThreshold < .max
+        let batch = streamed ? Self.rowsPerBatch : rows.count
 
         table.arena.withUnsafeBufferPointer { arena in
             column.withUnsafeBufferPointer { values in
                 let arenaBase = arena.baseAddress!
-                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
-                    var writer = ByteWriter(destination)
-                    for (index, row) in rows.enumerated() {
-                        writer.write(nameBytes)
-                        writer.write(UnsafeBufferPointer(start: arenaBase + row.labelsStart, count: row.labelsCount))
-                        writer.write(byte: UInt8(ascii: " "))
-                        write(&writer, values[index])
-                        writer.write(byte: UInt8(ascii: "\n"))
+                var start = 0
+                while start < rows.count {
+                    let end = min(start + batch, rows.count)
+                    let bound =
+                        streamed
+                        ? (end - start) * (perSeries + FlowTable.maxLabelSetLength)
+                        : table.labelBytes + rows.count * perSeries
+                    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
+                        var writer = ByteWriter(destination)
+                        for index in start..<end {
+                            let row = rows[index]
+                            writer.write(nameBytes)
+                            writer.write(
+                                UnsafeBufferPointer(start: arenaBase + row.labelsStart, count: row.labelsCount))
+                            writer.write(byte: UInt8(ascii: " "))
+                            write(&writer, values[index])
+                            writer.write(byte: UInt8(ascii: "\n"))
+                        }
+                        return writer.count
                     }
-                    return writer.count
+                    if buffer.readableBytes >= flushThreshold { flush(&buffer) }
+                    start = end
                 }
             }
         }
     }
+
+    /// Rows written per reservation when streaming: about 300 KiB of output.
+    private static let rowsPerBatch = 2048
 
     // MARK: - Aggregates and histograms
 
@@ -390,7 +433,7 @@ public struct MetricsEncoder: Sendable {
         if let events = snapshot.kernelEvents {
             writeFamily(
                 "flowstat_map_evictions_total",
-                "Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise --map-entries.",
+                "Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise flowstat.bpf.mapEntries.",
                 .counter, Double(events.evictions), into: &buffer)
             writeFamily(
                 "flowstat_map_insert_failures_total", "New flows the flow map refused to store.", .counter,

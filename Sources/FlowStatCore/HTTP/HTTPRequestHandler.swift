@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import Dispatch
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -228,7 +230,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 case .unavailable(let reason): .text(.serviceUnavailable, "unavailable: \(reason)\n")
                 }
             }
+        case .metrics where head.method == .GET && head.version != .http1_0 && head.version != .http0_9:
+            streamMetrics(context, to: head, negotiation: negotiation)
         case .metrics:
+            // HEAD needs the length; HTTP/1.0 has no chunked encoding: the body held whole.
             respondFromThreadPool(context, to: head) { [pipeline, logger] in
                 do {
                     let body = try pipeline.scrape(format: negotiation.format)
@@ -248,7 +253,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let reload else {
             respond(
                 context, to: head,
-                with: .text(.forbidden, "lifecycle API is not enabled; start flowstat with --web.enable-lifecycle\n"))
+                with: .text(.forbidden, "lifecycle API is not enabled (README: reloading the config)\n"))
             return
         }
         guard head.method == .POST || head.method == .PUT else {
@@ -286,6 +291,147 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                     context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
             }
         }
+    }
+
+    /// `GET /metrics` streamed: the exposition goes out in chunks (chunked transfer encoding,
+    /// gzip compressed as it goes when asked for) while it is encoded, so the agent never
+    /// holds it whole and the first byte leaves before the last flow is encoded. The head
+    /// goes out with the first piece: a failed snapshot still gets a 500.
+    private func streamMetrics(
+        _ context: ChannelHandlerContext, to head: HTTPRequestHead, negotiation: ContentNegotiation
+    ) {
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        threadPool.runIfActive(eventLoop: eventLoop) { [pipeline, logger] in
+            var headSent = false
+            let broken = NIOLockedValueBox(false)
+            // Waits for the pieces to be written, a few behind (the back-pressure that keeps
+            // memory to a few pieces), while the client keeps up; a client that falls behind by more than
+            // `HTTPRequestHandler.slowReaderWait` gets the rest queued instead, as a response
+            // held whole would be, so a stalled reader never holds up the next scrape.
+            var waitForWrites = true
+            var inFlight: [DispatchSemaphore] = []
+            var bytesSent = 0
+            func write(_ piece: ByteBuffer?, end: Bool) {
+                guard !broken.withLockedValue({ $0 }) else { return }
+                let sendHead = !headSent
+                bytesSent += piece?.readableBytes ?? 0
+                let total = bytesSent
+                let written = eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                    let (handler, context) = loopBound.value
+                    guard handler.isActive else { return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+                    if sendHead {
+                        handler.writeStreamedHead(context, to: head, format: negotiation.format, gzip: negotiation.gzip)
+                    }
+                    if let piece, piece.readableBytes > 0 {
+                        let body = context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(piece))))
+                        guard end else { return body }
+                        return body.flatMap {
+                            let (handler, context) = loopBound.value
+                            return handler.endStreamed(context, to: head, bytes: total)
+                        }
+                    }
+                    return end
+                        ? handler.endStreamed(context, to: head, bytes: total) : eventLoop.makeSucceededVoidFuture()
+                }
+                headSent = true
+                let done = DispatchSemaphore(value: 0)
+                written.whenComplete { result in
+                    if case .failure = result { broken.withLockedValue { $0 = true } }
+                    done.signal()
+                }
+                // A few pieces in flight keep the socket busy while the next is encoded; past
+                // that, wait for the oldest.
+                inFlight.append(done)
+                guard waitForWrites, inFlight.count > HTTPRequestHandler.piecesInFlight else { return }
+                if inFlight.removeFirst().wait(timeout: .now() + HTTPRequestHandler.slowReaderWait) == .timedOut {
+                    waitForWrites = false
+                    inFlight.removeAll()
+                    logger.debug("GET /metrics: the client reads slowly; queueing the rest of the response")
+                }
+            }
+            let gzip = negotiation.gzip ? GzipStream(level: Gzip.level) : nil
+            do {
+                try pipeline.scrape(format: negotiation.format) { piece in
+                    if let gzip {
+                        gzip.compress(piece, finish: false) { write($0, end: false) }
+                    } else {
+                        write(piece, end: false)
+                    }
+                }
+                if let gzip {
+                    var last: ByteBuffer?
+                    gzip.compress(ByteBuffer(), finish: true) { piece in
+                        if let previous = last { write(previous, end: false) }
+                        last = piece
+                    }
+                    write(last, end: true)
+                } else {
+                    write(nil, end: true)
+                }
+            } catch {
+                logger.error("scrape failed: \(error)")
+                guard !headSent else {
+                    // Too late for a status: end the connection so the client sees a cut body.
+                    _ = eventLoop.submit { loopBound.value.context.close(promise: nil) }
+                    return
+                }
+                _ = eventLoop.submit {
+                    let (handler, context) = loopBound.value
+                    guard handler.isActive else { return }
+                    handler.respond(context, to: head, with: .text(.internalServerError, "snapshot failed: \(error)\n"))
+                }
+            }
+        }.whenFailure { _ in
+            // The pool is stopping: the agent is shutting down.
+            let (handler, context) = loopBound.value
+            guard handler.isActive else { return }
+            handler.respond(context, to: head, with: .text(.serviceUnavailable, "shutting down\n"), forceClose: true)
+        }
+    }
+
+    /// How long a streamed response waits for one piece to be written before it stops
+    /// waiting (see `streamMetrics`).
+    static let slowReaderWait = DispatchTimeInterval.milliseconds(500)
+    /// Pieces (of about 256 KiB) a streamed response may have unwritten before it waits.
+    static let piecesInFlight = 4
+
+    private func writeStreamedHead(
+        _ context: ChannelHandlerContext, to request: HTTPRequestHead, format: MetricsEncoder.Format, gzip: Bool
+    ) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: format.contentType)
+        headers.add(name: "Transfer-Encoding", value: "chunked")
+        headers.add(name: "Vary", value: "Accept-Encoding")
+        if gzip { headers.add(name: "Content-Encoding", value: "gzip") }
+        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))),
+            promise: nil)
+    }
+
+    /// The end of a streamed response, as `respond` ends one.
+    private func endStreamed(_ context: ChannelHandlerContext, to request: HTTPRequestHead, bytes: Int)
+        -> EventLoopFuture<Void>
+    {
+        logger.debug("\(request.method) \(request.uri) -> 200", metadata: ["bytes": "\(bytes)", "streamed": "true"])
+        let keepAlive = request.isKeepAlive
+        if keepAlive {
+            if case .responding = state { state = .idle }
+        } else {
+            state = .closing
+        }
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        let channel = context.channel
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.whenComplete { result in
+            if !keepAlive {
+                channel.close(promise: nil)
+            } else if case .success = result {
+                loopBound.value.triggerUserOutboundEvent(ConnectionGuard.Event.responseSent, promise: nil)
+            }
+        }
+        return written
     }
 
     // MARK: - Responses

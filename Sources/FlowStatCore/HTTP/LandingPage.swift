@@ -48,8 +48,7 @@ enum LandingPage {
             <p>Sort by: <button data-sort="rtt">RTT</button> <button data-sort="retrans">retransmits</button>
             <button data-sort="bytes">bytes</button> <span id="status">loading…</span></p>
             <table id="flows">
-            <thead><tr><th>Local</th><th>Peer</th><th>RTT ms</th><th>RTT var ms</th><th>cwnd</th>
-            <th>delivery Mbit/s</th><th>bytes acked</th><th>bytes received</th><th>retrans</th><th>process</th></tr></thead>
+            <thead><tr><th>Local</th><th>Peer</th>\(metricHeadings)<th>process</th></tr></thead>
             <tbody></tbody>
             </table>
             <h2>RTT of every sample since start-up</h2>
@@ -58,6 +57,7 @@ enum LandingPage {
             \(source.reason.map { "<p>Fallback: \(escape($0))</p>\n" } ?? "")<ul>
             \(hooks)</ul>
             <script>
+            const columns = \(columnsScript);
             \(script)
             </script>
             </body>
@@ -65,6 +65,17 @@ enum LandingPage {
 
             """
     }
+
+    /// The catalogue's page columns, in catalogue order.
+    private static let pageColumns = FlowMetricCatalogue.all.compactMap { metric in
+        metric.pageColumn.map { (json: metric.jsonName.description, column: $0) }
+    }
+
+    private static let metricHeadings = pageColumns.map { "<th>\(escape($0.column.title))</th>" }.joined()
+
+    /// `[["rtt_seconds","milliseconds"],…]`: which JSON field each column shows, and how.
+    private static let columnsScript =
+        "[" + pageColumns.map { "[\"\($0.json)\",\"\($0.column.format.rawValue)\"]" }.joined(separator: ",") + "]"
 
     /// Plain script, no libraries: the page must work on hosts without internet access.
     /// Values are inserted with textContent, never as HTML.
@@ -74,6 +85,11 @@ enum LandingPage {
         const svgNS = "http://www.w3.org/2000/svg";
         function endpoint(address, port) { return (address.includes(":") ? "[" + address + "]" : address) + ":" + port; }
         function ms(seconds) { return (seconds * 1000).toFixed(3); }
+        const formats = {
+          milliseconds: ms,
+          megabitsPerSecond: (rate) => (rate * 8 / 1e6).toFixed(2),
+          integer: (value) => String(value),
+        };
         function cell(row, text, numeric) {
           const td = document.createElement("td");
           td.textContent = text;
@@ -88,13 +104,7 @@ enum LandingPage {
             row.className = "flow";
             cell(row, endpoint(f.src, f.sport));
             cell(row, endpoint(f.dst, f.dport));
-            cell(row, ms(f.rtt_seconds), true);
-            cell(row, ms(f.rtt_variance_seconds), true);
-            cell(row, String(f.cwnd_segments), true);
-            cell(row, (f.delivery_rate_bytes_per_second * 8 / 1e6).toFixed(2), true);
-            cell(row, String(f.bytes_acked), true);
-            cell(row, String(f.bytes_received), true);
-            cell(row, String(f.retransmits), true);
+            for (const [field, format] of columns) cell(row, formats[format](f[field]), true);
             cell(row, f.comm ? f.comm + (f.pid ? "/" + f.pid : "") : (f.pid ? "pid " + f.pid : "-"));
             body.appendChild(row);
           }

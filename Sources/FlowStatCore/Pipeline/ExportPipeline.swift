@@ -100,11 +100,43 @@ public final class ExportPipeline: Sendable {
         work.withLockedValue { $0.filter?.resolver?.stop() }
     }
 
-    /// Takes a snapshot and returns its exposition in `format`.
+    /// Takes a snapshot and returns its exposition in `format`, held whole.
     ///
     /// The returned buffer shares storage with the pipeline's; the next scrape reuses that
     /// storage if the response has been sent by then and allocates fresh storage otherwise.
     public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
+        try scrape(format: format, flushThreshold: .max, flush: { _ in }, waited: { 0 })
+    }
+
+    /// Takes a snapshot and hands its exposition to `send` in pieces of about `chunkBytes`
+    /// as it is encoded, so the exposition is never held whole and its first bytes leave
+    /// before its last are written. `send` is called on this thread and may block (it should
+    /// wait until the piece is written: that is the back-pressure); the buffer it gets is
+    /// reused once it returns. A snapshot that fails throws before the first piece.
+    ///
+    /// Scrapes are serialized, so a slow reader holds back the next scrape: the HTTP server's
+    /// response timeout bounds it.
+    public func scrape(
+        format: MetricsEncoder.Format = .prometheusText, chunkBytes: Int = 256 << 10, send: (ByteBuffer) -> Void
+    ) throws {
+        // Time spent waiting for the client is not the scrape's: flowstat_scrape_duration_seconds
+        // stays snapshot plus encoding, as for a response held whole.
+        var waited: UInt64 = 0
+        let rest = try scrape(
+            format: format, flushThreshold: chunkBytes,
+            flush: { buffer in
+                let started = SystemClock.monotonicNanoseconds()
+                send(buffer)
+                buffer.clear()
+                waited &+= SystemClock.monotonicNanoseconds() &- started
+            }, waited: { waited })
+        if rest.readableBytes > 0 { send(rest) }
+    }
+
+    /// - Parameter waited: nanoseconds `flush` has spent so far handing bytes on.
+    private func scrape(
+        format: MetricsEncoder.Format, flushThreshold: Int, flush: MetricsEncoder.Flush, waited: () -> UInt64
+    ) throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = SystemClock.monotonicNanoseconds()
             let runs = status.withLockedValue { status in
@@ -151,8 +183,14 @@ public final class ExportPipeline: Sendable {
                 work.view = nil  // Nobody has looked for 10 s: do not hold a stale copy of every flow.
             }
             work.buffer.clear()
-            work.encoder.encode(snapshot, context: context, format: format, into: &work.buffer)
-            let elapsed = Double(SystemClock.monotonicNanoseconds() &- started) / 1e9
+            if flushThreshold < .max, work.buffer.capacity > 8 * flushThreshold {
+                // A whole exposition held before (HEAD, HTTP/1.0): streaming needs a fraction.
+                work.buffer = ByteBufferAllocator().buffer(capacity: 2 * flushThreshold)
+            }
+            work.encoder.encode(
+                snapshot, context: context, format: format, into: &work.buffer, flushThreshold: flushThreshold,
+                flush: flush)
+            let elapsed = Double(SystemClock.monotonicNanoseconds() &- started &- waited()) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed
                 $0.previousSnapshotDuration = snapshotDuration

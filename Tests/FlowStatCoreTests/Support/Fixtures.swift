@@ -4,6 +4,20 @@ import FlowStatCore
 
 /// Snapshots and contexts shared by the encoder and server tests.
 enum Fixtures {
+    /// `Tests/FlowStatCoreTests/Fixtures`, found from this file's path (the package has no
+    /// resources): the YAML configs and golden files tests read by path.
+    static let directory: String = {
+        let support = String(#filePath.prefix(upTo: #filePath.lastIndex(of: "/")!))
+        return String(support.prefix(upTo: support.lastIndex(of: "/")!)) + "/Fixtures"
+    }()
+
+    /// The package's root directory (README, scripts).
+    static let packageRoot: String = {
+        var path = directory
+        for _ in 0..<3 { path = String(path.prefix(upTo: path.lastIndex(of: "/")!)) }
+        return path
+    }()
+
     static let hostNetns: UInt32 = 4_026_531_840
     static let containerNetns: UInt32 = 4_026_532_000
 

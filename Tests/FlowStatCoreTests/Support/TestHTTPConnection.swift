@@ -89,13 +89,56 @@ final class TestHTTPConnection {
             return (String(parts[0]), parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : "")
         }
         var response = TestHTTPResponse(status: status, version: String(statusLine[0]), headers: headers, body: [])
-        if hasBody {
+        if hasBody, response.header("Transfer-Encoding")?.lowercased() == "chunked" {
+            response.body = try readChunkedBody()
+            response.chunks = chunksRead
+        } else if hasBody {
             let length = Int(response.header("Content-Length") ?? "") ?? 0
             try fill(atLeast: length)
             response.body = Array(pending[..<length])
             pending.removeFirst(length)
         }
         return response
+    }
+
+    /// Chunks of the last chunked body read.
+    private var chunksRead = 0
+
+    /// A chunked body (RFC 9112, 7.1): hex size lines, each chunk followed by CRLF, a
+    /// zero-size chunk, no trailers expected (an empty line ends them).
+    private func readChunkedBody() throws -> [UInt8] {
+        var body: [UInt8] = []
+        chunksRead = 0
+        while true {
+            let line = try readLine()
+            let sizeText = line.split(separator: ";", maxSplits: 1).first.map(String.init) ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+                throw Failure(description: "bad chunk size line \"\(line)\"")
+            }
+            if size == 0 {
+                while try !readLine().isEmpty {}  // trailer fields, then the empty line
+                return body
+            }
+            try fill(atLeast: size + 2)
+            body.append(contentsOf: pending[..<size])
+            guard pending[size] == 13, pending[size + 1] == 10 else {
+                throw Failure(description: "chunk of \(size) bytes not followed by CRLF")
+            }
+            pending.removeFirst(size + 2)
+            chunksRead += 1
+        }
+    }
+
+    /// One CRLF-terminated line, without the CRLF.
+    private func readLine() throws -> String {
+        while true {
+            if let index = pending.indices.dropLast().first(where: { pending[$0] == 13 && pending[$0 + 1] == 10 }) {
+                let line = String(decoding: pending[..<index], as: UTF8.self)
+                pending.removeFirst(index + 2)
+                return line
+            }
+            guard try receive() > 0 else { throw Failure(description: "connection closed inside a chunked body") }
+        }
     }
 
     /// Reads a response head only, leaving the body unread.
@@ -171,6 +214,8 @@ struct TestHTTPResponse {
     var version: String
     var headers: [(String, String)]
     var body: [UInt8]
+    /// Chunks of a chunked body (0 when it had a Content-Length).
+    var chunks = 0
 
     /// The first header with this name, compared case-insensitively.
     func header(_ name: String) -> String? {

@@ -173,7 +173,7 @@ struct MetricsEncoderTests {
         let end = output.range(of: "# HELP flowstat_scrape_duration_seconds")!.lowerBound
         #expect(
             output[start..<end] == """
-                # HELP flowstat_map_evictions_total Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise --map-entries.
+                # HELP flowstat_map_evictions_total Flows dropped for want of room: by the LRU flow map, or (live mode) left out of a snapshot; raise flowstat.bpf.mapEntries.
                 # TYPE flowstat_map_evictions_total counter
                 flowstat_map_evictions_total 42
                 # HELP flowstat_map_insert_failures_total New flows the flow map refused to store.

@@ -21,8 +21,7 @@ struct ConfigFuzzTests {
     static let seed = environment["FLOWSTAT_CONFIG_FUZZ_SEED"].flatMap(UInt64.init) ?? 20_261_125
 
     static func fixture(_ name: String) throws -> String {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)")
-        return try String(contentsOf: url, encoding: .utf8)
+        try String(contentsOfFile: "\(Fixtures.directory)/\(name)", encoding: .utf8)
     }
 
     /// Values that have broken parsers: wrong types, extremes, YAML oddities.

@@ -139,6 +139,13 @@ struct LandingPageAPITests {
             #expect(page.contains(#"<table id="flows">"#))
             #expect(page.contains("/api/flows?top=50&sort="))
             #expect(!page.contains("src=\"http") && !page.contains("href=\"http"))
+            // The table's metric columns are the catalogue's page columns, in its order.
+            let columns = FlowMetricCatalogue.all.compactMap { metric in metric.pageColumn.map { (metric, $0) } }
+            #expect(columns.count >= 5)
+            let headings = columns.map { "<th>\($0.1.title)</th>" }.joined()
+            #expect(page.contains("<th>Local</th><th>Peer</th>\(headings)<th>process</th>"))
+            let script = columns.map { "[\"\($0.0.jsonName)\",\"\($0.1.format.rawValue)\"]" }.joined(separator: ",")
+            #expect(page.contains("const columns = [\(script)];"))
         }
     }
 }

@@ -5,10 +5,8 @@ import Testing
 
 @Suite("Config")
 struct ConfigTests {
-    /// The fixture directory, found from this file's path (the package has no resources).
     static func fixture(_ name: String) -> String {
-        let directory = String(#filePath.prefix(upTo: #filePath.lastIndex(of: "/")!))
-        return "\(directory)/Fixtures/\(name)"
+        "\(Fixtures.directory)/\(name)"
     }
 
     @Test("an empty document gives every default")
@@ -255,7 +253,7 @@ struct ConfigTests {
             throws: ConfigError(
                 file: "/nonexistent/flowstat.yml", line: nil, keyPath: "",
                 problem: "cannot read the file: open: No such file or directory",
-                fix: "check the path, or write a sample there with flowstat --create-config /nonexistent/flowstat.yml")
+                fix: "check the path, or write a sample config there")
         ) { try FlowStatConfig(contentsOf: "/nonexistent/flowstat.yml") }
     }
 

@@ -43,7 +43,8 @@ public struct BPFOptions: Sendable {
     /// Upper bounds of the closed-flow bytes histogram, increasing, at most 32.
     public var flowBytesBucketBounds: [Double] = BPFOptions.defaultFlowBytesBucketBounds
     /// Size of the closed-flow ring buffer in bytes: a power of two of at least a page. A
-    /// record takes 168 bytes, so 8 MiB hold about 50,000 closes between two reads.
+    /// record takes 160 bytes plus an 8-byte header, so 8 MiB hold about 50,000 closes
+    /// between two reads.
     public var ringBufferBytes: UInt32 = 8 << 20
 
     public static let defaultRTTBucketBounds: [Double] = [
@@ -135,7 +136,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             allowedModes.remove(.liveTCPIterator)
             modeNote =
                 "\(BPFMode.liveTCPIterator): cannot enter other network namespaces "
-                + "(no CAP_SYS_ADMIN\(options.keepsNamespaceAccess ? "" : " after --run-as"))"
+                + "(no CAP_SYS_ADMIN\(options.keepsNamespaceAccess ? "" : " once privileges are dropped"))"
         }
         var modes: UInt32 = 0
         for mode in allowedModes { modes |= 1 << Self.shimMode(mode).rawValue }
@@ -242,7 +243,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private static func whyNotBetter(
         than mode: BPFMode, hooks: [HookStatus], asked options: BPFOptions, note: String?
     ) -> String? {
-        guard options.refreshBeforeSnapshot else { return mode == .event ? "--no-bpf.refresh" : nil }
+        guard options.refreshBeforeSnapshot else { return mode == .event ? "flowstat.bpf.refresh off" : nil }
         let better = BPFMode.allCases.prefix { $0 != mode }.filter(options.modes.contains)
         let reasons = better.compactMap { candidate -> String? in
             if candidate == .liveTCPIterator, let note { return note }
@@ -373,7 +374,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         if missed > 0, !warnedSnapshotFull {
             warnedSnapshotFull = true
             logger.warning(
-                "the snapshot has room for \(count) flows and left out \(missed) (logged once): raise --map-entries")
+                "the snapshot has room for \(count) flows and left out \(missed) (logged once): raise flowstat.bpf.mapEntries"
+            )
         }
         var flows: [FlowSample] = []
         flows.reserveCapacity(Int(count))
@@ -648,20 +650,8 @@ extension FlowSample {
 
 extension BPFError {
     init(_ error: fs_error) {
-        var error = error
-        let step = withUnsafeBytes(of: &error.step) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        let message = withUnsafeBytes(of: &error.message) {
-            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
-        self.init(step: step, errno: -error.code, message: message.trimmingTrailingNewlines())
-    }
-}
-
-extension String {
-    fileprivate func trimmingTrailingNewlines() -> String {
-        var text = Substring(self)
-        while text.last?.isNewline == true { text.removeLast() }
-        return String(text)
+        let shim = ShimError(error)
+        self.init(step: shim.step, errno: shim.errno, message: shim.message)
     }
 }
 

@@ -129,10 +129,7 @@ struct FlowMetricCatalogueTests {
 
     @Test("the README's metric table lists each metric with its type and tcp_info field")
     func readme() throws {
-        let readme = try String(
-            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .appendingPathComponent("../../README.md"),
-            encoding: .utf8)
+        let readme = try String(contentsOfFile: "\(Fixtures.packageRoot)/README.md", encoding: .utf8)
         let rows = readme.split(separator: "\n").filter { $0.hasPrefix("| `tcp_flow_") }
         for metric in Self.catalogue {
             let type = metric.type == .counter ? "counter" : "gauge"

@@ -50,8 +50,65 @@ struct MetricsServerTests {
             let response = try TestHTTPConnection.request("GET", "/metrics", port: server.port)
             #expect(response.status == 200)
             #expect(response.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
-            #expect(response.header("Content-Length") == String(response.body.count))
+            #expect(response.header("Transfer-Encoding") == "chunked" && response.header("Content-Length") == nil)
             #expect(response.text == Self.expectedFirstScrape)
+        }
+    }
+
+    @Test("a big exposition streams in many chunks, byte for byte the text held whole; HTTP/1.0 and HEAD get a length")
+    func streamed() async throws {
+        var flows: [FlowSample] = []
+        for index in 0..<20_000 {
+            flows.append(
+                FlowSample(
+                    key: FlowKey(
+                        family: .ipv4, local: IPAddress(ipv4: 0x0A00_0000 + UInt32(index)), localPort: 443,
+                        remote: IPAddress(ipv4: 0x0A01_0001), remotePort: UInt16(20_000 + index % 40_000),
+                        netns: Fixtures.hostNetns),
+                    rtt: Double(index) * 1e-6, cwnd: 10, bytesAcked: UInt64(index)))
+        }
+        let snapshot = FlowSnapshot(flows: flows, mapEntries: flows.count, mapCapacity: 65_536)
+        // The same exposition held whole, by a pipeline of its own (its first scrape too).
+        let whole = try ExportPipeline(
+            source: FakeFlowSource(snapshot: snapshot, info: Fixtures.sourceInfo), config: Fixtures.uncapped,
+            build: Fixtures.build, processMetrics: { Fixtures.process }
+        ).scrape()
+        try await withServer(source: FakeFlowSource(snapshot: snapshot, info: Fixtures.sourceInfo)) { server in
+            let connection = try TestHTTPConnection(port: server.port)
+            try connection.sendRequest("GET", "/metrics")
+            let response = try connection.readResponse()
+            #expect(response.status == 200 && response.header("Transfer-Encoding") == "chunked")
+            #expect(response.body.count == whole.readableBytes && response.body.count > 5_000_000)
+            #expect(
+                response.body == Array(whole.readableBytesView), "the streamed body differs from the text held whole")
+            #expect(response.chunks > 10, "\(response.chunks) chunks")
+
+            // Compressed as it goes: one gzip member that /bin/gzip expands to the same text.
+            try connection.sendRequest("GET", "/metrics", headers: ["Accept-Encoding: gzip"])
+            let gzipped = try connection.readResponse()
+            #expect(gzipped.header("Content-Encoding") == "gzip" && gzipped.chunks > 1, "\(gzipped.chunks) chunks")
+            // A later scrape: the same text but for the previous scrape's durations.
+            func withoutDurations(_ bytes: [UInt8]) -> [Substring] {
+                String(decoding: bytes, as: UTF8.self).split(separator: "\n").filter {
+                    !$0.hasPrefix("flowstat_scrape_duration_seconds ")
+                        && !$0.hasPrefix("flowstat_snapshot_duration_seconds ")
+                        && !$0.hasPrefix("collector_collection_runs_total ")
+                }
+            }
+            let expanded = try gunzip(gzipped.body)
+            #expect(
+                withoutDurations(expanded) == withoutDurations(response.body),
+                "the gzipped body does not expand to the exposition")
+
+            try connection.sendRequest("GET", "/metrics", version: "HTTP/1.0", headers: ["Connection: keep-alive"])
+            let old = try connection.readResponse()
+            #expect(old.header("Transfer-Encoding") == nil && old.header("Content-Length") == String(old.body.count))
+            #expect(old.body.count > 5_000_000)
+
+            try connection.sendRequest("HEAD", "/metrics")
+            let head = try connection.readResponse(hasBody: false)
+            #expect(Int(head.header("Content-Length") ?? "") ?? 0 > 5_000_000)
+            #expect(connection.unreadBytes == 0)
         }
     }
 

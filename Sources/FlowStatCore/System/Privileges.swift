@@ -95,8 +95,8 @@ public enum Privileges {
     public static func drop(toUID uid: UInt32, gid: UInt32) throws(DropError) {
         var error = fs_error()
         guard fs_drop_privileges(uid, gid, &error) == 0 else {
-            let step = withUnsafeBytes(of: &error.step) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            throw DropError(step: step, message: String(cString: strerror(-error.code)))
+            let shim = ShimError(error)
+            throw DropError(step: shim.step, message: String(cString: strerror(shim.errno)))
         }
         let threads = threadStates()
         guard !threads.isEmpty else {

@@ -235,6 +235,20 @@ struct HTTPFuzzTests {
                     length = Int(parts[1].trimmingCharacters(in: .whitespaces))
                 }
             }
+            if lines.contains(where: { $0.lowercased() == "transfer-encoding: chunked" }) {
+                // Size lines in hex, each chunk followed by CRLF, a last chunk of size 0.
+                codes.append(code)
+                while true {
+                    guard let lineEnd = rest.firstRange(of: [13, 10] as [UInt8]),
+                        let size = Int(String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self), radix: 16)
+                    else { return .failure(ParseFailure("bad chunk size line")) }
+                    rest = rest[lineEnd.upperBound...]
+                    guard rest.count >= size + 2 else { return .failure(ParseFailure("chunk shorter than \(size)")) }
+                    rest = rest.dropFirst(size + 2)
+                    if size == 0 { break }
+                }
+                continue
+            }
             guard let length else { return .failure(ParseFailure("no Content-Length in \(head)")) }
             codes.append(code)
             if rest.starts(with: Array("HTTP/1.".utf8)) || (rest.isEmpty && length > 0) {

@@ -53,8 +53,7 @@ struct ExpositionGoldenTests {
         (try? String(contentsOfFile: fixturesDirectory + "/" + name, encoding: .utf8)) ?? ""
     }
 
-    static let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").path
+    static let fixturesDirectory = Fixtures.directory
 
     /// `Fixtures.snapshot` with everything a BPF source adds: kernel counts, histograms and
     /// flows that closed since the last snapshot.

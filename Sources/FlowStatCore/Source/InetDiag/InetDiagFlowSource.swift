@@ -24,12 +24,8 @@ public struct InetDiagError: Error, CustomStringConvertible, Sendable {
     }
 
     init(_ error: fs_error) {
-        var error = error
-        step = withUnsafeBytes(of: &error.step) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-        message = withUnsafeBytes(of: &error.message) {
-            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
-        errno = -error.code
+        let shim = ShimError(error)
+        self.init(step: shim.step, errno: shim.errno, message: shim.message)
     }
 
     public var description: String {
