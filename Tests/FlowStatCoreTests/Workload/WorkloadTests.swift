@@ -129,6 +129,31 @@ struct WorkloadUnitTests {
         #expect(selected(byContainer).isEmpty, "an id prefix under 12 digits is no id")
     }
 
+    @Test("a kubelet /pods answer (v1.PodList, in the kubelet's shape) gives names by UID and container names by id")
+    func podList() throws {
+        let text = try String(contentsOfFile: Fixtures.directory + "/kubelet/pods.json", encoding: .utf8)
+        let pods = try PodList.parse(text)
+        #expect(pods.map(\.name) == ["web-7d9f8c6b5-x2k4q", "kube-proxy-8zq2m", "etcd-node-a"])
+        let web = try #require(pods.first { $0.uid == Self.uid })
+        #expect(web.namespace == "shop")
+        #expect(web.containerNames[Self.id] == "nginx")
+        #expect(web.containerNames[String(repeating: "1", count: 64)] == "init-config")
+        #expect(web.containerNames.count == 3)
+        #expect(pods[1].containerNames[String(repeating: "2", count: 64)] == "kube-proxy", "cri-o:// scheme dropped")
+        #expect(pods[2].containerNames.isEmpty, "a container not yet created has no id")
+        #expect(throws: PodList.Invalid.self) { try PodList.parse("{\"kind\":\"Status\"}") }
+
+        // Through the directory: a flow in the web pod's nginx container gets its names.
+        let directory = PodDirectory()
+        directory.replace(with: pods)
+        let path = "/kubepods/burstable/pod\(Self.uid)/\(Self.id)"
+        let identity = ContainerIdentity(cgroupPath: path)
+        let workload = Workload(
+            cgroupID: 1, cgroupPath: path, identity: identity, pod: directory.current.pods[Self.uid])
+        #expect(workload.containerLabel == "nginx" && workload.podLabel == "web-7d9f8c6b5-x2k4q")
+        #expect(workload.namespaceLabel == "shop")
+    }
+
     @Test("the config turns the labels and the selection on; both default off")
     func config() throws {
         let config = try FlowStatConfig(
