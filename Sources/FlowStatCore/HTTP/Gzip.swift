@@ -7,12 +7,13 @@ import NIOCore
 import Glibc
 #endif
 
-/// gzip for response bodies, through libdeflate in the C seam (see `http_support.c` for
-/// why not NIOExtras' compressor or zlib). Blocks for up to a hundred milliseconds or so
-/// on big bodies: call it from the thread pool, never from an event loop.
+/// gzip for response bodies held whole, through libdeflate in the C seam (see
+/// `http_support.c` for why not NIOExtras' compressor or zlib; `GzipStream` below for
+/// streamed ones). Blocks for a long time on big bodies: call it from the thread pool,
+/// never from an event loop.
 enum Gzip {
-    /// Level 1: four times faster than level 6 on an exposition (0.10 s against 0.40 s for
-    /// 43 MB of text), for output a third larger (6.8 MB against 5.0 MB).
+    /// Level 1: several times faster than level 6 on an exposition, for output about a
+    /// third larger (README, "Compression", has the figures).
     static let level: Int32 = 1
 
     /// The body as one gzip member.

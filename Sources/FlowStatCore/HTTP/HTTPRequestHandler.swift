@@ -340,8 +340,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                     if case .failure = result { broken.withLockedValue { $0 = true } }
                     done.signal()
                 }
-                // A few pieces in flight keep the socket busy while the next is encoded; past
-                // that, wait for the oldest.
+                // Past `piecesInFlight` unwritten pieces, wait for the oldest.
                 inFlight.append(done)
                 guard waitForWrites, inFlight.count > HTTPRequestHandler.piecesInFlight else { return }
                 if inFlight.removeFirst().wait(timeout: .now() + HTTPRequestHandler.slowReaderWait) == .timedOut {
@@ -393,8 +392,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// How long a streamed response waits for one piece to be written before it stops
     /// waiting (see `streamMetrics`).
     static let slowReaderWait = DispatchTimeInterval.milliseconds(500)
-    /// Pieces (of about 256 KiB) a streamed response may have unwritten before it waits.
-    static let piecesInFlight = 4
+    /// Pieces (of about 256 KiB) a streamed response may have unwritten, besides the one it
+    /// just handed on, before it waits. 0: each piece is written before the next is encoded
+    /// into the same buffer. Four measured no faster at 40,000 flows on 2 cores and cost
+    /// 13 MiB of RSS (each piece in flight forces a new buffer).
+    static let piecesInFlight = 0
 
     private func writeStreamedHead(
         _ context: ChannelHandlerContext, to request: HTTPRequestHead, format: MetricsEncoder.Format, gzip: Bool

@@ -290,10 +290,10 @@ enum SocketTable {
 /// exports, for sources whose flows lack them (the BPF map has no owner).
 ///
 /// The scrape runs it after the cheap selection groups (ports, peers), so only flows that
-/// can still be exported cost a lookup. Measured on a 2-core VM with 10,000 flows: the
-/// first pass about 100 ms, later passes (when any new flow appears) about 75 ms, nearly
-/// all of it in the kernel generating `/proc/net/tcp` and resolving every `/proc/PID/fd`
-/// link; passes with no new flow cost a dictionary lookup per flow.
+/// can still be exported cost a lookup. A pass that meets a new flow costs in proportion to
+/// the host's sockets, nearly all of it in the kernel generating `/proc/net/tcp` and
+/// resolving every `/proc/PID/fd` link (README, "Processes", has figures); passes with no
+/// new flow cost a dictionary lookup per flow.
 public final class ProcessAttributor: Sendable {
     private let state: NIOLockedValueBox<ProcessAttribution>
     private let logger: Logger
