@@ -2,11 +2,13 @@
 # flowstat: build the BPF object, embed it, build the Swift agent, test it.
 #   make run     install what is missing, build (release), start the agent on :8020
 #   make test    install what is missing, build, run unit and privileged tests on this
-#                kernel, the release test (scripts/test-release.sh), then the core
+#                kernel, the release and image tests (scripts/test-release.sh,
+#                scripts/test-image.sh), then the core
 #                end-to-end tests under Debian's 6.1 and 6.12 kernels
 #   make test-kernels  the whole end-to-end suite on this kernel, 6.1 and 6.12 (the matrix)
 #   make build   release binary at .build/release/flowstat
 #   make release from a clean tree: dist/flowstat-VERSION-linux-ARCH.tar.gz and its .sha256
+#   make image   the OCI image, from scratch: dist/flowstat-VERSION-oci.tar and -oci/ (layout)
 #   make bench   benchmarks (not part of make test; root): BENCH_ARGS="--flows 10000 --runs 3",
 #                or BENCH_ARGS="--inet-diag-table --flows 10000 --runs 15" for the inet_diag table
 #   make format  rewrite the Swift and C sources in the project's style
@@ -28,7 +30,7 @@ RELEASE    := .build/release/flowstat
 # The tests' kernel probe: minimal programs of each kind flowstat uses (Tests/Support/kernel-probe).
 PROBE      := .build-probe/kernel-probe
 
-.PHONY: FORCE all deps test-deps lint-deps bench-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint release
+.PHONY: FORCE all deps test-deps lint-deps bench-deps bpf build run test test-kernels unit-test bench clean kernel-probe format lint release image
 
 all: build
 
@@ -82,6 +84,10 @@ build: deps $(SKELETON) $(VERSION_H)
 release: deps
 	@scripts/release.sh
 
+# From scratch (no base image): the binary, the libraries it links, CA certificates.
+image: build
+	@scripts/image.py
+
 run: build
 	$(RELEASE) serve $(ARGS)
 
@@ -90,6 +96,7 @@ test: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)
 	$(SWIFT) build --build-tests
 	set -o pipefail; timeout 1800 $(SWIFT) test --skip-build --no-parallel 2>&1 | scripts/test-summary.py
 	scripts/test-release.sh
+	scripts/test-image.sh
 	scripts/test-kernels.sh --core 6.1 6.12
 
 test-kernels: deps test-deps $(SKELETON) $(VERSION_H) $(PROBE)

@@ -269,6 +269,20 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
 	s->state = FIELD(direct, (struct sock *)tp, __sk_common.skc_state);
 }
 
+/*
+ * The socket's cgroup v2 id: set when the socket is made (the caller's cgroup) and cloned
+ * from a listener to the flows it accepts, so it names the container that owns the flow,
+ * whichever hook or iterator sees the socket first. Read where a record is written (once
+ * per new event-mode entry, per snapshot record, per close), never per packet. 0 on kernels
+ * before 5.15, whose sock_cgroup_data has no cgroup pointer.
+ */
+static __always_inline __u64 socket_cgroup_id(struct sock *sk, bool direct)
+{
+	if (!bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
+		return 0;
+	return direct ? sk->sk_cgrp_data.cgroup->kn->id : BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+}
+
 /* One lookup when the namespace is already noted: no write on the common path. */
 static __always_inline void note_namespace(struct sock *sk, bool direct)
 {
@@ -356,6 +370,7 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 		fresh.last_update_ns = now;
 		fresh.seen_by = (__u8)hook;
 		fresh.direction = direction;
+		fresh.cgroup_id = socket_cgroup_id(sk, direct);
 		/*
 		 * Every tracked socket gets storage (even without a known owner): the refresh
 		 * iterates the storage map, so it visits tracked sockets only, in every
@@ -426,6 +441,8 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 			}
 		}
 		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct);
+		if (!record->stats.cgroup_id)
+			record->stats.cgroup_id = socket_cgroup_id(sk, direct);
 		record->stats.state = TCP_CLOSE;
 		record->stats.last_update_ns = now;
 		record->closed_ns = now;
@@ -739,6 +756,7 @@ static __always_inline void write_snapshot_record(struct tcp_sock *tp, struct fs
 	record->stats.direction = info->direction;
 	record->stats.pid = info->pid;
 	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
+	record->stats.cgroup_id = socket_cgroup_id((struct sock *)tp, true);
 	snapshot_count = slot + 1;
 }
 

@@ -133,6 +133,7 @@ struct fs_flow_stats {
 	__u8 seen_by;	/* enum fs_hook bits (the first eight) of the hooks that updated this entry */
 	__u8 _pad[5];
 	char comm[FS_COMM_LEN]; /* empty when unknown */
+	__u64 cgroup_id;	/* the socket's cgroup v2 id (its directory's inode); 0 when unknown */
 };
 
 /*
@@ -157,12 +158,12 @@ struct fs_flow_record {
 	struct fs_flow_stats stats;
 };
 
-_Static_assert(sizeof(struct fs_flow_record) == 152, "fs_flow_record layout changed");
+_Static_assert(sizeof(struct fs_flow_record) == 160, "fs_flow_record layout changed");
 _Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
-_Static_assert(sizeof(struct fs_flow_stats) == 104, "fs_flow_stats layout changed");
+_Static_assert(sizeof(struct fs_flow_stats) == 112, "fs_flow_stats layout changed");
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
 _Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
-_Static_assert(sizeof(struct fs_closed_flow) == 160, "fs_closed_flow layout changed");
+_Static_assert(sizeof(struct fs_closed_flow) == 168, "fs_closed_flow layout changed");
 _Static_assert(sizeof(struct fs_owner) == 32, "fs_owner layout changed");
 
 #endif /* FLOWSTAT_H */

@@ -43,9 +43,28 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 } __core;
 
+/*
+ * A socket's cgroup v2 (the creating process's, a listener's for the flows it accepts):
+ * sock_cgroup_data holds the cgroup pointer since Linux 5.15 (a tagged u64 before, which
+ * flowstat leaves alone: bpf_core_field_exists() says which). A cgroup's id is its kernfs
+ * node id, the inode number of its directory on 64-bit kernels.
+ */
+struct kernfs_node {
+	__u64 id;
+} __core;
+
+struct cgroup {
+	struct kernfs_node *kn;
+} __core;
+
+struct sock_cgroup_data {
+	struct cgroup *cgroup;
+} __core;
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
+	struct sock_cgroup_data sk_cgrp_data;
 } __core;
 
 /* inet_sport outlives skc_num, which the kernel zeroes when a closing socket releases its port. */

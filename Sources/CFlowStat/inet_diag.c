@@ -152,6 +152,7 @@ static bool record_of(const struct nlmsghdr *header, uint32_t netns, uint64_t no
 	key->netns = netns;
 
 	/* tcp_get_info() derives these from the same tcp_sock fields the BPF program reads. */
+	/* cgroup_id stays 0: flowstat does not ask inet_diag for a socket's cgroup (INET_DIAG_CGROUP_ID). */
 	memset(stats, 0, sizeof(*stats));
 	stats->first_seen_ns = now_ns;
 	stats->last_update_ns = now_ns;

@@ -476,7 +476,7 @@ private struct ConfigReader {
 
     private func readSelection(_ node: ConfigNode) throws(ConfigError) -> FlowSelection {
         let groups = try node.entries(
-            ["process", "peering", "portRanges", "localPortRanges"],
+            ["process", "peering", "portRanges", "localPortRanges", "kubernetes"],
             aliases: [
                 "portranges": "portRanges", "localportranges": "localPortRanges", "localPortranges": "localPortRanges",
             ])
@@ -495,6 +495,15 @@ private struct ConfigReader {
                         fix: "write the name alone, e.g. \(base)")
                 }
                 selection.cmds.append(name)
+            }
+        }
+        if let kubernetes = groups["kubernetes"] {
+            // flowstat's: by the flow's workload (its socket's cgroup, and the kubelet's names).
+            let fields = try kubernetes.entries(["namespaces", "pods", "containers"])
+            for item in try items(fields["namespaces"], "namespace") { selection.namespaces.append(try item.string()) }
+            for item in try items(fields["pods"], "pod") { selection.pods.append(try item.string()) }
+            for item in try items(fields["containers"], "container") {
+                selection.containers.append(try item.string())
             }
         }
         if let peering = groups["peering"] {
@@ -659,10 +668,13 @@ private struct ConfigReader {
             }
         }
         if let labels = sections["labels"] {
-            let fields = try labels.entries(["netns", "pid", "comm"])
+            let fields = try labels.entries(["netns", "pid", "comm", "container", "pod", "namespace"])
             if let netns = fields["netns"] { config.labels.netns = try netns.bool() }
             if let pid = fields["pid"] { config.labels.pid = try pid.bool() }
             if let comm = fields["comm"] { config.labels.comm = try comm.bool() }
+            if let container = fields["container"] { config.labels.container = try container.bool() }
+            if let pod = fields["pod"] { config.labels.pod = try pod.bool() }
+            if let namespace = fields["namespace"] { config.labels.namespace = try namespace.bool() }
         }
     }
 }

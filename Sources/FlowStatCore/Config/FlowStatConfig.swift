@@ -89,7 +89,20 @@ public struct FlowStatConfig: Sendable, Equatable {
         public var pid = false
         /// `comm` (command name) of the owning process. Default false.
         public var comm = false
+        /// `container`: the flow's container (its name in the pod from the kubelet, else its
+        /// id). Default false.
+        public var container = false
+        /// `pod`: the flow's Kubernetes pod (its name from the kubelet, else its UID). Default false.
+        public var pod = false
+        /// `namespace`: the pod's Kubernetes namespace (from the kubelet). Default false.
+        public var namespace = false
         public init() {}
+    }
+
+    /// Whether flows need their cgroup looked up on every scrape: container, pod or namespace
+    /// labels.
+    public var needsWorkloads: Bool {
+        labels.container || labels.pod || labels.namespace || selection.needsWorkload
     }
 
     /// Whether flows need their owning process (pid, comm) looked up: selection by process

@@ -69,6 +69,9 @@ extension FlowStatConfig {
             netns: false                # netns label on every flow (--netns-label)
             pid: false                  # pid label
             comm: false                 # comm label
+            container: false            # container label: name (kubelet) or id, "" outside containers
+            pod: false                  # pod label: name (kubelet) or UID, "" outside pods
+            namespace: false            # namespace label: the pod's Kubernetes namespace
 
         """#
 

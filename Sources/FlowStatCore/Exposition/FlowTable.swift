@@ -28,6 +28,9 @@ struct FlowTable {
         let rawValue: UInt8
         static let pid = OwnerLabels(rawValue: 1)
         static let comm = OwnerLabels(rawValue: 2)
+        static let container = OwnerLabels(rawValue: 4)
+        static let pod = OwnerLabels(rawValue: 8)
+        static let namespace = OwnerLabels(rawValue: 16)
     }
 
     /// Label set bytes (`{src="…",…}`) of all flows, back to back.
@@ -146,8 +149,14 @@ struct FlowTable {
     }
 
     /// Upper bound of one rendered label set: two IPv6 texts, two ports, one namespace
-    /// number and the fixed text around them fit comfortably.
-    static let maxLabelSetLength = 256
+    /// number, comm and the fixed text around them fit in 256 bytes; each workload label
+    /// adds its name and a value cut to `maxWorkloadValueLength` bytes, escaped (at most two
+    /// bytes per byte).
+    static let maxLabelSetLength = 256 + 3 * (16 + 2 * maxWorkloadValueLength)
+
+    /// Longest container, pod or namespace value written: Kubernetes names are at most 253
+    /// bytes (a pod's DNS subdomain name), container ids 64.
+    static let maxWorkloadValueLength = 253
 
     /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
     /// and numbers never contain characters that need escaping.
@@ -206,6 +215,21 @@ struct FlowTable {
             // The kernel's comm is at most 15 bytes; anything longer is not from it.
             writer.writeEscapedLabelValue(String(flow.pointee.comm.utf8.prefix(15)) ?? "")
         }
+        if !owner.isDisjoint(with: [.container, .pod, .namespace]) {
+            let workload = flow.pointee.workload
+            if owner.contains(.container) {
+                writer.write("\",container=\"")
+                writer.writeWorkloadValue(workload?.containerLabel)
+            }
+            if owner.contains(.pod) {
+                writer.write("\",pod=\"")
+                writer.writeWorkloadValue(workload?.podLabel)
+            }
+            if owner.contains(.namespace) {
+                writer.write("\",namespace=\"")
+                writer.writeWorkloadValue(workload?.namespaceLabel)
+            }
+        }
         writer.write("\"}")
         return writer.count
     }
@@ -219,6 +243,15 @@ extension FlowKey {
 }
 
 extension ByteWriter {
+    /// Writes a container, pod or namespace label value, cut to `maxWorkloadValueLength`
+    /// bytes (on a character boundary); nothing when unknown.
+    fileprivate mutating func writeWorkloadValue(_ value: String?) {
+        guard let value, !value.isEmpty else { return }
+        var text = Substring(value)
+        while text.utf8.count > FlowTable.maxWorkloadValueLength { text = text.dropLast() }
+        writeEscapedLabelValue(String(text))
+    }
+
     /// Writes an address's text (at most `IPAddress.maxTextLength` bytes).
     fileprivate mutating func writeAddress(_ address: IPAddress) {
         writeInPlace { address.render(into: $0) }

@@ -29,12 +29,21 @@ public struct MetricsEncoder: Sendable {
         public var pidLabel: Bool
         /// Add the owning process's command name as `comm` to every flow (empty when unknown).
         public var commLabel: Bool
+        /// Add `container`, `pod` and `namespace` (the flow's workload; empty outside
+        /// containers, pods, or when unknown).
+        public var containerLabel: Bool
+        public var podLabel: Bool
+        public var namespaceLabel: Bool
 
         public init(
             netnsLabel: Bool = false, output: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
             enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases), pidLabel: Bool = false,
-            commLabel: Bool = false
+            commLabel: Bool = false, containerLabel: Bool = false, podLabel: Bool = false,
+            namespaceLabel: Bool = false
         ) {
+            self.containerLabel = containerLabel
+            self.podLabel = podLabel
+            self.namespaceLabel = namespaceLabel
             self.netnsLabel = netnsLabel
             self.output = output
             self.labelFolding = labelFolding
@@ -47,6 +56,9 @@ public struct MetricsEncoder: Sendable {
             var labels: FlowTable.OwnerLabels = []
             if pidLabel { labels.insert(.pid) }
             if commLabel { labels.insert(.comm) }
+            if containerLabel { labels.insert(.container) }
+            if podLabel { labels.insert(.pod) }
+            if namespaceLabel { labels.insert(.namespace) }
             return labels
         }
 

@@ -40,6 +40,12 @@ public struct FlowSample: Sendable {
     public var comm: String
     /// When the source last updated the sample, monotonic clock, nanoseconds.
     public var lastUpdate: UInt64
+    /// The socket's cgroup v2 id (the inode of its cgroup directory); 0 when the source does
+    /// not know it (inet_diag, kernels before 5.15).
+    public var cgroupID: UInt64
+    /// Who runs the flow (cgroup path, container, pod), once `WorkloadResolver` has looked
+    /// its cgroup up; nil before, and for flows whose cgroup is unknown.
+    public var workload: Workload?
 
     public init(
         key: FlowKey,
@@ -58,7 +64,8 @@ public struct FlowSample: Sendable {
         direction: FlowDirection = .unknown,
         pid: UInt32 = 0,
         comm: String = "",
-        lastUpdate: UInt64 = 0
+        lastUpdate: UInt64 = 0,
+        cgroupID: UInt64 = 0
     ) {
         self.key = key
         self.state = state
@@ -77,6 +84,8 @@ public struct FlowSample: Sendable {
         self.pid = pid
         self.comm = comm
         self.lastUpdate = lastUpdate
+        self.cgroupID = cgroupID
+        self.workload = nil
     }
 }
 

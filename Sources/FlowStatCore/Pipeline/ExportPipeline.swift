@@ -34,6 +34,11 @@ public final class ExportPipeline: Sendable {
         var attributor: ProcessAttributor?
         /// The last snapshot taken for the landing page's API, and when (monotonic ns).
         var view: (snapshot: FlowSnapshot, taken: UInt64)?
+        /// Turns flows' cgroup ids into cgroup paths, containers and pods.
+        var workloads: WorkloadResolver
+        /// Whether scrapes need workloads (labels or selection by them); `dump`, `top` and
+        /// the landing page always show them.
+        var workloadsOnScrape = false
     }
 
     private struct Status: Sendable {
@@ -67,7 +72,7 @@ public final class ExportPipeline: Sendable {
         self.work = NIOLockedValueBox(
             Work(
                 encoder: MetricsEncoder(), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
-                limiter: CardinalityLimiter(servicePorts: servicePorts)))
+                limiter: CardinalityLimiter(servicePorts: servicePorts), workloads: WorkloadResolver()))
         apply(config)
     }
 
@@ -82,11 +87,14 @@ public final class ExportPipeline: Sendable {
         let previous = work.withLockedValue { work in
             work.encoder.options = MetricsEncoder.Options(
                 netnsLabel: config.labels.netns, output: config.output, labelFolding: config.labelFolding,
-                enabledFlowMetrics: config.metrics, pidLabel: config.labels.pid, commLabel: config.labels.comm)
+                enabledFlowMetrics: config.metrics, pidLabel: config.labels.pid, commLabel: config.labels.comm,
+                containerLabel: config.labels.container, podLabel: config.labels.pod,
+                namespaceLabel: config.labels.namespace)
             work.limiter.limits = CardinalityLimits(
                 maxFlows: config.cardinality.maxFlows, rankBy: config.cardinality.rankBy,
                 maxAggregates: config.cardinality.maxAggregates)
             work.attributor = config.needsProcessAttribution ? (work.attributor ?? ProcessAttributor()) : nil
+            work.workloadsOnScrape = config.needsWorkloads
             work.view = nil
             defer { work.filter = filter }
             return work.filter
@@ -158,7 +166,7 @@ public final class ExportPipeline: Sendable {
                 return work.buffer
             }
             let snapshotDuration = Double(SystemClock.monotonicNanoseconds() &- started) / 1e9
-            Self.select(&snapshot, work)
+            Self.select(&snapshot, work, workloads: work.workloadsOnScrape)
             let (previousDuration, previousSnapshotDuration, reload) = status.withLockedValue {
                 ($0.previousDuration, $0.previousSnapshotDuration, $0.reload)
             }
@@ -242,12 +250,13 @@ public final class ExportPipeline: Sendable {
             work.limiter.addClosed(closed, now: Double(now) / 1e9)
             snapshot.closedSinceLastSnapshot = nil
         }
-        Self.select(&snapshot, work)
+        Self.select(&snapshot, work, workloads: true)
         return snapshot
     }
 
-    /// Keeps the flows the selection selects, owners filled in where needed.
-    private static func select(_ snapshot: inout FlowSnapshot, _ work: Work) {
+    /// Keeps the flows the selection selects, owners and workloads filled in where needed.
+    private static func select(_ snapshot: inout FlowSnapshot, _ work: Work, workloads: Bool) {
+        if workloads { work.workloads.fill(&snapshot.flows) }
         if let filter = work.filter, !filter.selectsEverything {
             snapshot.flows = filter.apply(to: snapshot.flows, attributor: work.attributor)
         } else {

@@ -99,6 +99,9 @@ public struct FlowMatcher {
     private let networks: [IPNetwork]
     private let remotePorts: PortSet?
     private let localPorts: PortSet?
+    private let namespaces: Set<String>
+    private let pods: Set<String>
+    private let containers: [String]
     /// Per pid: whether its executable is one of `commands`; looked up once per matcher
     /// (per scrape), not once per flow.
     private let executableMatches: ExecutableMemo
@@ -122,6 +125,9 @@ public struct FlowMatcher {
         networks = selection.networks
         remotePorts = selection.remotePorts.isEmpty ? nil : PortSet(selection.remotePorts)
         localPorts = selection.localPorts.isEmpty ? nil : PortSet(selection.localPorts)
+        namespaces = Set(selection.namespaces)
+        pods = Set(selection.pods)
+        containers = selection.containers
         executableMatches = ExecutableMemo(commands: commands, executable: executable)
     }
 
@@ -136,6 +142,28 @@ public struct FlowMatcher {
         if let remotePorts, !remotePorts.contains(sample.key.remotePort) { return false }
         if let localPorts, !localPorts.contains(sample.key.localPort) { return false }
         if peeringGroup && !matchesPeer(sample.key.remote) { return false }
+        if !namespaces.isEmpty || !pods.isEmpty || !containers.isEmpty { return matchesWorkload(sample.workload) }
+        return true
+    }
+
+    /// The kubernetes group: every list with entries matches. A flow without a known
+    /// workload matches none.
+    private func matchesWorkload(_ workload: Workload?) -> Bool {
+        guard let workload else { return false }
+        if !namespaces.isEmpty, !namespaces.contains(workload.namespaceLabel) { return false }
+        if !pods.isEmpty {
+            let uid = workload.identity.podUID ?? ""
+            guard pods.contains(workload.podLabel) || (!uid.isEmpty && pods.contains(uid)) else { return false }
+        }
+        if !containers.isEmpty {
+            let id = workload.identity.containerID ?? ""
+            let name = workload.containerLabel
+            guard
+                containers.contains(where: { wanted in
+                    (!name.isEmpty && wanted == name) || (wanted.utf8.count >= 12 && id.hasPrefix(wanted))
+                })
+            else { return false }
+        }
         return true
     }
 

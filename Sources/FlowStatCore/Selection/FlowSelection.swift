@@ -24,6 +24,13 @@ public struct FlowSelection: Sendable, Equatable {
     public var remotePorts: [PortRange] = []
     /// Local port ranges (flowstat extension `localPortRanges`).
     public var localPorts: [PortRange] = []
+    /// Kubernetes namespaces of the flow's pod (flowstat extension `kubernetes.namespaces`).
+    public var namespaces: [String] = []
+    /// Pods, by name or UID (`kubernetes.pods`).
+    public var pods: [String] = []
+    /// Containers, by name (in their pod), full id, or an id's first 12 or more digits, as
+    /// `docker ps` and `crictl ps` print them; outside Kubernetes too (`kubernetes.containers`).
+    public var containers: [String] = []
 
     public init(
         pids: [UInt32] = [], cmds: [String] = [], addresses: [IPAddress] = [], networks: [IPNetwork] = [],
@@ -40,8 +47,12 @@ public struct FlowSelection: Sendable, Equatable {
 
     /// Whether every flow is selected (no group has entries).
     public var selectsEverything: Bool {
-        !needsProcess && !hasPeering && remotePorts.isEmpty && localPorts.isEmpty
+        !needsProcess && !hasPeering && remotePorts.isEmpty && localPorts.isEmpty && !needsWorkload
     }
+
+    /// Whether the kubernetes group has entries, so flows need their workload. Within it,
+    /// each list that has entries must match (a namespace and a pod, say).
+    public var needsWorkload: Bool { !namespaces.isEmpty || !pods.isEmpty || !containers.isEmpty }
 
     /// Whether the process group has entries, so flows need their pid and comm.
     public var needsProcess: Bool { !pids.isEmpty || !cmds.isEmpty }

@@ -42,7 +42,7 @@ public enum FlowJSON {
         // escaped at most 6 bytes per byte.
         let bound =
             128 + FlowMetricCatalogue.all.count * (64 + ByteWriter.maxDoubleLength) + 2 * IPAddress.maxTextLength
-            + 6 * flow.comm.utf8.count
+            + 6 * flow.comm.utf8.count + 6 * (flow.workload.map { $0.jsonTextLength } ?? 0)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
             var writer = ByteWriter(destination)
             writer.write("{\"state\":\"")
@@ -83,6 +83,22 @@ public enum FlowJSON {
                 writer.write(byte: UInt8(ascii: "\""))
                 writer.writeJSONEscaped(flow.comm)
                 writer.write(byte: UInt8(ascii: "\""))
+            }
+            if let workload = flow.workload {
+                writer.write(",\"cgroup_id\":")
+                writer.write(workload.cgroupID)
+                writer.write(",\"cgroup\":")
+                writer.writeJSONString(workload.cgroupPath)
+                writer.write(",\"container_id\":")
+                writer.writeJSONString(workload.identity.containerID)
+                writer.write(",\"pod_uid\":")
+                writer.writeJSONString(workload.identity.podUID)
+                writer.write(",\"container\":")
+                writer.writeJSONString(workload.containerLabel.isEmpty ? nil : workload.containerLabel)
+                writer.write(",\"pod\":")
+                writer.writeJSONString(workload.podLabel.isEmpty ? nil : workload.podLabel)
+                writer.write(",\"namespace\":")
+                writer.writeJSONString(workload.namespaceLabel.isEmpty ? nil : workload.namespaceLabel)
             }
             writer.write(byte: UInt8(ascii: "}"))
             return writer.count
@@ -152,5 +168,26 @@ extension ByteWriter {
             default: write(byte: byte)
             }
         }
+    }
+}
+
+extension Workload {
+    /// Bytes of the text `FlowJSON` writes about it, before escaping, with its field names.
+    fileprivate var jsonTextLength: Int {
+        160 + cgroupPath.utf8.count + containerLabel.utf8.count + podLabel.utf8.count + namespaceLabel.utf8.count
+            + (identity.containerID?.utf8.count ?? 0) + (identity.podUID?.utf8.count ?? 0)
+    }
+}
+
+extension ByteWriter {
+    /// A JSON string, or `null`.
+    fileprivate mutating func writeJSONString(_ text: String?) {
+        guard let text else {
+            write("null")
+            return
+        }
+        write(byte: UInt8(ascii: "\""))
+        writeJSONEscaped(text)
+        write(byte: UInt8(ascii: "\""))
     }
 }

@@ -118,7 +118,7 @@ struct ConfigTests {
             ),
             (
                 "logic:\n  selection:\n    portRange: []\n",
-                "config.yml:3: logic.selection.portRange: unknown key \"portRange\"; did you mean portRanges? known keys here: process, peering, portRanges, localPortRanges"
+                "config.yml:3: logic.selection.portRange: unknown key \"portRange\"; did you mean portRanges? known keys here: process, peering, portRanges, localPortRanges, kubernetes"
             ),
             (
                 "flowstat:\n  zzz: 1\n",
@@ -131,7 +131,7 @@ struct ConfigTests {
             ),
             (
                 "logic:\n  selection: [1, 2]\n",
-                "config.yml:2: logic.selection: expected a mapping with keys process, peering, portRanges, localPortRanges, found a list; indent the keys under it, one per line"
+                "config.yml:2: logic.selection: expected a mapping with keys process, peering, portRanges, localPortRanges, kubernetes, found a list; indent the keys under it, one per line"
             ),
             (
                 "flowstat:\n  bpf:\n    mapEntries: lots\n",

@@ -644,7 +644,7 @@ extension FlowSample {
             comm: withUnsafeBytes(of: stats.comm) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             },
-            lastUpdate: stats.last_update_ns)
+            lastUpdate: stats.last_update_ns, cgroupID: stats.cgroup_id)
     }
 }
 

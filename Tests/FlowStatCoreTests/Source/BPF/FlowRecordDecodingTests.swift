@@ -29,7 +29,8 @@ struct FlowRecordDecodingTests {
     @Test("record sizes match the shared header's asserts")
     func layout() {
         #expect(MemoryLayout<fs_flow_key>.size == 44)
-        #expect(MemoryLayout<fs_flow_stats>.size == 104)
+        #expect(MemoryLayout<fs_flow_stats>.size == 112)
+        #expect(MemoryLayout<fs_flow_record>.size == 160)
     }
 
     @Test("an IPv4 socket's mapped addresses print as IPv4; ports and netns carry over")
