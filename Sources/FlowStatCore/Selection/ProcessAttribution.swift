@@ -121,16 +121,17 @@ struct ProcScan {
 
     init(namespaces: Set<UInt32>) {
         var pids: [UInt32] = []
-        SystemFile.forEachEntry(in: "/proc") { name, _, _ in
+        SystemFile.forEachEntry(in: "/proc") { name, _, _, _ in
             var value: UInt32 = 0
             var index = 0
             while name[index] != 0 {
                 let byte = UInt8(bitPattern: name[index])
-                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return }
+                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return true }
                 value = value &* 10 &+ UInt32(byte - UInt8(ascii: "0"))
                 index += 1
             }
             if value != 0 { pids.append(value) }
+            return true
         }
         pids.sort()
         var link = [CChar](repeating: 0, count: 64)
@@ -143,13 +144,14 @@ struct ProcScan {
                 }
             }
             // A process gone, or not ours to read, lists nothing.
-            SystemFile.forEachEntry(in: "/proc/\(pid)/fd") { name, type, directory in
+            SystemFile.forEachEntry(in: "/proc/\(pid)/fd") { name, type, _, directory in
                 // Only symlinks name sockets.
-                guard type == UInt8(DT_LNK) else { return }
+                guard type == UInt8(DT_LNK) else { return true }
                 let count = readlinkat(directory, name, &link, link.count)
                 if count > 9, let inode = Self.socketInode(link, count: count), socketOwner[inode] == nil {
                     socketOwner[inode] = pid
                 }
+                return true
             }
         }
     }

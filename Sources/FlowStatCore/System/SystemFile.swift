@@ -29,22 +29,25 @@ enum SystemFile {
 
     /// Calls `body` for each entry of the directory at `path` but "." and "..", with the
     /// entry's name (valid only during the call: no `String` per entry, for `/proc` walks
-    /// over every process), its `d_type` and the directory's descriptor (for `*at` calls).
+    /// over every process), its `d_type` and inode, and the directory's descriptor (for `*at`
+    /// calls). `body` returns false to stop early.
     /// Returns false when the directory cannot be opened.
     @discardableResult
     static func forEachEntry(
-        in path: String, _ body: (_ name: UnsafePointer<CChar>, _ type: UInt8, _ directory: Int32) -> Void
+        in path: String,
+        _ body: (_ name: UnsafePointer<CChar>, _ type: UInt8, _ inode: UInt64, _ directory: Int32) -> Bool
     ) -> Bool {
         guard let handle = opendir(path) else { return false }
         defer { closedir(handle) }
         let directory = dirfd(handle)
         while let entry = readdir(handle) {
-            withUnsafePointer(to: entry.pointee.d_name) { tuple in
+            let goOn = withUnsafePointer(to: entry.pointee.d_name) { tuple in
                 tuple.withMemoryRebound(to: CChar.self, capacity: 256) { name in
                     let isDot = name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0))
-                    if !isDot { body(name, entry.pointee.d_type, directory) }
+                    return isDot || body(name, entry.pointee.d_type, UInt64(entry.pointee.d_ino), directory)
                 }
             }
+            if !goOn { break }
         }
         return true
     }
@@ -52,7 +55,10 @@ enum SystemFile {
     /// The names in the directory at `path` but "." and ".."; nil when it cannot be opened.
     static func entryNames(in path: String) -> [String]? {
         var names: [String] = []
-        let opened = forEachEntry(in: path) { name, _, _ in names.append(String(cString: name)) }
+        let opened = forEachEntry(in: path) { name, _, _, _ in
+            names.append(String(cString: name))
+            return true
+        }
         return opened ? names : nil
     }
 

@@ -48,17 +48,13 @@ struct CgroupPaths {
         if stat(mountPoint, &rootStat) == 0 { found[UInt64(rootStat.st_ino)] = "/" }
         var pending: [String] = [""]
         while let relative = pending.popLast(), found.count < capacity {
-            guard let directory = opendir(mountPoint + relative) else { continue }
-            defer { closedir(directory) }
-            while let entry = readdir(directory), found.count < capacity {
-                guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                let child = relative + "/" + name
-                found[UInt64(entry.pointee.d_ino)] = child
+            SystemFile.forEachEntry(in: mountPoint + relative) { name, type, inode, _ in
+                guard found.count < capacity else { return false }
+                guard type == UInt8(DT_DIR) else { return true }
+                let child = relative + "/" + String(cString: name)
+                found[inode] = child
                 pending.append(child)
+                return true
             }
         }
         paths = found
