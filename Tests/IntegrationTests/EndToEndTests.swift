@@ -570,7 +570,6 @@ struct EndToEndTests {
         let plainSamples = Self.newSamples(start, afterPlain, above: 0.005)
         // One sample per ACK that acknowledges new data: with TSO/GRO, some dozens per 4 MB.
         #expect(plainSamples.total >= 20, "an unshaped 4 MB transfer takes RTT samples")
-        #expect(plainSamples.above <= plainSamples.total * 0.1, "unshaped: \(plainSamples)")
 
         // A token bucket at 4 Mbit/s with 200 ms of queue on the data path: bulk data waits.
         try run([
@@ -583,8 +582,13 @@ struct EndToEndTests {
         let afterShaped = try Self.rttHistogram(agent.scrape())
         let shapedSamples = Self.newSamples(afterPlain, afterShaped, above: 0.005)
         // Only a count: the histogram is host-wide, and other traffic's (low) samples would make a
-        // share of the total depend on how quiet the machine is. The plain phase shows low stays low.
+        // share of the total depend on how quiet the machine is.
         #expect(shapedSamples.above >= 10, "queued behind the token bucket: \(shapedSamples)")
+        // Relative, not absolute: natively no plain sample passes 5 ms, but in an emulated guest
+        // (20-27x slower) a plain veth's RTT does too (14 of 35 samples under 6.12), while the
+        // queued path's share stays higher.
+        let share = { (samples: (above: Double, total: Double)) in samples.above / max(samples.total, 1) }
+        #expect(share(shapedSamples) > share(plainSamples), "plain \(plainSamples), shaped \(shapedSamples)")
         // Counts never go down while the agent runs.
         #expect(zip(start, afterShaped).allSatisfy { $0.count <= $1.count })
     }
