@@ -72,6 +72,11 @@ extension FlowStatConfig {
             container: false            # container label: name (kubelet) or id, "" outside containers
             pod: false                  # pod label: name (kubelet) or UID, "" outside pods
             namespace: false            # namespace label: the pod's Kubernetes namespace
+          kubelet:                      # pod names; runs only for pod/namespace labels or selection
+            url: ""                     # "": https://$NODE_IP:10250/pods (else $NODE_NAME)
+            refreshInterval: 30         # seconds between pod list refreshes
+            tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token   # re-read at each refresh
+            caFile: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt     # verifies the kubelet
 
         """#
 

@@ -471,6 +471,19 @@ public struct MetricsEncoder: Sendable {
                 "When a config was last loaded successfully, start-up included.", .gauge, reload.timestamp,
                 into: &buffer)
         }
+        if let kubelet = context.kubelet {
+            writeFamily(
+                "flowstat_kubelet_last_success_timestamp_seconds",
+                "When the kubelet's pod list was last read, Unix seconds; 0 before the first success.", .gauge,
+                kubelet.lastSuccess ?? 0, into: &buffer)
+            writeFamily(
+                "flowstat_kubelet_refresh_failures_total",
+                "Pod list refreshes that failed (the last good list stays in use); the log says why and the fix.",
+                .counter, Double(kubelet.failures), into: &buffer)
+            writeFamily(
+                "flowstat_kubelet_pods", "Pods in the kubelet's pod list in use (the last good one).", .gauge,
+                Double(kubelet.pods), into: &buffer)
+        }
         if let dropped = context.seriesDropped {
             writeFamily(
                 "flowstat_series_dropped_total", "Per-flow series folded into aggregates by the cardinality cap.",
