@@ -10,7 +10,8 @@ import Testing
 /// answer over HTTPS with a CA made by openssl in the test, requiring the bearer token. The
 /// agent's exposition must name the flows as the answer does; a pod dropped from the answer
 /// loses its names; a stopped kubelet keeps the last good names and counts the failure; a
-/// kubelet whose certificate another CA signed is refused and reported. Root only (BPF,
+/// kubelet whose certificate another CA signed is refused and reported; flows that close
+/// are counted in `tcp_peer_*` under their pod's names (`aggregateBy`). Root only (BPF,
 /// cgroups), serialized.
 @Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates cgroups"))
 struct KubeletTests {
@@ -127,10 +128,12 @@ struct KubeletTests {
         children.append(server)
         #expect(server.readLine() == "ready")
         var localPorts: [String: [Int]] = [:]
+        var clients: [String: Child] = [:]
         for (name, cgroup) in [("web", web), ("proxy", proxy)] {
             let client = try WorkloadTests.peer(
                 in: mount + cgroup, ["connect", "127.0.0.1", String(port), "2", "1000"])
             children.append(client)
+            clients[name] = client
             let flows = try JSONDecoder().decode(
                 [WorkloadTests.ClientFlow].self, from: Data(try #require(client.readLine()).utf8))
             localPorts[name] = flows.map(\.localPort)
@@ -140,7 +143,7 @@ struct KubeletTests {
         let configPath = directory + "/config.yml"
         try """
         flowstat:
-          cardinality: {maxFlows: 0}
+          cardinality: {maxFlows: 0, aggregateBy: [namespace, pod, container]}
           labels: {container: true, pod: true, namespace: true}
           kubelet:
             url: https://127.0.0.1:\(kubeletPort)/pods
@@ -214,6 +217,32 @@ struct KubeletTests {
         #expect(try waitUntil(seconds: 10) { try metric("flowstat_kubelet_refresh_failures_total") ?? 0 >= before + 2 })
         #expect(try metric("flowstat_kubelet_last_success_timestamp_seconds") == lastSuccess)
         #expect(try webNamed())
+
+        // Closed flows are named too: the web client closes its two flows; the aggregates of
+        // closed flows count them under the pod's names (the server's ends, in no pod, apart).
+        let webClient = try #require(clients["web"])
+        webClient.send("close 2")
+        #expect(webClient.readLine() == "closed")
+        func closedTotal(_ labels: [String: String]) throws -> Double? {
+            try agent.scrape().samples("tcp_peer_flows_closed_total").first { sample in
+                sample.labels == labels
+            }?.value
+        }
+        // The flows opened before the agent (no direction seen): the service port is the end
+        // outside the kernel's ephemeral range, "ephemeral" when both are in it (the clients'
+        // ends always are).
+        let range = try String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+            .split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        let portLabel = range.count == 2 && (range[0]...range[1]).contains(port) ? "ephemeral" : String(port)
+        let podKey = [
+            "peer": "127.0.0.1", "port": portLabel, "namespace": "shop", "pod": "web-7d9f8c6b5-x2k4q",
+            "container": "nginx",
+        ]
+        let hostKey = ["peer": "127.0.0.1", "port": portLabel, "namespace": "", "pod": "", "container": ""]
+        // The host's key may also count other loopback flows closing on this machine: at least 2.
+        #expect(try waitUntil(seconds: 10) { try closedTotal(podKey) == 2 && closedTotal(hostKey) ?? 0 >= 2 })
+        #expect(try closedTotal(podKey) == 2, "\((try? agent.scrape().samples("tcp_peer_flows_closed_total")) ?? [])")
+        #expect(try closedTotal(hostKey) ?? 0 >= 2)
 
         #expect(agent.stop() == 0)
         agentStopped = true

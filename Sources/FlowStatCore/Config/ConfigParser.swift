@@ -668,7 +668,7 @@ private struct ConfigReader {
             }
         }
         if let cardinality = sections["cardinality"] {
-            let fields = try cardinality.entries(["maxFlows", "rankBy", "maxAggregates"])
+            let fields = try cardinality.entries(["maxFlows", "rankBy", "maxAggregates", "aggregateBy"])
             if let maxFlows = fields["maxFlows"] {
                 config.cardinality.maxFlows = try maxFlows.integer(
                     in: FlowStatConfig.maxFlowsRange, unit: " (0: no cap)")
@@ -676,6 +676,11 @@ private struct ConfigReader {
             if let rank = fields["rankBy"] { config.cardinality.rankBy = try rank.choice(FlowRank.self) }
             if let maxAggregates = fields["maxAggregates"] {
                 config.cardinality.maxAggregates = try maxAggregates.integer(in: FlowStatConfig.maxAggregatesRange)
+            }
+            if let aggregateBy = fields["aggregateBy"] {
+                var labels: Set<AggregateLabel> = []
+                for item in try aggregateBy.list() { labels.insert(try item.choice(AggregateLabel.self)) }
+                config.cardinality.aggregateBy = labels
             }
         }
         if let labels = sections["labels"] {

@@ -55,6 +55,9 @@ public struct FlowStatConfig: Sendable, Equatable {
         public var rankBy: FlowRank = .bytes
         /// Aggregate series the folded flows may use before they fold into `other`. Default 500.
         public var maxAggregates = 500
+        /// Workload labels (`namespace`, `pod`, `container`) that key the aggregates besides
+        /// peer and port (`aggregateBy`). Default none.
+        public var aggregateBy: Set<AggregateLabel> = []
         public init() {}
     }
 
@@ -120,12 +123,14 @@ public struct FlowStatConfig: Sendable, Equatable {
     /// labels.
     public var needsWorkloads: Bool {
         labels.container || labels.pod || labels.namespace || selection.needsWorkload
+            || !cardinality.aggregateBy.isEmpty
     }
 
     /// Whether pod names are needed, so the kubelet client runs: pod or namespace labels, or
     /// selection by namespace or pod. The container label alone shows container ids.
     public var needsKubelet: Bool {
         labels.pod || labels.namespace || !selection.namespaces.isEmpty || !selection.pods.isEmpty
+            || cardinality.aggregateBy.contains(.pod) || cardinality.aggregateBy.contains(.namespace)
     }
 
     /// Whether flows need their owning process (pid, comm) looked up: selection by process

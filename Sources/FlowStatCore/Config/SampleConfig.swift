@@ -65,6 +65,7 @@ extension FlowStatConfig {
             maxFlows: 2000              # flows with their own series; 0: no cap
             rankBy: bytes               # bytes, retransmits or rtt: which flows keep series
             maxAggregates: 500          # per-peer/per-port aggregates for the other flows
+            aggregateBy: []             # also key aggregates by namespace, pod, container
           labels:
             netns: false                # netns label on every flow (--netns-label)
             pid: false                  # pid label

@@ -34,6 +34,8 @@ public struct MetricsEncoder: Sendable {
         public var containerLabel: Bool
         public var podLabel: Bool
         public var namespaceLabel: Bool
+        /// Workload labels written on the `tcp_peer_*` aggregates (their keys carry them).
+        public var aggregateLabels: Set<AggregateLabel> = []
 
         public init(
             netnsLabel: Bool = false, output: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
@@ -348,7 +350,14 @@ public struct MetricsEncoder: Sendable {
         let labels = aggregates.map { aggregate -> [(name: StaticString, value: String)] in
             let peer: StaticString = "peer"
             let port: StaticString = "port"
-            return [(peer, aggregate.key.peerLabel), (port, aggregate.key.portLabel)]
+            var labels: [(name: StaticString, value: String)] = [
+                (peer, aggregate.key.peerLabel), (port, aggregate.key.portLabel),
+            ]
+            let workload = aggregate.key.workload
+            if options.aggregateLabels.contains(.namespace) { labels.append(("namespace", workload.namespace)) }
+            if options.aggregateLabels.contains(.pod) { labels.append(("pod", workload.pod)) }
+            if options.aggregateLabels.contains(.container) { labels.append(("container", workload.container)) }
+            return labels
         }
         func family(
             _ name: StaticString, _ help: StaticString, _ type: MetricType, _ value: (Aggregate) -> UInt64

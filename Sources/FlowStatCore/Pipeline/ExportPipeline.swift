@@ -104,15 +104,17 @@ public final class ExportPipeline: Sendable {
                 namespaceLabel: config.labels.namespace)
             work.limiter.limits = CardinalityLimits(
                 maxFlows: config.cardinality.maxFlows, rankBy: config.cardinality.rankBy,
-                maxAggregates: config.cardinality.maxAggregates)
+                maxAggregates: config.cardinality.maxAggregates, aggregateLabels: config.cardinality.aggregateBy)
+            work.encoder.options.aggregateLabels = config.cardinality.aggregateBy
             work.attributor = config.needsProcessAttribution ? (work.attributor ?? ProcessAttributor()) : nil
             work.workloadsOnScrape = config.needsWorkloads
             work.view = nil
             defer { work.filter = filter }
-            return work.filter
+            return (filter: work.filter, workloads: config.needsWorkloads ? work.workloads : nil)
         }
-        source.closedFlows?.select(with: filter)
-        previous?.resolver?.stop()
+        source.closedFlows?.configure(
+            selection: filter, labels: config.cardinality.aggregateBy, workloads: previous.workloads)
+        previous.filter?.resolver?.stop()
         applyKubelet(config)
     }
 
