@@ -97,6 +97,97 @@ struct KubeletClientTests {
         #expect(try FlowStatConfig(yaml: FlowStatConfig.sampleYAML).kubelet == FlowStatConfig.Kubelet())
     }
 
+    @Test("check-config's summary shows the workload labels, aggregate keys, kubernetes selection and the kubelet")
+    func summary() throws {
+        let config = try FlowStatConfig(
+            yaml: """
+                logic: {selection: {kubernetes: {namespaces: [shop, web], pods: [api]}}}
+                flowstat:
+                  labels: {pod: true, namespace: true}
+                  cardinality: {aggregateBy: [pod]}
+                  kubelet: {url: "https://10.0.0.7:10250/pods", refreshInterval: 15}
+                """)
+        #expect(config.summary.contains("extra labels: pod, namespace"), "\(config.summary)")
+        #expect(config.summary.contains("  aggregates keyed also by: pod\n"), "\(config.summary)")
+        #expect(config.summary.contains("  kubelet: https://10.0.0.7:10250/pods, every 15 s"), "\(config.summary)")
+        #expect(
+            config.summary.contains("selection: kubernetes (namespace shop or namespace web) and (pod api)"),
+            "\(config.summary)")
+        let plain = FlowStatConfig().summary
+        #expect(!plain.contains("kubelet") && !plain.contains("aggregates keyed"))
+    }
+
+    @Test(
+        "a full node's pod list (110 pods, the kubelet's default maximum) parses off the scrape path in well under a refresh"
+    )
+    func parseCost() throws {
+        let text = try String(contentsOfFile: Fixtures.directory + "/kubelet/pods.json", encoding: .utf8)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let template = try #require((document["items"] as? [[String: Any]])?.first)
+        var items: [[String: Any]] = []
+        for index in 0..<110 {
+            var item = template
+            var metadata = try #require(item["metadata"] as? [String: Any])
+            metadata["uid"] = String(format: "0b3c1f4e-8a8f-4c4b-9d4e-%012x", index)
+            metadata["name"] = "web-\(index)"
+            item["metadata"] = metadata
+            items.append(item)
+        }
+        var list = document
+        list["items"] = items
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: list), as: UTF8.self)
+        let clock = ContinuousClock()
+        var pods: [PodMetadata] = []
+        let elapsed = try clock.measure { pods = try PodList.parse(body) }
+        #expect(pods.count == 110)
+        print("pod list of 110 pods, \(body.utf8.count) bytes: parsed in \(elapsed)")
+        #expect(elapsed < .seconds(5))
+    }
+
+    @Test("the pipeline runs a client only while names are needed and a kubelet is known; a reload stops it")
+    func pipelineLifecycle() throws {
+        let source = FakeFlowSource(snapshot: Fixtures.snapshot, info: Fixtures.sourceInfo)
+        var config = FlowStatConfig()
+        config.labels.container = true
+        // A kubelet address nothing answers on: refreshes fail, which is all this test needs.
+        let environment: @Sendable (String) -> String? = { $0 == "NODE_IP" ? "127.0.0.1" : nil }
+        config.kubelet.url = KubeletURL(host: "127.0.0.1", port: try Self.closedPort())
+        let pipeline = ExportPipeline(
+            source: source, config: config, build: Fixtures.build, logger: LogCapture().logger, environment: environment
+        )
+        defer { pipeline.stop() }
+        #expect(pipeline.kubeletStatus == nil, "the container label alone needs no names")
+        #expect(!String(buffer: try pipeline.scrape()).contains("flowstat_kubelet_"))
+        config.labels.pod = true
+        pipeline.apply(config)
+        #expect(pipeline.kubeletStatus != nil)
+        #expect(waitFor { (pipeline.kubeletStatus?.failures ?? 0) >= 1 })
+        #expect(String(buffer: try pipeline.scrape()).contains("\nflowstat_kubelet_refresh_failures_total "))
+        config.labels.pod = false
+        pipeline.apply(config)
+        #expect(pipeline.kubeletStatus == nil)
+        // Not on Kubernetes (no URL, no NODE_IP/NODE_NAME): no client even with the labels on.
+        let elsewhere = ExportPipeline(
+            source: source,
+            config: {
+                var plain = FlowStatConfig()
+                plain.labels.pod = true
+                return plain
+            }(),
+            build: Fixtures.build, logger: LogCapture().logger, environment: { _ in nil })
+        defer { elsewhere.stop() }
+        #expect(elsewhere.kubeletStatus == nil)
+    }
+
+    private func waitFor(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
     @Test("answers other than 200 name the problem and the fix (403: RBAC nodes/proxy)")
     func statusMessages() {
         let url = KubeletURL(host: "10.0.0.2")
