@@ -10,7 +10,8 @@ import Testing
 /// answer over HTTPS with a CA made by openssl in the test, requiring the bearer token. The
 /// agent's exposition must name the flows as the answer does; a pod dropped from the answer
 /// loses its names; a stopped kubelet keeps the last good names and counts the failure; a
-/// kubelet whose certificate another CA signed is refused and reported; flows that close
+/// kubelet whose certificate another CA signed is refused and reported, as are a stale token
+/// (401) and a token without the RBAC grant (403); flows that close
 /// are counted in `tcp_peer_*` under their pod's names (`aggregateBy`). Root only (BPF,
 /// cgroups), serialized.
 @Suite(.serialized, .enabled(if: isRoot, "needs root: loads BPF programs and creates cgroups"))
@@ -194,6 +195,22 @@ struct KubeletTests {
         #expect(rotated)
         #expect(try metric("flowstat_kubelet_refresh_failures_total") == 0)
 
+        // A token the kubelet does not accept (401), then one whose account lacks the RBAC
+        // grant (403): each counted, each logged with its fix (checked in the log below).
+        try "token-stale\n".write(toFile: directory + "/token", atomically: true, encoding: .utf8)
+        #expect(try waitUntil(seconds: 10) { try metric("flowstat_kubelet_refresh_failures_total") ?? 0 >= 1 })
+        try "token-no-rbac\n".write(toFile: directory + "/forbidden-token", atomically: true, encoding: .utf8)
+        try "token-no-rbac\n".write(toFile: directory + "/token", atomically: true, encoding: .utf8)
+        let denied = try #require(try metric("flowstat_kubelet_refresh_failures_total"))
+        #expect(try waitUntil(seconds: 10) { try metric("flowstat_kubelet_refresh_failures_total") ?? 0 > denied })
+        try "token-two\n".write(toFile: directory + "/token", atomically: true, encoding: .utf8)
+        let recovered = try #require(try metric("flowstat_kubelet_last_success_timestamp_seconds"))
+        #expect(
+            try waitUntil(seconds: 10) {
+                try metric("flowstat_kubelet_last_success_timestamp_seconds") ?? 0 > recovered
+            })
+        #expect(try webNamed(), "names kept through the refused refreshes: \(describe("web"))")
+
         // kube-proxy's pod leaves the answer: its flows keep the ids their cgroup names, no names.
         try Self.podList(removing: [Self.proxyUID]).write(to: URL(fileURLWithPath: directory + "/pods.json"))
         let left = try waitUntil(seconds: 10) {
@@ -206,7 +223,8 @@ struct KubeletTests {
         // The kubelet stops: failures are counted, the last good names stay.
         kubelet.stop()
         let lastSuccess = try #require(try metric("flowstat_kubelet_last_success_timestamp_seconds"))
-        #expect(try waitUntil(seconds: 10) { try metric("flowstat_kubelet_refresh_failures_total") ?? 0 >= 2 })
+        let failed = try #require(try metric("flowstat_kubelet_refresh_failures_total"))
+        #expect(try waitUntil(seconds: 10) { try metric("flowstat_kubelet_refresh_failures_total") ?? 0 >= failed + 2 })
         #expect(try webNamed(), "web flows: \(describe("web"))")
         #expect(try metric("flowstat_kubelet_pods") == 2)
         #expect(try metric("flowstat_kubelet_last_success_timestamp_seconds") == lastSuccess)
@@ -250,6 +268,10 @@ struct KubeletTests {
         #expect(log.contains("cannot connect to the kubelet at 127.0.0.1:\(kubeletPort)"), "\(log)")
         #expect(log.contains("is not signed by the CA in \(directory)/cluster-ca.crt"), "\(log)")
         #expect(log.contains("serverTLSBootstrap"), "\(log)")
+        #expect(log.contains("refused the service account token (HTTP 401 Unauthorized)"), "\(log)")
+        #expect(
+            log.contains("forbids GET /pods (HTTP 403 Forbidden); fix: grant the service account get on nodes/proxy"),
+            "\(log)")
         #expect(log.contains("keeping the last good list (2 pods)"), "\(log)")
     }
 }

@@ -7,11 +7,13 @@ cannot run on the test machine).
 
 Serves GET /pods over HTTPS (CERT/KEY, TLS 1.2+) on 127.0.0.1:PORT (0: any free port) and
 prints "ready PORT". Like the kubelet, it answers 401 to a request without the bearer
-token, which it reads from TOKEN_FILE at every request (so a test can rotate it), and 404 to
-other paths. The answer is PODS_FILE as it is at the request, so a test changes the pod
+token, which it reads from TOKEN_FILE at every request (so a test can rotate it), 403 to
+the token in TOKEN_FILE's directory's `forbidden-token` (an account without the RBAC grant
+nodes/proxy), and 404 to other paths. The answer is PODS_FILE as it is at the request, so a test changes the pod
 list by rewriting the file. Each request is logged on stderr: "GET /pods 200".
 """
 import http.server
+import os
 import ssl
 import sys
 
@@ -26,7 +28,15 @@ def main():
         def do_GET(self):
             with open(token_file) as f:
                 token = f.read().strip()
-            if self.headers.get("Authorization") != "Bearer " + token:
+            try:
+                with open(os.path.join(os.path.dirname(token_file), "forbidden-token")) as f:
+                    forbidden = f.read().strip()
+            except FileNotFoundError:
+                forbidden = None
+            sent = self.headers.get("Authorization")
+            if forbidden and sent == "Bearer " + forbidden:
+                self.answer(403, b"Forbidden (user=system:serviceaccount:flowstat:flowstat, verb=get, resource=nodes, subresource(s)=[proxy])", "text/plain")
+            elif sent != "Bearer " + token:
                 self.answer(401, b"Unauthorized", "text/plain")
             elif self.path.split("?")[0] != "/pods":
                 self.answer(404, b"404 page not found", "text/plain")
