@@ -58,7 +58,7 @@ struct DeploymentKitTests {
         let tests = try String(contentsOfFile: Self.path("deploy/prometheus/rules_test.yml"), encoding: .utf8)
         for alert in [
             "FlowstatHighRTT", "FlowstatHighRetransmitRate", "FlowstatFlowChurnSpike", "FlowstatAgentDown",
-            "FlowstatMapEvictions",
+            "FlowstatMapEvictions", "FlowstatKubeletStale",
         ] {
             #expect(tests.contains("alertname: \(alert)"), "no unit test for \(alert)")
         }
@@ -95,7 +95,11 @@ struct DeploymentKitTests {
         let source = FakeFlowSource(snapshot: snapshot, info: info)
         var config = FlowStatConfig()
         config.cardinality.maxFlows = 1
+        // Pod names asked for, from a kubelet that does not answer: the kubelet self-metrics.
+        config.labels.pod = true
+        config.kubelet.url = KubeletURL(host: "127.0.0.1", port: try Agent.freePort())
         let pipeline = ExportPipeline(source: source, config: config)
+        defer { pipeline.stop() }
         pipeline.recordReload(successful: true)
         _ = try pipeline.scrape()
         let buffer = try pipeline.scrape()
@@ -119,7 +123,7 @@ struct DeploymentKitTests {
             "tcp_rtt_seconds_bucket", "tcp_flow_rtt_seconds", "tcp_flow_duration_seconds_bucket",
             "tcp_flow_bytes_count", "tcp_peer_flows_closed_total", "flowstat_series_dropped_total",
             "flowstat_config_last_reload_successful", "flowstat_events_lost_total",
-            "flowstat_source_hook_missing",
+            "flowstat_source_hook_missing", "flowstat_kubelet_last_success_timestamp_seconds",
         ] {
             #expect(names.contains(name), "\(name) is in no exposition: the path that emits it was not taken")
         }
