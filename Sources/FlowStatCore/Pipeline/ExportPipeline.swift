@@ -96,7 +96,7 @@ public final class ExportPipeline: Sendable {
     public func apply(_ config: FlowStatConfig) {
         let filter = config.selection.selectsEverything ? nil : FlowFilter(selection: config.selection)
         filter?.resolver?.start()
-        let previous = work.withLockedValue { work in
+        let (previousFilter, closedFlowWorkloads) = work.withLockedValue { work in
             work.encoder.options = MetricsEncoder.Options(
                 netnsLabel: config.labels.netns, output: config.output, labelFolding: config.labelFolding,
                 enabledFlowMetrics: config.metrics, pidLabel: config.labels.pid, commLabel: config.labels.comm,
@@ -110,11 +110,12 @@ public final class ExportPipeline: Sendable {
             work.workloadsOnScrape = config.needsWorkloads
             work.view = nil
             defer { work.filter = filter }
-            return (filter: work.filter, workloads: config.needsWorkloads ? work.workloads : nil)
+            // Closed flows need their workload where live ones do: selection, labels, keys.
+            return (work.filter, config.needsWorkloads ? work.workloads : nil)
         }
         source.closedFlows?.configure(
-            selection: filter, labels: config.cardinality.aggregateBy, workloads: previous.workloads)
-        previous.filter?.resolver?.stop()
+            selection: filter, labels: config.cardinality.aggregateBy, workloads: closedFlowWorkloads)
+        previousFilter?.resolver?.stop()
         applyKubelet(config)
     }
 
