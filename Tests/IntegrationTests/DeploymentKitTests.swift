@@ -58,7 +58,7 @@ struct DeploymentKitTests {
         let tests = try String(contentsOfFile: Self.path("deploy/prometheus/rules_test.yml"), encoding: .utf8)
         for alert in [
             "FlowstatHighRTT", "FlowstatHighRetransmitRate", "FlowstatFlowChurnSpike", "FlowstatAgentDown",
-            "FlowstatMapEvictions",
+            "FlowstatMapEvictions", "FlowstatKubeletStale",
         ] {
             #expect(tests.contains("alertname: \(alert)"), "no unit test for \(alert)")
         }
@@ -95,7 +95,11 @@ struct DeploymentKitTests {
         let source = FakeFlowSource(snapshot: snapshot, info: info)
         var config = FlowStatConfig()
         config.cardinality.maxFlows = 1
+        // Pod names asked for, from a kubelet that does not answer: the kubelet self-metrics.
+        config.labels.pod = true
+        config.kubelet.url = KubeletURL(host: "127.0.0.1", port: try Agent.freePort())
         let pipeline = ExportPipeline(source: source, config: config)
+        defer { pipeline.stop() }
         pipeline.recordReload(successful: true)
         _ = try pipeline.scrape()
         let buffer = try pipeline.scrape()
@@ -119,7 +123,7 @@ struct DeploymentKitTests {
             "tcp_rtt_seconds_bucket", "tcp_flow_rtt_seconds", "tcp_flow_duration_seconds_bucket",
             "tcp_flow_bytes_count", "tcp_peer_flows_closed_total", "flowstat_series_dropped_total",
             "flowstat_config_last_reload_successful", "flowstat_events_lost_total",
-            "flowstat_source_hook_missing",
+            "flowstat_source_hook_missing", "flowstat_kubelet_last_success_timestamp_seconds",
         ] {
             #expect(names.contains(name), "\(name) is in no exposition: the path that emits it was not taken")
         }
@@ -244,6 +248,83 @@ struct DeploymentKitTests {
             ((((daemonSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["metadata"]
                 as? [String: Any])?["annotations"] as? [String: String]) ?? [:]
         #expect(annotations["prometheus.io/port"] == String(containerPort))
+    }
+
+    @Test(
+        "the DaemonSet's RBAC grants what the kubelet client asks (GET /pods: get on nodes/proxy), to the service account it runs as; its env and config give the client a URL"
+    )
+    func kubeletAccess() throws {
+        let documents = try #require(
+            try Self.helper(["yaml", Self.path("deploy/kubernetes/daemonset.yaml")]) as? [[String: Any]])
+        func named(_ kind: String) -> [[String: Any]] { documents.filter { $0["kind"] as? String == kind } }
+        func metadata(_ document: [String: Any]) -> [String: Any] { document["metadata"] as? [String: Any] ?? [:] }
+        let daemonSet = try #require(named("DaemonSet").first)
+        let namespace = try #require(metadata(daemonSet)["namespace"] as? String)
+        let spec = try #require(
+            ((daemonSet["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+        let account = try #require(spec["serviceAccountName"] as? String)
+        #expect(spec["automountServiceAccountToken"] as? Bool != false, "the client reads the mounted token")
+        #expect(
+            named("ServiceAccount").contains {
+                metadata($0)["name"] as? String == account && metadata($0)["namespace"] as? String == namespace
+            }, "no ServiceAccount \(namespace)/\(account)")
+
+        // What the client requests, from its own defaults: GET of KubeletURL's default path.
+        // The kubelet authorizes a path outside /stats, /metrics, /logs and /spec as the
+        // nodes/proxy subresource, and GET as verb get (kubelet authn/authz documentation).
+        let path = KubeletURL(host: "node").path
+        #expect(path == "/pods")
+        let (resource, verb) = ("nodes/proxy", "get")
+        let bindings = named("ClusterRoleBinding").filter { binding in
+            (binding["subjects"] as? [[String: Any]] ?? []).contains {
+                $0["kind"] as? String == "ServiceAccount" && $0["name"] as? String == account
+                    && $0["namespace"] as? String == namespace
+            }
+        }
+        let granted = bindings.contains { binding in
+            guard let reference = binding["roleRef"] as? [String: Any], reference["kind"] as? String == "ClusterRole",
+                reference["apiGroup"] as? String == "rbac.authorization.k8s.io",
+                let role = named("ClusterRole").first(where: {
+                    metadata($0)["name"] as? String == reference["name"] as? String
+                })
+            else { return false }
+            return (role["rules"] as? [[String: Any]] ?? []).contains { rule in
+                (rule["apiGroups"] as? [String] ?? []).contains("")
+                    && (rule["resources"] as? [String] ?? []).contains(resource)
+                    && (rule["verbs"] as? [String] ?? []).contains(verb)
+            }
+        }
+        #expect(granted, "no ClusterRole bound to \(namespace)/\(account) grants \(verb) on \(resource)")
+        // Least privilege: nothing that writes, nor secrets.
+        for role in named("ClusterRole") {
+            for rule in role["rules"] as? [[String: Any]] ?? [] {
+                #expect(Set(rule["verbs"] as? [String] ?? []).isSubset(of: ["get", "list", "watch"]), "\(rule)")
+                #expect(!(rule["resources"] as? [String] ?? []).contains("secrets"), "\(rule)")
+            }
+        }
+
+        // The env the client's default URL reads, from the downward API.
+        let container = try #require((spec["containers"] as? [[String: Any]])?.first)
+        var fields: [String: String] = [:]
+        for variable in container["env"] as? [[String: Any]] ?? [] {
+            let reference = ((variable["valueFrom"] as? [String: Any])?["fieldRef"] as? [String: Any])?["fieldPath"]
+            if let name = variable["name"] as? String, let field = reference as? String { fields[name] = field }
+        }
+        #expect(fields["NODE_IP"] == "status.hostIP" && fields["NODE_NAME"] == "spec.nodeName", "\(fields)")
+        let resolved = KubeletURL.fromEnvironment { fields[$0] == nil ? nil : "10.0.0.7" }
+        #expect(resolved?.description == "https://10.0.0.7:10250/pods")
+
+        // The config it mounts loads, and turns the labels (and so the client) on.
+        let configMap = try #require(named("ConfigMap").first)
+        let text = try #require((configMap["data"] as? [String: String])?["config.yml"])
+        let config = try FlowStatConfig(yaml: text)
+        #expect(config.labels.pod && config.labels.namespace && config.labels.container && config.needsKubelet)
+        let arguments = try #require(container["args"] as? [String])
+        let mounts = container["volumeMounts"] as? [[String: Any]] ?? []
+        let mount = try #require(mounts.first { $0["name"] as? String == "config" }?["mountPath"] as? String)
+        #expect(arguments.contains("--config=\(mount)/config.yml"))
+        // The image make image names (scripts/image.py: flowstat:TAG).
+        #expect((container["image"] as? String)?.hasPrefix("flowstat:") == true)
     }
 }
 

@@ -27,10 +27,14 @@ public struct AggregateKey: Hashable, Sendable, Comparable, CustomStringConverti
 
     public var peer: Peer
     public var port: Port
+    /// The flows' namespace, pod and container, where `flowstat.cardinality.aggregateBy`
+    /// asks for them; empty otherwise, and in folded keys.
+    public var workload: AggregateWorkload
 
-    public init(peer: Peer, port: Port) {
+    public init(peer: Peer, port: Port, workload: AggregateWorkload = AggregateWorkload()) {
         self.peer = peer
         self.port = port
+        self.workload = workload
     }
 
     /// The key everything folds into last.
@@ -53,10 +57,52 @@ public struct AggregateKey: Hashable, Sendable, Comparable, CustomStringConverti
         }
     }
 
-    public var description: String { "peer=\(peerLabel) port=\(portLabel)" }
+    public var description: String {
+        "peer=\(peerLabel) port=\(portLabel)" + (workload.isEmpty ? "" : " \(workload)")
+    }
 
     public static func < (lhs: AggregateKey, rhs: AggregateKey) -> Bool {
-        (lhs.peer, lhs.port) < (rhs.peer, rhs.port)
+        (lhs.peer, lhs.port, lhs.workload) < (rhs.peer, rhs.port, rhs.workload)
+    }
+}
+
+/// A workload label that may key the `tcp_peer_*` aggregates (`flowstat.cardinality.aggregateBy`).
+public enum AggregateLabel: String, Sendable, Hashable, CaseIterable {
+    case namespace, pod, container
+}
+
+/// The workload part of an aggregate key: the values of the labels the config keys
+/// aggregates by, as the per-flow labels write them (cut at 253 bytes); "" for the others.
+public struct AggregateWorkload: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var namespace = ""
+    public var pod = ""
+    public var container = ""
+
+    public init(namespace: String = "", pod: String = "", container: String = "") {
+        self.namespace = namespace
+        self.pod = pod
+        self.container = container
+    }
+
+    /// The values of `labels` for a flow run by `workload` (nil: unknown, all empty).
+    public init(_ workload: Workload?, labels: Set<AggregateLabel>) {
+        guard let workload, !labels.isEmpty else { return }
+        func cut(_ value: String) -> String {
+            var text = Substring(value)
+            while text.utf8.count > 253 { text = text.dropLast() }
+            return String(text)
+        }
+        if labels.contains(.namespace) { namespace = cut(workload.namespaceLabel) }
+        if labels.contains(.pod) { pod = cut(workload.podLabel) }
+        if labels.contains(.container) { container = cut(workload.containerLabel) }
+    }
+
+    public var isEmpty: Bool { namespace.isEmpty && pod.isEmpty && container.isEmpty }
+
+    public var description: String { "namespace=\(namespace) pod=\(pod) container=\(container)" }
+
+    public static func < (lhs: AggregateWorkload, rhs: AggregateWorkload) -> Bool {
+        (lhs.namespace, lhs.pod, lhs.container) < (rhs.namespace, rhs.pod, rhs.container)
     }
 }
 
@@ -143,7 +189,10 @@ public struct ServicePorts: Sendable, Hashable {
         return AggregateKey(peer: .address(peer), port: port)
     }
 
-    public func key(of flow: borrowing FlowSample) -> AggregateKey {
-        key(local: flow.key.localPort, remote: flow.key.remotePort, peer: flow.key.remote, direction: flow.direction)
+    public func key(of flow: borrowing FlowSample, labels: Set<AggregateLabel> = []) -> AggregateKey {
+        var key = key(
+            local: flow.key.localPort, remote: flow.key.remotePort, peer: flow.key.remote, direction: flow.direction)
+        if !labels.isEmpty { key.workload = AggregateWorkload(flow.workload, labels: labels) }
+        return key
     }
 }

@@ -12,15 +12,18 @@ public struct CardinalityLimits: Sendable, Hashable {
     /// Aggregates with no live flow and no closed flow for this long are dropped, which
     /// frees their slot for new peers (their series go stale in Prometheus). Seconds.
     public var aggregateIdleTimeout: Double
+    /// Workload labels that key aggregates besides peer and port (`aggregateBy`).
+    public var aggregateLabels: Set<AggregateLabel>
 
     public init(
         maxFlows: Int = 2_000, rankBy: FlowRank = .bytes, maxAggregates: Int = 500,
-        aggregateIdleTimeout: Double = 900
+        aggregateIdleTimeout: Double = 900, aggregateLabels: Set<AggregateLabel> = []
     ) {
         self.maxFlows = maxFlows
         self.rankBy = rankBy
         self.maxAggregates = maxAggregates
         self.aggregateIdleTimeout = aggregateIdleTimeout
+        self.aggregateLabels = aggregateLabels
     }
 }
 
@@ -131,7 +134,7 @@ public struct CardinalityLimiter: Sendable {
                     kept.append(flows[index])
                     continue
                 }
-                let key = servicePorts.key(of: flows[index])
+                let key = servicePorts.key(of: flows[index], labels: limits.aggregateLabels)
                 let slot = slotOfKey[key, default: keys.count]
                 if slot == keys.count {
                     slotOfKey[key] = slot

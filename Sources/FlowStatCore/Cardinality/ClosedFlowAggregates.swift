@@ -18,6 +18,8 @@ public final class ClosedFlowAggregates: Sendable {
     private struct State {
         var pending: [AggregateKey: FlowTotals] = [:]
         var selection: FlowFilter?
+        var labels: Set<AggregateLabel> = []
+        var workloads: WorkloadResolver?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -32,18 +34,33 @@ public final class ClosedFlowAggregates: Sendable {
         state.withLockedValue { $0.selection = filter?.selectsEverything == true ? nil : filter }
     }
 
+    /// From now on: counts only the flows `filter` selects (nil: every flow), keys them by
+    /// `labels` besides peer and port, and resolves their cgroups with `workloads` (nil:
+    /// not needed) so that both can use the container and pod of a flow that closed.
+    public func configure(selection filter: FlowFilter?, labels: Set<AggregateLabel>, workloads: WorkloadResolver?) {
+        state.withLockedValue { state in
+            state.selection = filter?.selectsEverything == true ? nil : filter
+            state.labels = labels
+            state.workloads = workloads
+        }
+    }
+
     /// Adds closed flows (their state at the close, owner included: there is no process
     /// left to look up).
     public func add(_ flows: [FlowSample]) {
         guard !flows.isEmpty else { return }
-        let filter = state.withLockedValue { $0.selection }
+        let (filter, labels, workloads) = state.withLockedValue { ($0.selection, $0.labels, $0.workloads) }
+        var flows = flows
+        // The cgroup recorded at the close names the container; its cgroup is usually still
+        // there (or cached from the scrapes that saw the flow live).
+        workloads?.fill(&flows)
         var keyed: [(AggregateKey, FlowTotals)] = []
         keyed.reserveCapacity(flows.count)
         let matcher = filter?.matcher()
         for flow in flows where matcher?.selects(flow) ?? true {
             var totals = FlowTotals()
             totals.add(flow)
-            keyed.append((servicePorts.key(of: flow), totals))
+            keyed.append((servicePorts.key(of: flow, labels: labels), totals))
         }
         state.withLockedValue { state in
             for (key, totals) in keyed {

@@ -203,6 +203,15 @@ struct ConfigNode {
     }
 
     /// A list's items; a single value is taken as a list of one.
+    /// A string that is an absolute path (the agent's working directory is no place to look).
+    func absolutePath() throws(ConfigError) -> String {
+        let text = try string()
+        guard text.hasPrefix("/") else {
+            throw error("\(found) is not an absolute path", fix: "write the file's absolute path, starting with /")
+        }
+        return text
+    }
+
     func list() throws(ConfigError) -> [ConfigNode] {
         switch node {
         case .sequence(let sequence):
@@ -582,7 +591,9 @@ private struct ConfigReader {
     // MARK: flowstat
 
     private func readExtensions(_ node: ConfigNode, into config: inout FlowStatConfig) throws(ConfigError) {
-        let sections = try node.entries(["output", "source", "web", "bpf", "sampling", "cardinality", "labels"])
+        let sections = try node.entries([
+            "output", "source", "web", "bpf", "sampling", "cardinality", "labels", "kubelet",
+        ])
         if let source = sections["source"] { config.source = try source.choice(SourceChoice.self) }
         if let output = sections["output"] {
             let text = try output.string()
@@ -657,7 +668,7 @@ private struct ConfigReader {
             }
         }
         if let cardinality = sections["cardinality"] {
-            let fields = try cardinality.entries(["maxFlows", "rankBy", "maxAggregates"])
+            let fields = try cardinality.entries(["maxFlows", "rankBy", "maxAggregates", "aggregateBy"])
             if let maxFlows = fields["maxFlows"] {
                 config.cardinality.maxFlows = try maxFlows.integer(
                     in: FlowStatConfig.maxFlowsRange, unit: " (0: no cap)")
@@ -665,6 +676,11 @@ private struct ConfigReader {
             if let rank = fields["rankBy"] { config.cardinality.rankBy = try rank.choice(FlowRank.self) }
             if let maxAggregates = fields["maxAggregates"] {
                 config.cardinality.maxAggregates = try maxAggregates.integer(in: FlowStatConfig.maxAggregatesRange)
+            }
+            if let aggregateBy = fields["aggregateBy"] {
+                var labels: Set<AggregateLabel> = []
+                for item in try aggregateBy.list() { labels.insert(try item.choice(AggregateLabel.self)) }
+                config.cardinality.aggregateBy = labels
             }
         }
         if let labels = sections["labels"] {
@@ -675,6 +691,27 @@ private struct ConfigReader {
             if let container = fields["container"] { config.labels.container = try container.bool() }
             if let pod = fields["pod"] { config.labels.pod = try pod.bool() }
             if let namespace = fields["namespace"] { config.labels.namespace = try namespace.bool() }
+        }
+        if let kubelet = sections["kubelet"] {
+            let fields = try kubelet.entries(["url", "refreshInterval", "tokenFile", "caFile"])
+            if let url = fields["url"] {
+                let text = try url.string()
+                do {
+                    config.kubelet.url = try text.isEmpty ? nil : KubeletURL(parsing: text)
+                } catch {
+                    throw url.error(error.description, fix: "write https://NODE:10250/pods, or \"\" for $NODE_IP")
+                }
+            }
+            if let interval = fields["refreshInterval"] {
+                let seconds = try interval.number()
+                guard FlowStatConfig.kubeletRefreshIntervalRange.contains(seconds) else {
+                    throw interval.error(
+                        "\(interval.found) s is out of range", fix: "write seconds from 1 to 3600, e.g. 30")
+                }
+                config.kubelet.refreshInterval = seconds
+            }
+            if let token = fields["tokenFile"] { config.kubelet.tokenFile = try token.absolutePath() }
+            if let ca = fields["caFile"] { config.kubelet.caFile = try ca.absolutePath() }
         }
     }
 }

@@ -13,8 +13,12 @@ extension FlowStatConfig {
             cardinality.maxFlows == 0
             ? "off"
             : "\(cardinality.maxFlows) flows by \(cardinality.rankBy.rawValue), \(cardinality.maxAggregates) aggregates"
-        let optionalLabels = [("netns", labels.netns), ("pid", labels.pid), ("comm", labels.comm)].filter(\.1).map(\.0)
-        return [
+        let aggregateKeys = AggregateLabel.allCases.filter(cardinality.aggregateBy.contains).map(\.rawValue)
+        let optionalLabels = [
+            ("netns", labels.netns), ("pid", labels.pid), ("comm", labels.comm), ("container", labels.container),
+            ("pod", labels.pod), ("namespace", labels.namespace),
+        ].filter(\.1).map(\.0)
+        var lines = [
             "  per-flow metrics: \(enabled.isEmpty ? "none" : enabled.joined(separator: ", "))"
                 + " (\(enabled.count) of \(FlowMetric.allCases.count))",
             "  RTT histogram: \(histogram)",
@@ -24,7 +28,15 @@ extension FlowStatConfig {
             "  listen: \(listenAddress), map entries: \(bpf.mapEntries), refresh: \(bpf.refresh ? "on" : "off")"
                 + ", min update interval: \(PrometheusText.format(sampling.minUpdateInterval)) s",
             "  cardinality cap: \(cap)",
-        ].joined(separator: "\n")
+        ]
+        if !aggregateKeys.isEmpty {
+            lines.append("  aggregates keyed also by: \(aggregateKeys.joined(separator: ", "))")
+        }
+        if needsKubelet {
+            let url = kubelet.url?.description ?? "https://$NODE_IP:10250/pods (else $NODE_NAME)"
+            lines.append("  kubelet: \(url), every \(PrometheusText.format(kubelet.refreshInterval)) s")
+        }
+        return lines.joined(separator: "\n")
     }
 }
 
@@ -42,6 +54,10 @@ extension FlowSelection {
         if !localPorts.isEmpty {
             groups.append("local port (\(localPorts.map(\.description).joined(separator: " or ")))")
         }
+        // Within the kubernetes group each list must match (AND), any entry of a list (OR).
+        let workloads = [("namespace", namespaces), ("pod", pods), ("container", containers)].filter { !$0.1.isEmpty }
+            .map { kind, values in values.map { "\(kind) \($0)" }.joined(separator: " or ") }
+        if !workloads.isEmpty { groups.append("kubernetes (\(workloads.joined(separator: ") and (")))") }
         return groups.isEmpty ? "every flow" : groups.joined(separator: " and ")
     }
 }

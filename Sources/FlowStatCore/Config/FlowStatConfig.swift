@@ -34,6 +34,8 @@ public struct FlowStatConfig: Sendable, Equatable {
     public var labels = Labels()
     /// Where flows come from (`flowstat.source`). Default: auto.
     public var source = SourceChoice.auto
+    /// The kubelet that names pods (`flowstat.kubelet`).
+    public var kubelet = Kubelet()
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct FlowStatConfig: Sendable, Equatable {
     public static let maxFlowsRange = 0...(1 << 24)
     public static let maxAggregatesRange = 1...(1 << 20)
     public static let minUpdateIntervalRange = 0.0...60.0
+    public static let kubeletRefreshIntervalRange = 1.0...3600.0
 
     /// `flowstat.cardinality`: at most `maxFlows` flows get their own series, ranked by
     /// `rankBy`; the rest fold into at most `maxAggregates` per-peer/per-port aggregates.
@@ -52,6 +55,9 @@ public struct FlowStatConfig: Sendable, Equatable {
         public var rankBy: FlowRank = .bytes
         /// Aggregate series the folded flows may use before they fold into `other`. Default 500.
         public var maxAggregates = 500
+        /// Workload labels (`namespace`, `pod`, `container`) that key the aggregates besides
+        /// peer and port (`aggregateBy`). Default none.
+        public var aggregateBy: Set<AggregateLabel> = []
         public init() {}
     }
 
@@ -99,10 +105,32 @@ public struct FlowStatConfig: Sendable, Equatable {
         public init() {}
     }
 
+    /// `flowstat.kubelet`: where the pod list comes from, read-only, on Kubernetes.
+    public struct Kubelet: Sendable, Equatable {
+        /// `url`: the kubelet's pod list; nil: `https://$NODE_IP:10250/pods` (else `$NODE_NAME`),
+        /// the variables the DaemonSet sets from the downward API.
+        public var url: KubeletURL?
+        /// `refreshInterval`: seconds between pod list refreshes. Default 30.
+        public var refreshInterval = 30.0
+        /// `tokenFile`: the service account's bearer token, re-read at every refresh (it rotates).
+        public var tokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        /// `caFile`: the CA the kubelet's serving certificate must be signed by.
+        public var caFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+        public init() {}
+    }
+
     /// Whether flows need their cgroup looked up on every scrape: container, pod or namespace
     /// labels.
     public var needsWorkloads: Bool {
         labels.container || labels.pod || labels.namespace || selection.needsWorkload
+            || !cardinality.aggregateBy.isEmpty
+    }
+
+    /// Whether pod names are needed, so the kubelet client runs: pod or namespace labels, or
+    /// selection by namespace or pod. The container label alone shows container ids.
+    public var needsKubelet: Bool {
+        labels.pod || labels.namespace || !selection.namespaces.isEmpty || !selection.pods.isEmpty
+            || cardinality.aggregateBy.contains(.pod) || cardinality.aggregateBy.contains(.namespace)
     }
 
     /// Whether flows need their owning process (pid, comm) looked up: selection by process

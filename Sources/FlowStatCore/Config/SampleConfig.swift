@@ -65,6 +65,7 @@ extension FlowStatConfig {
             maxFlows: 2000              # flows with their own series; 0: no cap
             rankBy: bytes               # bytes, retransmits or rtt: which flows keep series
             maxAggregates: 500          # per-peer/per-port aggregates for the other flows
+            aggregateBy: []             # also key aggregates by namespace, pod, container
           labels:
             netns: false                # netns label on every flow (--netns-label)
             pid: false                  # pid label
@@ -72,6 +73,11 @@ extension FlowStatConfig {
             container: false            # container label: name (kubelet) or id, "" outside containers
             pod: false                  # pod label: name (kubelet) or UID, "" outside pods
             namespace: false            # namespace label: the pod's Kubernetes namespace
+          kubelet:                      # pod names; runs only for pod/namespace labels or selection
+            url: ""                     # "": https://$NODE_IP:10250/pods (else $NODE_NAME)
+            refreshInterval: 30         # seconds between pod list refreshes
+            tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token   # re-read at each refresh
+            caFile: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt     # verifies the kubelet
 
         """#
 

@@ -26,6 +26,8 @@ public struct ExpositionContext: Sendable {
     public var collectionRuns: UInt64?
     /// The agent's own `process_*` metrics; nil: not shown.
     public var process: ProcessMetrics?
+    /// The kubelet client's refreshes (`flowstat_kubelet_*`); nil: no client runs.
+    public var kubelet: KubeletStatus?
 
     public init(
         build: BuildInfo = .current, source: SourceInfo, previousScrapeDuration: Double? = nil, totalFlows: Int? = nil,

@@ -34,6 +34,8 @@ public struct MetricsEncoder: Sendable {
         public var containerLabel: Bool
         public var podLabel: Bool
         public var namespaceLabel: Bool
+        /// Workload labels written on the `tcp_peer_*` aggregates (their keys carry them).
+        public var aggregateLabels: Set<AggregateLabel> = []
 
         public init(
             netnsLabel: Bool = false, output: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
@@ -348,7 +350,14 @@ public struct MetricsEncoder: Sendable {
         let labels = aggregates.map { aggregate -> [(name: StaticString, value: String)] in
             let peer: StaticString = "peer"
             let port: StaticString = "port"
-            return [(peer, aggregate.key.peerLabel), (port, aggregate.key.portLabel)]
+            var labels: [(name: StaticString, value: String)] = [
+                (peer, aggregate.key.peerLabel), (port, aggregate.key.portLabel),
+            ]
+            let workload = aggregate.key.workload
+            if options.aggregateLabels.contains(.namespace) { labels.append(("namespace", workload.namespace)) }
+            if options.aggregateLabels.contains(.pod) { labels.append(("pod", workload.pod)) }
+            if options.aggregateLabels.contains(.container) { labels.append(("container", workload.container)) }
+            return labels
         }
         func family(
             _ name: StaticString, _ help: StaticString, _ type: MetricType, _ value: (Aggregate) -> UInt64
@@ -470,6 +479,19 @@ public struct MetricsEncoder: Sendable {
                 "flowstat_config_last_reload_success_timestamp_seconds",
                 "When a config was last loaded successfully, start-up included.", .gauge, reload.timestamp,
                 into: &buffer)
+        }
+        if let kubelet = context.kubelet {
+            writeFamily(
+                "flowstat_kubelet_last_success_timestamp_seconds",
+                "When the kubelet's pod list was last read, Unix seconds; 0 before the first success.", .gauge,
+                kubelet.lastSuccess ?? 0, into: &buffer)
+            writeFamily(
+                "flowstat_kubelet_refresh_failures_total",
+                "Pod list refreshes that failed (the last good list stays in use); the log says why and the fix.",
+                .counter, Double(kubelet.failures), into: &buffer)
+            writeFamily(
+                "flowstat_kubelet_pods", "Pods in the kubelet's pod list in use (the last good one).", .gauge,
+                Double(kubelet.pods), into: &buffer)
         }
         if let dropped = context.seriesDropped {
             writeFamily(

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -55,6 +56,12 @@ public final class ExportPipeline: Sendable {
     // Two locks: `/health` must not wait for a scrape in progress.
     private let work: NIOLockedValueBox<Work>
     private let status = NIOLockedValueBox(Status())
+    /// Pod names from the kubelet, shared by the workload resolver and the kubelet client.
+    private let pods = PodDirectory()
+    /// Refreshes `pods` in the background while the config needs pod names on Kubernetes.
+    private let kubelet = NIOLockedValueBox<KubeletClient?>(nil)
+    private let kubeletLogger: Logger
+    private let environment: @Sendable (String) -> String?
 
     /// - Parameters:
     ///   - config: the export settings: selection, metric switches, output names, labels
@@ -62,17 +69,22 @@ public final class ExportPipeline: Sendable {
     ///   - servicePorts: how aggregates find a flow's service port.
     ///   - processMetrics: the agent's `process_*` metrics, read at each scrape; tests that
     ///     compare exact text give fixed ones.
+    ///   - environment: where the kubelet's default address comes from (`NODE_IP`, `NODE_NAME`).
     public init(
         source: any FlowSource, config: FlowStatConfig = FlowStatConfig(), servicePorts: ServicePorts = .system(),
-        build: BuildInfo = .current, processMetrics: @escaping @Sendable () -> ProcessMetrics? = ProcessMetrics.read
+        build: BuildInfo = .current, processMetrics: @escaping @Sendable () -> ProcessMetrics? = ProcessMetrics.read,
+        logger: Logger = Logger(label: "flowstat.kubelet"),
+        environment: @escaping @Sendable (String) -> String? = KubeletURL.environment
     ) {
         self.source = source
         self.build = build
         self.processMetrics = processMetrics
+        self.kubeletLogger = logger
+        self.environment = environment
         self.work = NIOLockedValueBox(
             Work(
                 encoder: MetricsEncoder(), buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024),
-                limiter: CardinalityLimiter(servicePorts: servicePorts), workloads: WorkloadResolver()))
+                limiter: CardinalityLimiter(servicePorts: servicePorts), workloads: WorkloadResolver(pods: pods)))
         apply(config)
     }
 
@@ -84,7 +96,7 @@ public final class ExportPipeline: Sendable {
     public func apply(_ config: FlowStatConfig) {
         let filter = config.selection.selectsEverything ? nil : FlowFilter(selection: config.selection)
         filter?.resolver?.start()
-        let previous = work.withLockedValue { work in
+        let (previousFilter, closedFlowWorkloads) = work.withLockedValue { work in
             work.encoder.options = MetricsEncoder.Options(
                 netnsLabel: config.labels.netns, output: config.output, labelFolding: config.labelFolding,
                 enabledFlowMetrics: config.metrics, pidLabel: config.labels.pid, commLabel: config.labels.comm,
@@ -92,21 +104,53 @@ public final class ExportPipeline: Sendable {
                 namespaceLabel: config.labels.namespace)
             work.limiter.limits = CardinalityLimits(
                 maxFlows: config.cardinality.maxFlows, rankBy: config.cardinality.rankBy,
-                maxAggregates: config.cardinality.maxAggregates)
+                maxAggregates: config.cardinality.maxAggregates, aggregateLabels: config.cardinality.aggregateBy)
+            work.encoder.options.aggregateLabels = config.cardinality.aggregateBy
             work.attributor = config.needsProcessAttribution ? (work.attributor ?? ProcessAttributor()) : nil
             work.workloadsOnScrape = config.needsWorkloads
             work.view = nil
             defer { work.filter = filter }
-            return work.filter
+            // Closed flows need their workload where live ones do: selection, labels, keys.
+            return (work.filter, config.needsWorkloads ? work.workloads : nil)
         }
-        source.closedFlows?.select(with: filter)
-        previous?.resolver?.stop()
+        source.closedFlows?.configure(
+            selection: filter, labels: config.cardinality.aggregateBy, workloads: closedFlowWorkloads)
+        previousFilter?.resolver?.stop()
+        applyKubelet(config)
     }
 
-    /// Stops background work (host name resolution); the source is the caller's to shut down.
+    /// Runs the kubelet client while the config needs pod names and a kubelet is known;
+    /// a reload that changes its settings starts a new one.
+    private func applyKubelet(_ config: FlowStatConfig) {
+        let settings =
+            config.needsKubelet ? KubeletClient.Settings(config: config.kubelet, environment: environment) : nil
+        if config.needsKubelet, settings == nil {
+            kubeletLogger.info(
+                "pod and namespace names need the kubelet, and neither flowstat.kubelet.url nor NODE_IP/NODE_NAME is set: pods are named by UID"
+            )
+        }
+        let (stopped, started): (KubeletClient?, KubeletClient?) = kubelet.withLockedValue { client in
+            guard client?.settings != settings else { return (nil, nil) }
+            let previous = client
+            client = settings.map { KubeletClient(settings: $0, directory: pods, logger: kubeletLogger) }
+            return (previous, client)
+        }
+        stopped?.stop()
+        started?.start()
+    }
+
+    /// Stops background work (host name resolution, the kubelet client); the source is the
+    /// caller's to shut down.
     public func stop() {
         work.withLockedValue { $0.filter?.resolver?.stop() }
+        kubelet.withLockedValue { client in
+            defer { client = nil }
+            return client
+        }?.stop()
     }
+
+    /// The kubelet client's refreshes so far; nil when none runs.
+    public var kubeletStatus: KubeletStatus? { kubelet.withLockedValue { $0?.status } }
 
     /// Takes a snapshot and returns its exposition in `format`, held whole.
     ///
@@ -176,6 +220,7 @@ public final class ExportPipeline: Sendable {
             context.previousSnapshotDuration = previousSnapshotDuration
             context.collectionRuns = runs
             context.process = processMetrics()
+            context.kubelet = kubeletStatus
             // Aggregates exist where they carry something: a cap, or closed flows to keep.
             if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
                 let limited = work.limiter.apply(

@@ -122,7 +122,7 @@ struct ConfigTests {
             ),
             (
                 "flowstat:\n  zzz: 1\n",
-                "config.yml:2: flowstat.zzz: unknown key \"zzz\"; known keys here: output, source, web, bpf, sampling, cardinality, labels"
+                "config.yml:2: flowstat.zzz: unknown key \"zzz\"; known keys here: output, source, web, bpf, sampling, cardinality, labels, kubelet"
             ),
             // wrong types
             (
