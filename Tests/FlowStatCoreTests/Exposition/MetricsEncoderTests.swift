@@ -145,7 +145,7 @@ struct MetricsEncoderTests {
                 "flowstat_map_entries 0",
                 "flowstat_map_capacity 0",
             ])
-        #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 18)
+        #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 19)
     }
 
     @Test("a fallback source says why it runs in a reason label of flowstat_source_info")

@@ -645,6 +645,25 @@ extension FlowSample {
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             },
             lastUpdate: stats.last_update_ns, cgroupID: stats.cgroup_id)
+        firstSeen = stats.first_seen_ns
+        fields = FlowFields(rawValue: stats.has)
+        busyTime = Double(stats.busy_us) / 1e6
+        receiverLimitedTime = Double(stats.rwnd_limited_us) / 1e6
+        senderBufferLimitedTime = Double(stats.sndbuf_limited_us) / 1e6
+        deliveryRateAppLimited = stats.delivery_rate_app_limited != 0
+        zeroWindowProbes = stats.probes
+        notsentBytes = stats.notsent_bytes
+        sendWindow = stats.snd_wnd
+        receiveRTT = Double(stats.rcv_rtt_us) / 1e6
+        lostSegments = stats.lost_out
+        retransmitsInFlight = stats.retrans_out
+        reorderingEvents = stats.reord_seen
+        dsackDuplicates = stats.dsack_dups
+        outOfOrderPackets = stats.rcv_ooopack
+        rtoTimeouts = UInt32(stats.total_rto)
+        rtoRecoveries = UInt32(stats.total_rto_recoveries)
+        rtoTime = Double(stats.total_rto_time_ms) / 1e3
+        deriveApplicationTime()
     }
 }
 
