@@ -6,7 +6,7 @@ import Testing
 /// Where each flow's time goes, and its loss and recovery fields, on real flows between two
 /// network namespaces: a slow reader with a tiny receive buffer (`receiver`), a bulk sender
 /// behind a token bucket (`network`), a request-like trickle (`application`), and a sender
-/// with a tiny send buffer; each flow's values checked against `ss -tin` read just before and
+/// with a tiny send buffer (`sender_buffer`); each flow's values checked against `ss -tin` read just before and
 /// just after the scrape, in the BPF live mode and with the inet_diag source.
 ///
 /// Needs root (namespaces, BPF); run under the BPF lock like the other privileged tests.
@@ -163,7 +163,7 @@ struct LimitedByTests {
     /// Runs the four flows with an agent started first (so it sees them established and knows
     /// their age), scrapes, and checks classification and values. `agentArguments` pick the
     /// source; `inClient`: run the agent in the client's namespace (inet_diag reads its own).
-    func scenario(_ tag: String, agentArguments: [String], inClient: Bool) throws {
+    func scenario(_ tag: String, agentArguments: [String], inClient: Bool, closesAreSeen: Bool) throws {
         let network = try TestNetwork(tag: tag)
         defer { network.remove() }
         let configFile = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -184,6 +184,19 @@ struct LimitedByTests {
             "ip", "netns", "exec", network.client, "tc", "qdisc", "add", "dev", network.clientLink, "root", "tbf",
             "rate", "20mbit", "burst", "16kb", "latency", "50ms",
         ])
+        // The small send buffer gets a path of its own: a token bucket with room to queue (a
+        // round trip of milliseconds) and one segment per packet. With the 64 KiB packets of
+        // GSO a single packet outgrows a 4 KiB buffer and the window bounds the flow instead;
+        // with one segment each, the data in flight stays within the buffer, not the window.
+        let buffered = try TestNetwork(tag: tag + "s")
+        defer { buffered.remove() }
+        try run(["ip", "-n", buffered.client, "link", "set", "dev", buffered.clientLink, "gso_max_segs", "1"])
+        try run([
+            "ip", "netns", "exec", buffered.client, "tc", "qdisc", "add", "dev", buffered.clientLink, "root", "tbf",
+            "rate", "50mbit", "burst", "64kb", "latency", "100ms",
+        ])
+        let bufferedServer = try EndToEndTests.startServer(buffered, buffered.serverIPv4, 5204)
+        defer { bufferedServer.stop() }
 
         let agent = try Agent(
             agentArguments + ["-c", configFile.path], namespace: inClient ? network.client : nil)
@@ -193,7 +206,7 @@ struct LimitedByTests {
             ("receiver", network.peer(in: network.client, ["stream", network.serverIPv4, "5202", "0"])),
             ("network", network.peer(in: network.client, ["stream", network.serverIPv6, "5203", "0"])),
             ("application", network.peer(in: network.client, ["trickle", network.serverIPv4, "5201", "100", "0.2"])),
-            ("sndbuf", network.peer(in: network.client, ["stream", network.serverIPv4, "5201", "4096"])),
+            ("sndbuf", buffered.peer(in: buffered.client, ["stream", buffered.serverIPv4, "5204", "4096"])),
         ]
         defer { peers.forEach { $0.1.stop() } }
         var flows: [String: EndToEndTests.Flow] = [:]
@@ -202,13 +215,18 @@ struct LimitedByTests {
         _ = try agent.scrape()
         Thread.sleep(forTimeInterval: 3)
 
-        let before = try Self.kernelSockets(network, in: network.client)
+        let before =
+            try Self.kernelSockets(network, in: network.client) + Self.kernelSockets(buffered, in: buffered.client)
         let metrics = try agent.scrape()
-        let after = try Self.kernelSockets(network, in: network.client)
+        let after =
+            try Self.kernelSockets(network, in: network.client) + Self.kernelSockets(buffered, in: buffered.client)
         // HZ from the coarse clock: this kernel tells it, so the times must be there.
         #expect(!metrics.samples("tcp_flow_limited_seconds_total").isEmpty, "no limited seconds at all")
 
-        for (name, expected) in [("receiver", "receiver"), ("network", "network"), ("application", "application")] {
+        for (name, expected) in [
+            ("receiver", "receiver"), ("network", "network"), ("application", "application"),
+            ("sndbuf", "sender_buffer"),
+        ] {
             let flow = flows[name]!
             let (top, seconds) = try Self.limitedBy(metrics, flow)
             #expect(top == expected, "\(name) flow limited by \(top): \(seconds)")
@@ -216,10 +234,6 @@ struct LimitedByTests {
             let total = seconds.values.reduce(0, +)
             #expect(total > 2.5 && total < 30, "\(name) flow's seconds sum to \(total)")
         }
-        // The small send buffer: ss is the oracle for how much of its time that buffer
-        // limited (on a veth the ACKs come back in microseconds, so often little of it).
-        let (sndbufTop, sndbufSeconds) = try Self.limitedBy(metrics, flows["sndbuf"]!)
-        print("lim: small-send-buffer flow limited by \(sndbufTop): \(sndbufSeconds)")
 
         for (name, flow) in flows {
             let match: (KernelSocket) -> Bool = { $0.localPort == flow.localPort && $0.peerPort == flow.remotePort }
@@ -239,9 +253,44 @@ struct LimitedByTests {
         print(
             "lim: bulk flow retransmits \(retransmits), ss \(after.first { $0.localPort == bulk.localPort }?.fields["retrans"] ?? "-")"
         )
+        // Sorted by what limited them, the slow reader's sender comes first, its share shown.
+        // (The host may have other flows: only this test's client ends are compared.)
+        let api = try agent.get("/api/flows?top=1000&sort=limited")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(api.body.utf8)) as? [String: Any])
+        let ours = Set(flows.values.map { "\($0.localPort)-\($0.remotePort)" })
+        let first = try #require(
+            (document["flows"] as? [[String: Any]])?.first {
+                ours.contains("\($0["sport"] as? Int ?? 0)-\($0["dport"] as? Int ?? 0)")
+            })
+        let receiver = flows["receiver"]!
+        #expect(
+            first["sport"] as? Int == Int(receiver.localPort) && first["dport"] as? Int == Int(receiver.remotePort),
+            "first by limited: \(first)")
+        #expect(first["limited_receiver_seconds"] as? Double ?? 0 > 1)
+
         // Families of fields this kernel lacks are absent, not 0: total_rto* came with 6.7.
         let hasRTO = try kernelHasTotalRTO()
         #expect(!metrics.samples("tcp_flow_rto_timeouts_total").isEmpty == hasRTO, "RTO totals present: \(hasRTO)")
+
+        guard closesAreSeen else { return }
+        // A closed flow's seconds stay in its peer's aggregate, so the counters keep growing.
+        let trickle = flows["application"]!
+        let live = try Self.limitedBy(metrics, trickle).1
+        peers[2].1.stop()
+        var aggregate: [String: Double] = [:]
+        _ = try waitUntil(seconds: 10) {
+            let scraped = try agent.scrape()
+            for sample in scraped.samples("tcp_peer_limited_seconds_total")
+            where sample.labels["peer"] == trickle.remote && sample.labels["port"] == String(trickle.remotePort) {
+                aggregate[sample.labels["reason"] ?? ""] = sample.value
+            }
+            return aggregate.count == 4
+        }
+        #expect(aggregate.count == 4, "no tcp_peer_limited_seconds_total for the closed flow's peer")
+        for reason in Self.reasons {
+            let closed = aggregate[reason] ?? -1
+            #expect(closed >= live[reason]!, "\(reason): \(closed) < \(live[reason]!) while it lived")
+        }
     }
 
     /// Whether the running kernel's tcp_info has tcpi_total_rto (Linux 6.7): asked of its BTF.
@@ -251,13 +300,15 @@ struct LimitedByTests {
         return result.stdout.contains("'tcpi_total_rto'")
     }
 
-    @Test("BPF live mode: receiver, network and application flows classified so; values as ss -tin has them")
+    @Test(
+        "BPF live mode: receiver, network, application and send-buffer flows classified so; values as ss -tin has them; a closed flow's seconds stay in its peer's aggregate"
+    )
     func bpfLive() throws {
-        try scenario("limb", agentArguments: ["--source", "bpf"], inClient: false)
+        try scenario("limb", agentArguments: ["--source", "bpf"], inClient: false, closesAreSeen: true)
     }
 
     @Test("inet_diag source: the same flows, the same classification and values")
     func inetDiag() throws {
-        try scenario("limd", agentArguments: ["--source", "inet_diag"], inClient: true)
+        try scenario("limd", agentArguments: ["--source", "inet_diag"], inClient: true, closesAreSeen: false)
     }
 }

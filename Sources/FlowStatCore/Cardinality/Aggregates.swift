@@ -68,6 +68,12 @@ public struct FlowTotals: Sendable, Hashable {
     public var dataSegmentsIn: UInt64 = 0
     public var dataSegmentsOut: UInt64 = 0
     public var retransmits: UInt64 = 0
+    /// Seconds per `LimitReason` (in `allCases` order), summed over the flows whose source
+    /// knew them (`FlowFields.timeLimits`).
+    public var limitedSeconds: [Double] = [0, 0, 0, 0]
+    /// Flows added that had limited times: none, and `tcp_peer_limited_seconds_total` is
+    /// left out for this aggregate rather than written as 0.
+    public var timedFlows: UInt64 = 0
 
     public init() {}
 
@@ -92,6 +98,12 @@ public struct FlowTotals: Sendable, Hashable {
         dataSegmentsIn &+= flow.dataSegmentsIn
         dataSegmentsOut &+= flow.dataSegmentsOut
         retransmits &+= flow.retransmits
+        if flow.fields.contains(.timeLimits) {
+            timedFlows &+= 1
+            for (index, reason) in LimitReason.allCases.enumerated() {
+                limitedSeconds[index] += flow.limitedTime(reason)
+            }
+        }
     }
 
     public mutating func add(_ other: FlowTotals) {
@@ -101,6 +113,8 @@ public struct FlowTotals: Sendable, Hashable {
         dataSegmentsIn &+= other.dataSegmentsIn
         dataSegmentsOut &+= other.dataSegmentsOut
         retransmits &+= other.retransmits
+        timedFlows &+= other.timedFlows
+        for index in limitedSeconds.indices { limitedSeconds[index] += other.limitedSeconds[index] }
     }
 }
 

@@ -161,6 +161,9 @@ public struct PageColumn: Sendable {
         case megabitsPerSecond
         /// As it is.
         case integer
+        /// The reason with the largest share of the four `limited_*_seconds` fields:
+        /// "receiver 90%" (the column of `tcp_flow_limited_seconds_total`).
+        case limitedBy
     }
 
     public let title: String
@@ -361,7 +364,9 @@ public enum FlowMetricCatalogue {
             help:
                 "Seconds of the TCP flow's observed life by what limited it: network (busy, cwnd-bound), receiver (peer window), sender_buffer (send buffer), application (idle or app-limited).",
             type: .counter, tcpInfoField: "tcpi_busy_time", seed: nil,  // with tcpi_rwnd_limited, tcpi_sndbuf_limited
-            configSwitch: ConfigSwitch(group: .counters, key: "limitedSeconds", aliases: []), column: nil,
+            configSwitch: ConfigSwitch(group: .counters, key: "limitedSeconds", aliases: []),
+            // The reason with the largest share of the flow's life: "receiver 90%".
+            column: FlowColumn(title: "limited by") { $0.limitShare?.description ?? "-" },
             series: [
                 limitedSeries(.network, label: ",reason=\"network\"", json: "limited_network_seconds"),
                 limitedSeries(.receiver, label: ",reason=\"receiver\"", json: "limited_receiver_seconds"),
@@ -370,7 +375,8 @@ public enum FlowMetricCatalogue {
                 limitedSeries(
                     .application, label: ",reason=\"application\"", json: "limited_application_seconds"),
             ],
-            folding: .sum, unsetFrom: nil, requires: .timeLimits),
+            folding: .sum, unsetFrom: nil, pageColumn: PageColumn(title: "limited by", format: .limitedBy),
+            requires: .timeLimits),
         // The detail below is off by default: one series per flow each, for when a flow needs a closer look.
         .init(
             metric: .deliveryRateAppLimited, name: "tcp_flow_delivery_rate_app_limited",

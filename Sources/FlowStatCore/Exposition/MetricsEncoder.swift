@@ -410,6 +410,24 @@ public struct MetricsEncoder: Sendable {
             "tcp_peer_retransmits_total",
             "Segments retransmitted on closed flows and on live flows without their own series.", .counter
         ) { $0.total.retransmits }
+        guard options.enabledFlowMetrics.contains(.limitedSeconds) else { return }
+        // Like the flows' family, one series per reason; aggregates of flows whose source did
+        // not know the times have none.
+        let name: StaticString = "tcp_peer_limited_seconds_total"
+        writeHeader(
+            name,
+            "Seconds of closed flows and of live flows without their own series, by what limited them, as for single flows.",
+            .counter, into: &buffer)
+        let reasonLabel: StaticString = "reason"
+        for (aggregate, labels) in zip(aggregates, labels) {
+            let total = aggregate.total
+            guard total.timedFlows > 0 else { continue }
+            for (index, reason) in LimitReason.allCases.enumerated() {
+                writeSample(
+                    name, labels: labels + [(reasonLabel, reason.rawValue)], value: total.limitedSeconds[index],
+                    into: &buffer)
+            }
+        }
     }
 
     // MARK: - Self metrics

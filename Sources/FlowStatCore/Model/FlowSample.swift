@@ -131,17 +131,15 @@ public struct FlowSample: Sendable {
         }
     }
 
-    /// The reason with the most seconds (ties: the first in `LimitReason.allCases`), nil
-    /// when the source does not know the times or none has any.
-    public var mostlyLimitedBy: LimitReason? {
+    /// What limited the flow most over its observed life, and how much of it; nil when the
+    /// source does not know the times or none has any.
+    public var limitShare: LimitShare? {
         guard fields.contains(.timeLimits) else { return nil }
-        var best: (reason: LimitReason, seconds: Double)? = nil
-        for reason in LimitReason.allCases {
-            let seconds = limitedTime(reason)
-            if seconds > 0, seconds > best?.seconds ?? 0 { best = (reason, seconds) }
-        }
-        return best?.reason
+        return LimitShare(seconds: LimitReason.allCases.map(limitedTime))
     }
+
+    /// The reason with the most seconds over the flow's observed life.
+    public var mostlyLimitedBy: LimitReason? { limitShare?.reason }
 
     public init(
         key: FlowKey,
@@ -209,6 +207,41 @@ public enum LimitReason: String, Sendable, Hashable, CaseIterable {
     case senderBuffer = "sender_buffer"
     /// Not sending: nothing to send, or the application wrote too little.
     case application
+}
+
+/// The reason with the largest share of some seconds (a flow's life, or `top`'s interval):
+/// the "limited by" column of `dump`, `top` and the page.
+public struct LimitShare: Sendable, Hashable {
+    public var reason: LimitReason
+    /// Its part of all the seconds, 0 to 1.
+    public var share: Double
+
+    /// From seconds per reason in `LimitReason.allCases` order; nil when all are 0. Ties go to
+    /// the first reason in that order.
+    public init?(seconds: [Double]) {
+        let total = seconds.reduce(0) { $0 + Swift.max($1, 0) }
+        guard total > 0,
+            let top = seconds.indices.max(by: { seconds[$0] < seconds[$1] || (seconds[$0] == seconds[$1] && $0 > $1) })
+        else { return nil }
+        reason = LimitReason.allCases[top]
+        share = seconds[top] / total
+    }
+
+    /// `receiver 90%`.
+    public var description: String { "\(reason.rawValue) \(Int((share * 100).rounded()))%" }
+
+    /// What sorting by it ranks by: flows grouped by reason, the limits outside the
+    /// application first (receiver, send buffer, network), then each group by share.
+    public var rank: Double {
+        let group: Double =
+            switch reason {
+            case .receiver: 3
+            case .senderBuffer: 2
+            case .network: 1
+            case .application: 0
+            }
+        return group * 2 + share
+    }
 }
 
 /// Who opened a flow: this host (connect) or the peer (accept).

@@ -291,12 +291,16 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         }
     }
 
+    /// Each flow's application seconds never fall between snapshots (touched with `lock` held).
+    private var applicationTime = MonotonicApplicationTime()
+
     public func snapshot() throws -> FlowSnapshot {
         try lock.withLock {
             guard let agent else {
                 throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
             var snapshot = try readRefreshed(agent)
+            applicationTime.apply(to: &snapshot.flows)
             // Once per snapshot: a batch taken by a read that is then redone would be lost.
             snapshot.closedSinceLastSnapshot = closedFlows?.drain()
             return snapshot

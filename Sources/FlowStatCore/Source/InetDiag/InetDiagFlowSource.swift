@@ -74,6 +74,8 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     /// `application` share of `tcp_flow_limited_seconds_total` is the flow's age less its
     /// busy time. Flows already open at start-up count from the first dump.
     private var firstDumped: [FlowKey: UInt64] = [:]
+    /// Each flow's application seconds never fall between dumps.
+    private var applicationTime = MonotonicApplicationTime()
     private let logger: Logger
 
     public let info: SourceInfo
@@ -120,6 +122,7 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
                 flows.append(sample)
             }
             firstDumped = seen
+            applicationTime.apply(to: &flows)
             return FlowSnapshot(
                 flows: flows, mapEntries: flows.count, mapCapacity: 0,
                 kernelEvents: nil, rttHistogram: nil)
