@@ -223,10 +223,19 @@ struct LimitedByTests {
         // HZ from the coarse clock: this kernel tells it, so the times must be there.
         #expect(!metrics.samples("tcp_flow_limited_seconds_total").isEmpty, "no limited seconds at all")
 
-        for (name, expected) in [
-            ("receiver", "receiver"), ("network", "network"), ("application", "application"),
-            ("sndbuf", "sender_buffer"),
-        ] {
+        // The small send buffer limits its flow only where the path is faster than the
+        // writer: ss says whether it did (under emulation the writer itself is the bottleneck).
+        var cases = [("receiver", "receiver"), ("network", "network"), ("application", "application")]
+        if let buffered = after.first(where: { $0.localPort == flows["sndbuf"]!.localPort }) {
+            if buffered.milliseconds("sndbuf_limited") >= buffered.milliseconds("busy") / 2 {
+                cases.append(("sndbuf", "sender_buffer"))
+            } else {
+                print(
+                    "lim: not checking the small-send-buffer flow's class: ss shows it sndbuf-limited "
+                        + "\(buffered.fields["sndbuf_limited"] ?? "0") of busy \(buffered.fields["busy"] ?? "0")")
+            }
+        }
+        for (name, expected) in cases {
             let flow = flows[name]!
             let (top, seconds) = try Self.limitedBy(metrics, flow)
             #expect(top == expected, "\(name) flow limited by \(top): \(seconds)")

@@ -56,10 +56,18 @@ struct FlowTable {
         var values: [[UInt64]] = Array(repeating: [], count: FlowMetricCatalogue.slots.count)
         /// Slot positions of the metrics being filled.
         var filled: [Int] = []
+        /// For each filled slot, in the same order: how to read it and the fields it needs
+        /// (looked up once per rebuild, not once per flow).
+        private var readers: [(value: FlowValue, requires: FlowFields)] = []
 
         mutating func removeAll(reservingCapacity capacity: Int, for metrics: Set<FlowMetric>) {
             filled = FlowMetricCatalogue.slots.indices.filter {
                 metrics.contains(FlowMetricCatalogue.all[FlowMetricCatalogue.slots[$0].entry].metric)
+            }
+            readers = filled.map { index in
+                let slot = FlowMetricCatalogue.slots[index]
+                let entry = FlowMetricCatalogue.all[slot.entry]
+                return (entry.series[slot.series].value, entry.requires)
             }
             for index in values.indices {
                 values[index].removeAll(keepingCapacity: true)
@@ -68,11 +76,12 @@ struct FlowTable {
         }
 
         mutating func append(_ flow: UnsafePointer<FlowSample>) {
-            for index in filled {
-                let slot = FlowMetricCatalogue.slots[index]
-                let entry = FlowMetricCatalogue.all[slot.entry]
-                values[index].append(
-                    entry.isPresent(on: flow) ? entry.series[slot.series].value.bits(of: flow) : FlowTable.absent)
+            let fields = flow.pointee.fields
+            for position in filled.indices {
+                let requires = readers[position].requires
+                values[filled[position]].append(
+                    requires.isEmpty || fields.isSuperset(of: requires)
+                        ? readers[position].value.bits(of: flow) : FlowTable.absent)
             }
         }
     }

@@ -422,9 +422,9 @@ public struct MetricsEncoder: Sendable {
         for (aggregate, labels) in zip(aggregates, labels) {
             let total = aggregate.total
             guard total.timedFlows > 0 else { continue }
-            for (index, reason) in LimitReason.allCases.enumerated() {
+            for reason in LimitReason.allCases {
                 writeSample(
-                    name, labels: labels + [(reasonLabel, reason.rawValue)], value: total.limitedSeconds[index],
+                    name, labels: labels + [(reasonLabel, reason.rawValue)], value: total.limitedSeconds(reason),
                     into: &buffer)
             }
         }
