@@ -68,6 +68,12 @@ const volatile __u32 duration_bound_count = 0;		    /* 0: no closed-flow duratio
 const volatile __u64 duration_bounds_ns[FS_HIST_BOUNDS_MAX] = {};
 const volatile __u32 bytes_bound_count = 0; /* 0: no closed-flow bytes histogram */
 const volatile __u64 bytes_bounds[FS_HIST_BOUNDS_MAX] = {};
+/*
+ * Microseconds per jiffy (USEC_PER_SEC / HZ, as tcp_get_info_chrono_stats() converts): user
+ * space learns HZ from the coarse clocks' resolution, which is one tick. 0: HZ unknown, so
+ * the busy/limited times are left out (FS_HAS_TIME_LIMITS clear), not exported wrong.
+ */
+const volatile __u32 usec_per_jiffy = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -250,6 +256,69 @@ static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key
 	return flow_key_of_socket(sk, key, direct, false);
 }
 
+/* A bitfield on some kernels, a plain byte on others: the relocated read fits both. */
+#define BITFIELD(direct, ptr, field) \
+	((direct) ? BPF_CORE_READ_BITFIELD(ptr, field) : BPF_CORE_READ_BITFIELD_PROBED(ptr, field))
+
+/*
+ * Where the flow's time went and how it recovers from loss: the fields tcp_get_info() adds
+ * for tcpi_busy_time … tcpi_total_rto_time, with its derivations. Fields a kernel lacks leave
+ * their fs_has bit clear.
+ */
+static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct)
+{
+	__u8 has = 0;
+	__s32 notsent;
+
+	/* tcp_get_info_chrono_stats(): the running chrono counts up to now (tcp_jiffies32). */
+	if (usec_per_jiffy && bpf_core_field_exists(tp->chrono_stat)) {
+		__u32 type = BITFIELD(direct, tp, chrono_type);
+		__u32 busy = FIELD(direct, tp, chrono_stat[0]);
+		__u32 rwnd = FIELD(direct, tp, chrono_stat[1]);
+		__u32 sndbuf = FIELD(direct, tp, chrono_stat[2]);
+		__u32 running = (__u32)bpf_jiffies64() - FIELD(direct, tp, chrono_start);
+
+		/* enum tcp_chrono: 1 busy, 2 rwnd-limited, 3 sndbuf-limited; 0 none running. */
+		if (type == 1)
+			busy += running;
+		else if (type == 2)
+			rwnd += running;
+		else if (type == 3)
+			sndbuf += running;
+		/* Each term converted, then summed: the rounding tcpi_busy_time has. */
+		s->rwnd_limited_us = (__u64)rwnd * usec_per_jiffy;
+		s->sndbuf_limited_us = (__u64)sndbuf * usec_per_jiffy;
+		s->busy_us = (__u64)busy * usec_per_jiffy + s->rwnd_limited_us + s->sndbuf_limited_us;
+		has |= FS_HAS_TIME_LIMITS;
+	}
+	s->delivery_rate_app_limited = BITFIELD(direct, tp, rate_app_limited) ? 1 : 0;
+	notsent = (__s32)(FIELD(direct, tp, write_seq) - FIELD(direct, tp, snd_nxt));
+	s->notsent_bytes = notsent > 0 ? notsent : 0;
+	s->rcv_rtt_us = FIELD(direct, tp, rcv_rtt_est.rtt_us) >> 3;
+	s->lost_out = FIELD(direct, tp, lost_out);
+	s->retrans_out = FIELD(direct, tp, retrans_out);
+	s->probes = FIELD(direct, (struct inet_connection_sock *)tp, icsk_probes_out);
+	if (bpf_core_field_exists(tp->rcv_ooopack)) {
+		s->snd_wnd = FIELD(direct, tp, snd_wnd);
+		s->reord_seen = FIELD(direct, tp, reord_seen);
+		s->dsack_dups = FIELD(direct, tp, dsack_dups);
+		s->rcv_ooopack = FIELD(direct, tp, rcv_ooopack);
+		has |= FS_HAS_LOSS_DETAIL;
+	}
+	if (bpf_core_field_exists(tp->total_rto)) {
+		__u32 rto_stamp = FIELD(direct, tp, rto_stamp);
+
+		s->total_rto = FIELD(direct, tp, total_rto);
+		s->total_rto_recoveries = FIELD(direct, tp, total_rto_recoveries);
+		s->total_rto_time_ms = FIELD(direct, tp, total_rto_time);
+		/* A recovery under way counts up to now (tcp_clock_ms(), CLOCK_MONOTONIC). */
+		if (rto_stamp)
+			s->total_rto_time_ms += (__u32)(bpf_ktime_get_ns() / 1000000) - rto_stamp;
+		has |= FS_HAS_RTO_TOTALS;
+	}
+	s->has = has;
+}
+
 /* Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes. */
 static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct)
 {
@@ -267,6 +336,7 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
 	s->rate_interval_us = FIELD(direct, tp, rate_interval_us);
 	s->mss_cache = FIELD(direct, tp, mss_cache);
 	s->state = FIELD(direct, (struct sock *)tp, __sk_common.skc_state);
+	read_tcp_diagnosis(tp, s, direct);
 }
 
 /*

@@ -56,6 +56,18 @@ enum fs_counter {
 	FS_CTR_MAX,
 };
 
+/*
+ * Which optional fields of fs_flow_stats the source could fill (fs_flow_stats.has): a kernel
+ * that lacks a field, or a value flowstat cannot convert, leaves its bit clear and user space
+ * leaves the series out rather than export 0.
+ */
+enum fs_has {
+	FS_HAS_TIME_LIMITS = 1 << 0, /* busy/rwnd_limited/sndbuf_limited_us: chrono fields and HZ known */
+	FS_HAS_LOSS_DETAIL =
+		1 << 1,		    /* reord_seen, dsack_dups, rcv_ooopack, snd_wnd (tcp_info of Linux 5.4) */
+	FS_HAS_RTO_TOTALS = 1 << 2, /* total_rto, total_rto_recoveries, total_rto_time_ms (Linux 6.7) */
+};
+
 #define FS_RTT_BOUNDS_MAX 32
 #define FS_HIST_BOUNDS_MAX 32
 
@@ -131,9 +143,27 @@ struct fs_flow_stats {
 	__u8 state;	/* TCP state number, as in include/net/tcp_states.h */
 	__u8 direction; /* enum fs_direction */
 	__u8 seen_by;	/* enum fs_hook bits (the first eight) of the hooks that updated this entry */
-	__u8 _pad[5];
+	__u8 has;	/* enum fs_has bits: which optional fields below are filled */
+	__u8 delivery_rate_app_limited; /* 1: the last delivery rate sample was app-limited */
+	__u8 probes;			/* zero-window probes sent, unanswered: as tcpi_probes */
+	__u8 _pad[2];
 	char comm[FS_COMM_LEN]; /* empty when unknown */
 	__u64 cgroup_id;	/* the socket's cgroup v2 id (its directory's inode); 0 when unknown */
+	/* Where the flow's time went, as tcpi_busy_time, tcpi_rwnd_limited, tcpi_sndbuf_limited. */
+	__u64 busy_us;		    /* sending data, including the two below (FS_HAS_TIME_LIMITS) */
+	__u64 rwnd_limited_us;	    /* limited by the peer's receive window */
+	__u64 sndbuf_limited_us;    /* limited by the send buffer */
+	__u32 notsent_bytes;	    /* written but not yet sent: write_seq - snd_nxt, as tcpi_notsent_bytes */
+	__u32 snd_wnd;		    /* the peer's advertised window, bytes (FS_HAS_LOSS_DETAIL) */
+	__u32 rcv_rtt_us;	    /* receive-side RTT estimate, as tcpi_rcv_rtt */
+	__u32 lost_out;		    /* segments presumed lost now, as tcpi_lost */
+	__u32 retrans_out;	    /* retransmitted segments in flight, as tcpi_retrans */
+	__u32 reord_seen;	    /* reordering events (FS_HAS_LOSS_DETAIL) */
+	__u32 dsack_dups;	    /* segments the peer reported received twice (FS_HAS_LOSS_DETAIL) */
+	__u32 rcv_ooopack;	    /* out-of-order packets received (FS_HAS_LOSS_DETAIL) */
+	__u32 total_rto_time_ms;    /* time in RTO recovery, ms (FS_HAS_RTO_TOTALS) */
+	__u16 total_rto;	    /* RTO timeouts (FS_HAS_RTO_TOTALS) */
+	__u16 total_rto_recoveries; /* RTO recoveries (FS_HAS_RTO_TOTALS) */
 };
 
 /*
@@ -158,12 +188,12 @@ struct fs_flow_record {
 	struct fs_flow_stats stats;
 };
 
-_Static_assert(sizeof(struct fs_flow_record) == 160, "fs_flow_record layout changed");
+_Static_assert(sizeof(struct fs_flow_record) == 224, "fs_flow_record layout changed");
 _Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
-_Static_assert(sizeof(struct fs_flow_stats) == 112, "fs_flow_stats layout changed");
+_Static_assert(sizeof(struct fs_flow_stats) == 176, "fs_flow_stats layout changed");
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
 _Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
-_Static_assert(sizeof(struct fs_closed_flow) == 168, "fs_closed_flow layout changed");
+_Static_assert(sizeof(struct fs_closed_flow) == 232, "fs_closed_flow layout changed");
 _Static_assert(sizeof(struct fs_owner) == 32, "fs_owner layout changed");
 
 #endif /* FLOWSTAT_H */

@@ -81,6 +81,21 @@ struct minmax {
 	struct minmax_sample s[3];
 } __core;
 
+/* The socket a tcp_sock starts with: zero-window probe count (tcpi_probes). */
+struct inet_connection_sock {
+	__u8 icsk_probes_out;
+} __core;
+
+/* The receiver's RTT estimate (tcpi_rcv_rtt = rtt_us >> 3). */
+struct tcp_rcv_rtt_est {
+	__u32 rtt_us;
+} __core;
+
+/*
+ * chrono_type and rate_app_limited are bitfields on some kernels and chrono_type a plain byte
+ * on others (6.18): read both with BPF_CORE_READ_BITFIELD*, which relocates either layout.
+ * total_rto* and rto_stamp exist since Linux 6.7: read behind bpf_core_field_exists().
+ */
 struct tcp_sock {
 	__u64 bytes_received;
 	__u64 bytes_acked;
@@ -98,6 +113,23 @@ struct tcp_sock {
 	__u32 rate_interval_us;
 	__u32 mss_cache;
 	__u8 bpf_sock_ops_cb_flags; /* BPF_SOCK_OPS_*_CB_FLAG set by sockops */
+	__u8 chrono_type : 2;
+	__u8 rate_app_limited : 1;
+	__u32 chrono_start;   /* jiffies (tcp_jiffies32) when chrono_type began */
+	__u32 chrono_stat[3]; /* jiffies busy, rwnd-limited, sndbuf-limited (enum tcp_chrono - 1) */
+	__u32 write_seq;
+	__u32 snd_nxt;
+	__u32 snd_wnd;
+	struct tcp_rcv_rtt_est rcv_rtt_est;
+	__u32 lost_out;
+	__u32 retrans_out;
+	__u32 reord_seen;
+	__u32 dsack_dups;
+	__u32 rcv_ooopack;
+	__u32 rto_stamp;
+	__u16 total_rto;
+	__u16 total_rto_recoveries;
+	__u32 total_rto_time;
 } __core;
 
 /* The process name is the thread-group leader's comm: a thread's own name is often a pool's. */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -245,6 +246,27 @@ static int attach_optional(fs_agent *agent, uint32_t hook)
 	return 0;
 }
 
+/*
+ * The coarse clocks advance once per jiffy and report that tick (TICK_NSEC, HZ rounded) as
+ * their resolution: HZ without a kernel config file, which libbpf's CONFIG_HZ extern needs
+ * and Debian's kernels do not expose at /proc/config.gz (the load would fail without it).
+ */
+uint32_t fs_usec_per_jiffy(void)
+{
+	struct timespec resolution;
+	uint64_t tick_ns, hz;
+
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) != 0 || resolution.tv_sec != 0 ||
+	    resolution.tv_nsec <= 0)
+		return 0;
+	tick_ns = (uint64_t)resolution.tv_nsec;
+	hz = (1000000000u + tick_ns / 2) / tick_ns;
+	/* Linux's HZ choices lie in 24..1200 on every architecture; anything else is not a tick. */
+	if (hz < 24 || hz > 1200)
+		return 0;
+	return (uint32_t)(1000000u / hz); /* USEC_PER_SEC / HZ, as tcp_get_info_chrono_stats() */
+}
+
 /* Copies bounds into a rodata array, checking they fit. */
 static int set_bounds(__u64 *target, __u32 *target_count, const uint64_t *bounds, uint32_t count,
 		      const char *what, fs_error *error)
@@ -413,6 +435,7 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 			      options->bytes_bounds, options->bytes_bound_count, "flow bytes", error)))
 		return err;
 	skel->rodata->rtt_sample_every = options->rtt_sample_every ? options->rtt_sample_every : 1;
+	skel->rodata->usec_per_jiffy = fs_usec_per_jiffy();
 	if (options->ring_buffer_bytes) {
 		err = bpf_map__set_max_entries(skel->maps.closed_flows, options->ring_buffer_bytes);
 		if (err)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,48 @@ static void store_delivery_rate(struct fs_flow_stats *stats, uint64_t rate, uint
 	stats->mss_cache = mss;
 }
 
+/*
+ * Where tcp_info's fields end, so that the kernel's tcp_info length says which it has. Linux
+ * 6.7 appended, after tcpi_snd_wnd: __u32 tcpi_rcv_wnd, __u32 tcpi_rehash (both 6.2),
+ * __u16 tcpi_total_rto, __u16 tcpi_total_rto_recoveries, __u32 tcpi_total_rto_time; this
+ * build's <linux/tcp.h> may stop at tcpi_snd_wnd, so those are read by offset.
+ */
+#define FS_TCP_INFO_END_OF(field) (offsetof(struct tcp_info, field) + sizeof(((struct tcp_info *)0)->field))
+#define FS_TCP_INFO_TOTAL_RTO (FS_TCP_INFO_END_OF(tcpi_snd_wnd) + 8)
+#define FS_TCP_INFO_RTO_END (FS_TCP_INFO_TOTAL_RTO + 8)
+
+/* The fields of fs_flow_stats past cgroup_id, from tcp_info; `raw` is the attribute as sent. */
+static void store_diagnosis(struct fs_flow_stats *stats, const struct tcp_info *info,
+			    const unsigned char *raw, size_t length)
+{
+	stats->has = 0;
+	if (length >= FS_TCP_INFO_END_OF(tcpi_sndbuf_limited)) {
+		stats->busy_us = info->tcpi_busy_time;
+		stats->rwnd_limited_us = info->tcpi_rwnd_limited;
+		stats->sndbuf_limited_us = info->tcpi_sndbuf_limited;
+		stats->has |= FS_HAS_TIME_LIMITS;
+	}
+	stats->delivery_rate_app_limited = info->tcpi_delivery_rate_app_limited;
+	stats->probes = info->tcpi_probes;
+	stats->notsent_bytes = info->tcpi_notsent_bytes;
+	stats->rcv_rtt_us = info->tcpi_rcv_rtt;
+	stats->lost_out = info->tcpi_lost;
+	stats->retrans_out = info->tcpi_retrans;
+	if (length >= FS_TCP_INFO_END_OF(tcpi_snd_wnd)) {
+		stats->snd_wnd = info->tcpi_snd_wnd;
+		stats->reord_seen = info->tcpi_reord_seen;
+		stats->dsack_dups = info->tcpi_dsack_dups;
+		stats->rcv_ooopack = info->tcpi_rcv_ooopack;
+		stats->has |= FS_HAS_LOSS_DETAIL;
+	}
+	if (length >= FS_TCP_INFO_RTO_END) {
+		memcpy(&stats->total_rto, raw + FS_TCP_INFO_TOTAL_RTO, 2);
+		memcpy(&stats->total_rto_recoveries, raw + FS_TCP_INFO_TOTAL_RTO + 2, 2);
+		memcpy(&stats->total_rto_time_ms, raw + FS_TCP_INFO_TOTAL_RTO + 4, 4);
+		stats->has |= FS_HAS_RTO_TOTALS;
+	}
+}
+
 /* Fills one record from one SOCK_DIAG_BY_FAMILY message; false if it is not a flow. */
 static bool record_of(const struct nlmsghdr *header, uint32_t netns, uint64_t now_ns, struct fs_flow_key *key,
 		      struct fs_flow_stats *stats, int *malformed)
@@ -109,6 +152,9 @@ static bool record_of(const struct nlmsghdr *header, uint32_t netns, uint64_t no
 	const struct inet_diag_msg *msg = NLMSG_DATA(header);
 	const struct rtattr *attr;
 	struct tcp_info info;
+	/* The whole attribute, for the fields newer than this build's <linux/tcp.h>. */
+	unsigned char raw[FS_TCP_INFO_RTO_END];
+	size_t info_length = 0;
 	bool have_info = false;
 	int length;
 
@@ -129,6 +175,9 @@ static bool record_of(const struct nlmsghdr *header, uint32_t netns, uint64_t no
 		/* Older kernels send a shorter tcp_info, newer ones a longer: take what both know. */
 		size_t have = RTA_PAYLOAD(attr);
 		memcpy(&info, RTA_DATA(attr), have < sizeof(info) ? have : sizeof(info));
+		memset(raw, 0, sizeof(raw));
+		memcpy(raw, RTA_DATA(attr), have < sizeof(raw) ? have : sizeof(raw));
+		info_length = have;
 		have_info = true;
 	}
 	/* Sockets without a tcp_sock carry no tcp_info: the BPF source does not see them either. */
@@ -170,6 +219,7 @@ static bool record_of(const struct nlmsghdr *header, uint32_t netns, uint64_t no
 	stats->state = msg->idiag_state;
 	stats->direction = FS_DIR_UNKNOWN;
 	stats->seen_by = 0; /* no hook: read by inet_diag */
+	store_diagnosis(stats, &info, raw, info_length);
 	return true;
 }
 

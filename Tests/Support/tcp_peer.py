@@ -16,8 +16,19 @@
   tcp_peer.py churn ADDR PORT K
       opens K short flows one after another (connect, send a byte, close) and prints
       "done K" once the last is closed.
+  tcp_peer.py slow-serve ADDR PORT RCVBUF CHUNK PAUSE
+      as serve, but each accepted flow has SO_RCVBUF RCVBUF (set on the listener, so the
+      window is small from the handshake on) and is read CHUNK bytes every PAUSE seconds:
+      a slow reader whose receive window fills up.
+  tcp_peer.py stream ADDR PORT SNDBUF
+      opens one flow (SO_SNDBUF SNDBUF before connect unless 0), prints its JSON line as
+      connect does, then writes to it as fast as the flow takes data until end of input.
+  tcp_peer.py trickle ADDR PORT BYTES PAUSE
+      opens one flow, prints its JSON line, then sends BYTES every PAUSE seconds until end
+      of input: a request/response-like flow that is mostly idle.
 """
 import json
+import os
 import socket
 import sys
 import threading
@@ -123,6 +134,78 @@ def churn(addr, port, count):
     print(f"done {count}", flush=True)
 
 
+def slow_serve(addr, port, rcvbuf, chunk, pause):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    listener.bind((addr, port))
+    listener.listen(16)
+    print("ready", flush=True)
+
+    def drain(conn):
+        with conn:
+            while conn.recv(chunk):
+                time.sleep(pause)
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
+
+
+def flow_line(sock):
+    return json.dumps([{"local": list(sock.getsockname()[:2]), "remote": list(sock.getpeername()[:2])}])
+
+
+def run_until_eof(sock, work):
+    """Runs work() in a loop on a thread until end of input, then closes the flow."""
+    stop = threading.Event()
+
+    def loop():
+        try:
+            while not stop.is_set():
+                work()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    sys.stdin.read()
+    stop.set()
+    # Unblocks a writer waiting for buffer space; close() alone would wait for it.
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+    os._exit(0)
+
+
+def stream(addr, port, sndbuf):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.connect((addr, port))
+    print(flow_line(sock), flush=True)
+    payload = b"s" * (1 << 16)
+    run_until_eof(sock, lambda: sock.sendall(payload))
+
+
+def trickle(addr, port, size, pause):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.connect((addr, port))
+    print(flow_line(sock), flush=True)
+    payload = b"t" * size
+
+    def send_one():
+        sock.sendall(payload)
+        time.sleep(pause)
+
+    run_until_eof(sock, send_one)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "serve":
@@ -133,5 +216,11 @@ if __name__ == "__main__":
         connect_from_thread(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif mode == "churn":
         churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "slow-serve":
+        slow_serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+    elif mode == "stream":
+        stream(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "trickle":
+        trickle(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     else:
         sys.exit(f"unknown mode {mode!r}; see the docstring")

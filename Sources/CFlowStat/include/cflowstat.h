@@ -56,6 +56,8 @@ typedef void (*fs_log_fn)(int level, const char *line);
 void fs_set_log_handler(fs_log_fn handler);
 
 int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error);
+/* USEC_PER_SEC / HZ of the running kernel, from the coarse clock's tick; 0 when unknown. */
+uint32_t fs_usec_per_jiffy(void);
 void fs_agent_close(fs_agent *agent);
 
 /* FS_HOOK_* bits of the hooks that are attached (FS_HOOK_ITER_TCP: seeding ran). */

@@ -114,8 +114,27 @@ public struct FlowTotals: Sendable, Hashable {
     public var dataSegmentsIn: UInt64 = 0
     public var dataSegmentsOut: UInt64 = 0
     public var retransmits: UInt64 = 0
+    /// Seconds per `LimitReason`, summed over the flows whose source knew them
+    /// (`FlowFields.timeLimits`). Four fields, not an array: a total is made per closed flow.
+    public var networkLimitedSeconds = 0.0
+    public var receiverLimitedSeconds = 0.0
+    public var senderBufferLimitedSeconds = 0.0
+    public var applicationLimitedSeconds = 0.0
+    /// Flows added that had limited times: none, and `tcp_peer_limited_seconds_total` is
+    /// left out for this aggregate rather than written as 0.
+    public var timedFlows: UInt64 = 0
 
     public init() {}
+
+    /// The summed seconds of one reason.
+    public func limitedSeconds(_ reason: LimitReason) -> Double {
+        switch reason {
+        case .network: networkLimitedSeconds
+        case .receiver: receiverLimitedSeconds
+        case .senderBuffer: senderBufferLimitedSeconds
+        case .application: applicationLimitedSeconds
+        }
+    }
 
     public init(
         flows: UInt64, bytesAcked: UInt64, bytesReceived: UInt64, dataSegmentsIn: UInt64, dataSegmentsOut: UInt64,
@@ -138,6 +157,13 @@ public struct FlowTotals: Sendable, Hashable {
         dataSegmentsIn &+= flow.dataSegmentsIn
         dataSegmentsOut &+= flow.dataSegmentsOut
         retransmits &+= flow.retransmits
+        if flow.fields.contains(.timeLimits) {
+            timedFlows &+= 1
+            networkLimitedSeconds += flow.limitedTime(.network)
+            receiverLimitedSeconds += flow.limitedTime(.receiver)
+            senderBufferLimitedSeconds += flow.limitedTime(.senderBuffer)
+            applicationLimitedSeconds += flow.limitedTime(.application)
+        }
     }
 
     public mutating func add(_ other: FlowTotals) {
@@ -147,6 +173,11 @@ public struct FlowTotals: Sendable, Hashable {
         dataSegmentsIn &+= other.dataSegmentsIn
         dataSegmentsOut &+= other.dataSegmentsOut
         retransmits &+= other.retransmits
+        timedFlows &+= other.timedFlows
+        networkLimitedSeconds += other.networkLimitedSeconds
+        receiverLimitedSeconds += other.receiverLimitedSeconds
+        senderBufferLimitedSeconds += other.senderBufferLimitedSeconds
+        applicationLimitedSeconds += other.applicationLimitedSeconds
     }
 }
 

@@ -326,7 +326,7 @@ private struct ConfigReader {
 
     private func readMetrics(_ node: ConfigNode, into config: inout FlowStatConfig) throws(ConfigError) {
         let groups = try node.entries(["histograms", "gauges", "counters"])
-        var enabled = Set(FlowMetric.allCases)
+        var enabled = FlowMetricCatalogue.defaultMetrics
 
         if let histograms = groups["histograms"] {
             // 2.x called the RTT histogram `latency`. The seed's own reference config.yml puts
@@ -379,9 +379,13 @@ private struct ConfigReader {
             }
             let (groupOn, entries) = try isActive(node, extraKeys: members.map(\.configSwitch.key), aliases: aliases)
             for member in members {
-                var on = groupOn
-                if let entry = entries[member.configSwitch.key], try !isActive(entry).0 { on = false }
-                if !on { enabled.remove(member.metric) }
+                // A member the group does not mention keeps its default.
+                var on = groupOn && member.defaultOn
+                if let entry = entries[member.configSwitch.key] {
+                    let entryOn = try isActive(entry).0
+                    on = groupOn && entryOn
+                }
+                if on { enabled.insert(member.metric) } else { enabled.remove(member.metric) }
             }
         }
         config.metrics = enabled

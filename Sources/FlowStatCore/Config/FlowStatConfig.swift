@@ -8,8 +8,9 @@
 /// under a top-level `flowstat:` section. `FlowStatConfig()` is what an empty file gives.
 /// Command-line flags override the values here (see `flowstat serve --help`).
 public struct FlowStatConfig: Sendable, Equatable {
-    /// Per-flow metric families that are exported. Default: all of them.
-    public var metrics: Set<FlowMetric> = Set(FlowMetric.allCases)
+    /// Per-flow metric families that are exported. Default: those the catalogue marks
+    /// `defaultOn` (all but the loss and window detail).
+    public var metrics: Set<FlowMetric> = FlowMetricCatalogue.defaultMetrics
     /// Whether the RTT histogram (`tcp_rtt_seconds`) is counted and exported:
     /// `logic.metrics.histograms.active` and `…histograms.rtt.active`. Default: on.
     public var rttHistogram = true

@@ -86,7 +86,7 @@ extension FlowStatConfig {
     private static func metricSwitches(_ group: ConfigSwitch.Group) -> String {
         let members = FlowMetricCatalogue.all.filter { $0.configSwitch.group == group }
         return (members.filter { $0.seed != nil } + members.filter { $0.seed == nil }).map { metric in
-            let setting = "\(metric.configSwitch.key): {active: true}"
+            let setting = "\(metric.configSwitch.key): {active: \(metric.defaultOn)}"
             let padding = String(repeating: " ", count: max(30 - setting.count, 1))
             return "      \(setting)\(padding)# \(metric.name)" + (metric.seed == nil ? " (flowstat)" : "")
         }.joined(separator: "\n")

@@ -48,16 +48,27 @@ struct FlowTable {
         var labelsCount: Int
     }
 
-    /// The exported values: one column per catalogue entry (`FlowMetricCatalogue.all`),
-    /// indexed like `rows`; empty for metrics not exported. Integers as they are, reals as
-    /// their bit pattern (`FlowValue.bits`).
+    /// The exported values: one column per series of each catalogue entry
+    /// (`FlowMetricCatalogue.slots`), indexed like `rows`; empty for metrics not exported.
+    /// Integers as they are, reals as their bit pattern (`FlowValue.bits`); `absent` where
+    /// the flow's source could not fill what the entry needs.
     struct Columns {
-        var values: [[UInt64]] = Array(repeating: [], count: FlowMetricCatalogue.all.count)
-        /// Catalogue positions of the metrics being filled.
+        var values: [[UInt64]] = Array(repeating: [], count: FlowMetricCatalogue.slots.count)
+        /// Slot positions of the metrics being filled.
         var filled: [Int] = []
+        /// For each filled slot, in the same order: how to read it and the fields it needs
+        /// (looked up once per rebuild, not once per flow).
+        private var readers: [(value: FlowValue, requires: FlowFields)] = []
 
         mutating func removeAll(reservingCapacity capacity: Int, for metrics: Set<FlowMetric>) {
-            filled = FlowMetricCatalogue.all.indices.filter { metrics.contains(FlowMetricCatalogue.all[$0].metric) }
+            filled = FlowMetricCatalogue.slots.indices.filter {
+                metrics.contains(FlowMetricCatalogue.all[FlowMetricCatalogue.slots[$0].entry].metric)
+            }
+            readers = filled.map { index in
+                let slot = FlowMetricCatalogue.slots[index]
+                let entry = FlowMetricCatalogue.all[slot.entry]
+                return (entry.series[slot.series].value, entry.requires)
+            }
             for index in values.indices {
                 values[index].removeAll(keepingCapacity: true)
                 if filled.contains(index) { values[index].reserveCapacity(capacity) }
@@ -65,11 +76,19 @@ struct FlowTable {
         }
 
         mutating func append(_ flow: UnsafePointer<FlowSample>) {
-            for index in filled {
-                values[index].append(FlowMetricCatalogue.all[index].value.bits(of: flow))
+            let fields = flow.pointee.fields
+            for position in filled.indices {
+                let requires = readers[position].requires
+                values[filled[position]].append(
+                    requires.isEmpty || fields.isSuperset(of: requires)
+                        ? readers[position].value.bits(of: flow) : FlowTable.absent)
             }
         }
     }
+
+    /// A column value for "no series for this flow": all ones, which no integer field
+    /// reaches and which is a NaN no conversion produces.
+    static let absent = UInt64.max
 
     /// Values of the flows in `rows`, in the same order.
     private(set) var columns = Columns()

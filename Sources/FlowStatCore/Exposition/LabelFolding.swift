@@ -44,27 +44,31 @@ extension FlowSample {
         withUnsafeMutablePointer(to: &self) { sum in
             withUnsafePointer(to: other) { other in
                 for metric in FlowMetricCatalogue.all {
-                    switch metric.value {
-                    case .real(let get, let set):
-                        let (a, b) = (get(sum), get(other))
-                        switch metric.folding {
-                        case .sum: set(sum, a + b)
-                        case .mean: set(sum, a + (b - a) * weight)
-                        case .least: set(sum, Swift.min(a, b))
-                        case .leastNonZero: set(sum, a == 0 ? b : (b == 0 ? a : Swift.min(a, b)))
-                        }
-                    case .integer(let get, let set):
-                        let (a, b) = (get(sum), get(other))
-                        switch metric.folding {
-                        case .sum: set(sum, a &+ b)
-                        case .mean: set(sum, a + UInt64((Double(b) - Double(a)) * weight))
-                        case .least: set(sum, Swift.min(a, b))
-                        case .leastNonZero: set(sum, a == 0 ? b : (b == 0 ? a : Swift.min(a, b)))
+                    for series in metric.series {
+                        switch series.value {
+                        case .real(let get, let set):
+                            let (a, b) = (get(sum), get(other))
+                            switch metric.folding {
+                            case .sum: set(sum, a + b)
+                            case .mean: set(sum, a + (b - a) * weight)
+                            case .least: set(sum, Swift.min(a, b))
+                            case .leastNonZero: set(sum, a == 0 ? b : (b == 0 ? a : Swift.min(a, b)))
+                            }
+                        case .integer(let get, let set):
+                            let (a, b) = (get(sum), get(other))
+                            switch metric.folding {
+                            case .sum: set(sum, a &+ b)
+                            case .mean: set(sum, a + UInt64((Double(b) - Double(a)) * weight))
+                            case .least: set(sum, Swift.min(a, b))
+                            case .leastNonZero: set(sum, a == 0 ? b : (b == 0 ? a : Swift.min(a, b)))
+                            }
                         }
                     }
                 }
             }
         }
+        // A field the group has is one every member has.
+        fields.formIntersection(other.fields)
         lastUpdate = Swift.max(lastUpdate, other.lastUpdate)
     }
 }

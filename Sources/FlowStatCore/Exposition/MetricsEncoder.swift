@@ -39,7 +39,7 @@ public struct MetricsEncoder: Sendable {
 
         public init(
             netnsLabel: Bool = false, output: OutputMode = .flowstat, labelFolding: LabelFolding = .none,
-            enabledFlowMetrics: Set<FlowMetric> = Set(FlowMetric.allCases), pidLabel: Bool = false,
+            enabledFlowMetrics: Set<FlowMetric> = FlowMetricCatalogue.defaultMetrics, pidLabel: Bool = false,
             commLabel: Bool = false, containerLabel: Bool = false, podLabel: Bool = false,
             namespaceLabel: Bool = false
         ) {
@@ -210,9 +210,14 @@ public struct MetricsEncoder: Sendable {
     private func writePerFlowFamilies(into buffer: inout ByteBuffer, flush: Flush) {
         for (index, metric) in FlowMetricCatalogue.all.enumerated()
         where options.enabledFlowMetrics.contains(metric.metric) {
-            writeFlowFamily(
-                metric.name, metric.help, MetricType(metric.type), table.columns.values[index],
-                as: metric.value.isReal ? .real : .integer, into: &buffer, flush: flush)
+            writeHeader(metric.name, metric.help, MetricType(metric.type), into: &buffer)
+            let first = FlowMetricCatalogue.firstSlot[index]
+            for (offset, series) in metric.series.enumerated() {
+                writeFlowSeries(
+                    metric.name, label: series.label, table.columns.values[first + offset],
+                    as: series.value.isReal ? .real : .integer, skippingAbsent: !metric.requires.isEmpty,
+                    into: &buffer, flush: flush)
+            }
         }
     }
 
@@ -226,9 +231,10 @@ public struct MetricsEncoder: Sendable {
         where options.enabledFlowMetrics.contains(metric.metric) {
             guard let seed = metric.seed else { continue }
             let encoding: ColumnEncoding = seed.milliseconds ? .milliseconds : (metric.value.isReal ? .real : .integer)
-            writeFlowFamily(
-                seed.name, seed.help, MetricType(seed.type), table.columns.values[index], as: encoding,
-                into: &buffer, flush: flush)
+            writeHeader(seed.name, seed.help, MetricType(seed.type), into: &buffer)
+            writeFlowSeries(
+                seed.name, label: "", table.columns.values[FlowMetricCatalogue.firstSlot[index]], as: encoding,
+                skippingAbsent: !metric.requires.isEmpty, into: &buffer, flush: flush)
         }
         if let histogram = rttHistogram {
             let milliseconds = Histogram(
@@ -255,37 +261,47 @@ public struct MetricsEncoder: Sendable {
         case milliseconds
     }
 
-    /// Writes one family: one series per row of the table, with the value from `column`
-    /// at the same index.
-    private func writeFlowFamily(
-        _ name: StaticString, _ help: StaticString, _ type: MetricType, _ column: [UInt64],
-        as encoding: ColumnEncoding, into buffer: inout ByteBuffer, flush: Flush
+    /// Writes one series of a family (its header written): one sample per row of the
+    /// table, with the value from `column` at the same index and `label` (`,reason="…"`)
+    /// after the flow's labels. `skippingAbsent`: rows whose value is `FlowTable.absent`
+    /// have no sample.
+    private func writeFlowSeries(
+        _ name: StaticString, label: StaticString, _ column: [UInt64], as encoding: ColumnEncoding,
+        skippingAbsent: Bool, into buffer: inout ByteBuffer, flush: Flush
     ) {
-        switch encoding {
-        case .integer: writeFlowFamily(name, help, type, column, into: &buffer, flush: flush) { $0.write($1) }
-        case .real:
-            writeFlowFamily(name, help, type, column, into: &buffer, flush: flush) { $0.write(Double(bitPattern: $1)) }
-        case .milliseconds:
-            writeFlowFamily(name, help, type, column, into: &buffer, flush: flush) {
+        switch (encoding, skippingAbsent) {
+        case (.integer, false): writeFlowSeries(name, label, column, into: &buffer, flush: flush) { $0.write($1) }
+        case (.integer, true):
+            writeFlowSeries(name, label, column, skippingAbsent: true, into: &buffer, flush: flush) { $0.write($1) }
+        case (.real, false):
+            writeFlowSeries(name, label, column, into: &buffer, flush: flush) { $0.write(Double(bitPattern: $1)) }
+        case (.real, true):
+            writeFlowSeries(name, label, column, skippingAbsent: true, into: &buffer, flush: flush) {
+                $0.write(Double(bitPattern: $1))
+            }
+        case (.milliseconds, _):
+            writeFlowSeries(name, label, column, skippingAbsent: skippingAbsent, into: &buffer, flush: flush) {
                 $0.write(Self.milliseconds(Double(bitPattern: $1)))
             }
         }
     }
 
-    /// The loop of `writeFlowFamily`, always inlined so that each encoding gets a loop of its
+    /// The loop of `writeFlowSeries`, always inlined so that each encoding gets a loop of its
     /// own with the writer's cursor in a register: a call per series costs measurably at
     /// hundreds of thousands of series.
     @inline(__always)
-    private func writeFlowFamily(
-        _ name: StaticString, _ help: StaticString, _ type: MetricType, _ column: [UInt64],
+    private func writeFlowSeries(
+        _ name: StaticString, _ label: StaticString, _ column: [UInt64], skippingAbsent: Bool = false,
         into buffer: inout ByteBuffer, flush: Flush, value write: (inout ByteWriter, UInt64) -> Void
     ) {
-        writeHeader(name, help, type, into: &buffer)
         let rows = table.rows
         guard !rows.isEmpty else { return }
 
         let nameBytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-        let perSeries = nameBytes.count + ByteWriter.maxDoubleLength + 2  // space and newline
+        let labelBytes = UnsafeBufferPointer(start: label.utf8Start, count: label.utf8CodeUnitCount)
+        // A label goes inside the flow's braces: its label set without the closing brace.
+        let closingBrace = labelBytes.isEmpty ? 0 : 1
+        let perSeries = nameBytes.count + labelBytes.count + ByteWriter.maxDoubleLength + 2  // space and newline
         // Held whole, one reservation for the family; streamed, one per batch of rows, so
         // the buffer never grows past a batch over the threshold.
         let streamed = flushThreshold < .max
@@ -304,12 +320,19 @@ public struct MetricsEncoder: Sendable {
                     buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
                         var writer = ByteWriter(destination)
                         for index in start..<end {
+                            let value = values[index]
+                            if skippingAbsent, value == FlowTable.absent { continue }
                             let row = rows[index]
                             writer.write(nameBytes)
                             writer.write(
-                                UnsafeBufferPointer(start: arenaBase + row.labelsStart, count: row.labelsCount))
+                                UnsafeBufferPointer(
+                                    start: arenaBase + row.labelsStart, count: row.labelsCount - closingBrace))
+                            if closingBrace != 0 {
+                                writer.write(labelBytes)
+                                writer.write(byte: UInt8(ascii: "}"))
+                            }
                             writer.write(byte: UInt8(ascii: " "))
-                            write(&writer, values[index])
+                            write(&writer, value)
                             writer.write(byte: UInt8(ascii: "\n"))
                         }
                         return writer.count
@@ -396,6 +419,24 @@ public struct MetricsEncoder: Sendable {
             "tcp_peer_retransmits_total",
             "Segments retransmitted on closed flows and on live flows without their own series.", .counter
         ) { $0.total.retransmits }
+        guard options.enabledFlowMetrics.contains(.limitedSeconds) else { return }
+        // Like the flows' family, one series per reason; aggregates of flows whose source did
+        // not know the times have none.
+        let name: StaticString = "tcp_peer_limited_seconds_total"
+        writeHeader(
+            name,
+            "Seconds of closed flows and of live flows without their own series, by what limited them, as for single flows.",
+            .counter, into: &buffer)
+        let reasonLabel: StaticString = "reason"
+        for (aggregate, labels) in zip(aggregates, labels) {
+            let total = aggregate.total
+            guard total.timedFlows > 0 else { continue }
+            for reason in LimitReason.allCases {
+                writeSample(
+                    name, labels: labels + [(reasonLabel, reason.rawValue)], value: total.limitedSeconds(reason),
+                    into: &buffer)
+            }
+        }
     }
 
     // MARK: - Self metrics

@@ -46,7 +46,8 @@ enum LandingPage {
             </ul>
             <h2>Top flows</h2>
             <p>Sort by: <button data-sort="rtt">RTT</button> <button data-sort="retrans">retransmits</button>
-            <button data-sort="bytes">bytes</button> <span id="status">loading…</span></p>
+            <button data-sort="bytes">bytes</button> <button data-sort="limited">limited by</button>
+            <span id="status">loading…</span></p>
             <table id="flows">
             <thead><tr><th>Local</th><th>Peer</th>\(metricHeadings)<th>process</th></tr></thead>
             <tbody></tbody>
@@ -89,6 +90,14 @@ enum LandingPage {
           milliseconds: ms,
           megabitsPerSecond: (rate) => (rate * 8 / 1e6).toFixed(2),
           integer: (value) => String(value),
+          limitedBy: (value, f) => {
+            const reasons = ["network", "receiver", "sender_buffer", "application"];
+            const seconds = reasons.map((r) => f["limited_" + r + "_seconds"]);
+            const total = seconds.reduce((a, b) => a + (b > 0 ? b : 0), 0);
+            if (value === null || !(total > 0)) return "-";
+            const top = seconds.indexOf(Math.max(...seconds));
+            return reasons[top] + " " + Math.round(100 * seconds[top] / total) + "%";
+          },
         };
         function cell(row, text, numeric) {
           const td = document.createElement("td");
@@ -104,7 +113,7 @@ enum LandingPage {
             row.className = "flow";
             cell(row, endpoint(f.src, f.sport));
             cell(row, endpoint(f.dst, f.dport));
-            for (const [field, format] of columns) cell(row, formats[format](f[field]), true);
+            for (const [field, format] of columns) cell(row, formats[format](f[field], f), format !== "limitedBy");
             cell(row, f.comm ? f.comm + (f.pid ? "/" + f.pid : "") : (f.pid ? "pid " + f.pid : "-"));
             body.appendChild(row);
           }

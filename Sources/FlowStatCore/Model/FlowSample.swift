@@ -47,6 +47,100 @@ public struct FlowSample: Sendable {
     /// its cgroup up; nil before, and for flows whose cgroup is unknown.
     public var workload: Workload?
 
+    // Where the flow's time goes and how it recovers from loss (`tcp_info`'s later fields).
+    // Sources set them after `init`; `fields` says which optional ones they could fill.
+
+    /// When flowstat first saw the flow established (or seeded it), monotonic clock,
+    /// nanoseconds; 0 when unknown. With `lastUpdate`, the flow's age as flowstat knows it.
+    public var firstSeen: UInt64 = 0
+    /// Which optional fields below the source filled: the kernel or its `tcp_info` may lack
+    /// them, and a field it lacks is left out of every output rather than shown as 0.
+    public var fields: FlowFields = []
+    /// Time busy sending data, seconds, including the two limited times (`tcpi_busy_time`).
+    public var busyTime: Double = 0
+    /// Time sending was limited by the peer's receive window, seconds (`tcpi_rwnd_limited`).
+    public var receiverLimitedTime: Double = 0
+    /// Time sending was limited by the send buffer, seconds (`tcpi_sndbuf_limited`).
+    public var senderBufferLimitedTime: Double = 0
+    /// Whether the last delivery rate sample was limited by the application, not the network.
+    public var deliveryRateAppLimited: Bool = false
+    /// Zero-window probes sent and not answered yet (`tcpi_probes`).
+    public var zeroWindowProbes: UInt8 = 0
+    /// Bytes written by the application and not sent yet (`tcpi_notsent_bytes`).
+    public var notsentBytes: UInt32 = 0
+    /// The peer's advertised receive window, bytes (`tcpi_snd_wnd`; `fields.lossDetail`).
+    public var sendWindow: UInt32 = 0
+    /// Receive-side RTT estimate, seconds (`tcpi_rcv_rtt`); 0 before the first estimate.
+    public var receiveRTT: Double = 0
+    /// Segments presumed lost now (`tcpi_lost`).
+    public var lostSegments: UInt32 = 0
+    /// Retransmitted segments in flight now (`tcpi_retrans`).
+    public var retransmitsInFlight: UInt32 = 0
+    /// Reordering events seen (`tcpi_reord_seen`; `fields.lossDetail`).
+    public var reorderingEvents: UInt32 = 0
+    /// Segments the peer reported received twice, i.e. spurious retransmits (`tcpi_dsack_dups`).
+    public var dsackDuplicates: UInt32 = 0
+    /// Out-of-order packets received (`tcpi_rcv_ooopack`; `fields.lossDetail`).
+    public var outOfOrderPackets: UInt32 = 0
+    /// Retransmission timeouts (`tcpi_total_rto`; `fields.rtoTotals`).
+    public var rtoTimeouts: UInt32 = 0
+    /// Recoveries from retransmission timeouts (`tcpi_total_rto_recoveries`; `fields.rtoTotals`).
+    public var rtoRecoveries: UInt32 = 0
+    /// Time spent in RTO recovery, seconds (`tcpi_total_rto_time`; `fields.rtoTotals`).
+    public var rtoTime: Double = 0
+
+    /// The flow's age as flowstat knows it, seconds: from when it saw the flow established
+    /// (or seeded it at start-up: then the flow is older) to the sample; 0 when unknown.
+    public var observedAge: Double {
+        firstSeen == 0 || lastUpdate <= firstSeen ? 0 : Double(lastUpdate - firstSeen) / 1e9
+    }
+
+    /// Time not busy sending, seconds: the flow's observed age less `busyTime`, at least 0
+    /// (`deriveApplicationTime()` sets it once `firstSeen` and the busy time are known).
+    public var applicationTime: Double = 0
+
+    /// Sets `applicationTime` from the observed age and the busy time.
+    public mutating func deriveApplicationTime() {
+        applicationTime = Swift.max(0, observedAge - busyTime)
+    }
+
+    /// Seconds of the flow's observed life per reason it was limited, as `tcp_info` splits its
+    /// busy time: `network` (busy, neither limit), `receiver`, `senderBuffer`, and
+    /// `application` (the rest of its age: idle or application-limited). They sum to
+    /// `max(observedAge, busyTime)`.
+    public func limitedTime(_ reason: LimitReason) -> Double {
+        switch reason {
+        case .network: Swift.max(0, busyTime - receiverLimitedTime - senderBufferLimitedTime)
+        case .receiver: receiverLimitedTime
+        case .senderBuffer: senderBufferLimitedTime
+        case .application: applicationTime
+        }
+    }
+
+    /// Sets one reason's seconds, keeping the others' (`busyTime` follows its parts).
+    public mutating func setLimitedTime(_ reason: LimitReason, _ seconds: Double) {
+        switch reason {
+        case .network: busyTime += seconds - limitedTime(.network)
+        case .receiver:
+            busyTime += seconds - receiverLimitedTime
+            receiverLimitedTime = seconds
+        case .senderBuffer:
+            busyTime += seconds - senderBufferLimitedTime
+            senderBufferLimitedTime = seconds
+        case .application: applicationTime = seconds
+        }
+    }
+
+    /// What limited the flow most over its observed life, and how much of it; nil when the
+    /// source does not know the times or none has any.
+    public var limitShare: LimitShare? {
+        guard fields.contains(.timeLimits) else { return nil }
+        return LimitShare(seconds: LimitReason.allCases.map(limitedTime))
+    }
+
+    /// The reason with the most seconds over the flow's observed life.
+    public var mostlyLimitedBy: LimitReason? { limitShare?.reason }
+
     public init(
         key: FlowKey,
         state: UInt8 = 1,
@@ -86,6 +180,67 @@ public struct FlowSample: Sendable {
         self.lastUpdate = lastUpdate
         self.cgroupID = cgroupID
         self.workload = nil
+    }
+}
+
+/// Optional fields of a `FlowSample`, as the kernel record's `fs_has` bits.
+public struct FlowFields: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// Busy, receiver-limited and send-buffer-limited times (the kernel's HZ is known).
+    public static let timeLimits = FlowFields(rawValue: 1 << 0)
+    /// Reordering events, duplicate SACKs, out-of-order packets, send window (Linux 5.4).
+    public static let lossDetail = FlowFields(rawValue: 1 << 1)
+    /// RTO timeouts, recoveries and time (Linux 6.7).
+    public static let rtoTotals = FlowFields(rawValue: 1 << 2)
+}
+
+/// What limited a flow while it had time to spend: the `reason` label of
+/// `tcp_flow_limited_seconds_total`.
+public enum LimitReason: String, Sendable, Hashable, CaseIterable {
+    /// Busy sending and bound by neither window nor buffer: the congestion window, i.e. the path.
+    case network
+    /// The peer's receive window was full.
+    case receiver
+    /// The send buffer was full.
+    case senderBuffer = "sender_buffer"
+    /// Not sending: nothing to send, or the application wrote too little.
+    case application
+}
+
+/// The reason with the largest share of some seconds (a flow's life, or `top`'s interval):
+/// the "limited by" column of `dump`, `top` and the page.
+public struct LimitShare: Sendable, Hashable {
+    public var reason: LimitReason
+    /// Its part of all the seconds, 0 to 1.
+    public var share: Double
+
+    /// From seconds per reason in `LimitReason.allCases` order; nil when all are 0. Ties go to
+    /// the first reason in that order.
+    public init?(seconds: [Double]) {
+        let total = seconds.reduce(0) { $0 + Swift.max($1, 0) }
+        guard total > 0,
+            let top = seconds.indices.max(by: { seconds[$0] < seconds[$1] || (seconds[$0] == seconds[$1] && $0 > $1) })
+        else { return nil }
+        reason = LimitReason.allCases[top]
+        share = seconds[top] / total
+    }
+
+    /// `receiver 90%`.
+    public var description: String { "\(reason.rawValue) \(Int((share * 100).rounded()))%" }
+
+    /// What sorting by it ranks by: flows grouped by reason, the limits outside the
+    /// application first (receiver, send buffer, network), then each group by share.
+    public var rank: Double {
+        let group: Double =
+            switch reason {
+            case .receiver: 3
+            case .senderBuffer: 2
+            case .network: 1
+            case .application: 0
+            }
+        return group * 2 + share
     }
 }
 

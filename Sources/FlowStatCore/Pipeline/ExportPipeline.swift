@@ -225,7 +225,7 @@ public final class ExportPipeline: Sendable {
             if work.limiter.limits.maxFlows > 0 || snapshot.closedSinceLastSnapshot != nil {
                 let limited = work.limiter.apply(
                     to: snapshot.flows, closed: snapshot.closedSinceLastSnapshot,
-                    perFlowFamilies: work.encoder.options.enabledFlowMetrics.count,
+                    perFlowFamilies: FlowMetricCatalogue.seriesPerFlow(work.encoder.options.enabledFlowMetrics),
                     now: Double(started) / 1e9)
                 context.totalFlows = snapshot.flows.count
                 context.aggregates = limited.aggregates

@@ -41,7 +41,7 @@ public enum FlowJSON {
         // Fixed text under 128 bytes, each metric's name and number, two addresses, comm
         // escaped at most 6 bytes per byte.
         let bound =
-            128 + FlowMetricCatalogue.all.count * (64 + ByteWriter.maxDoubleLength) + 2 * IPAddress.maxTextLength
+            128 + FlowMetricCatalogue.slots.count * (64 + ByteWriter.maxDoubleLength) + 2 * IPAddress.maxTextLength
             + 6 * flow.comm.utf8.count + 6 * (flow.workload.map { $0.jsonTextLength } ?? 0)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
             var writer = ByteWriter(destination)
@@ -59,17 +59,24 @@ public enum FlowJSON {
             writer.write(UInt64(flow.key.netns))
             withUnsafePointer(to: flow) { flow in
                 for metric in FlowMetricCatalogue.all {
-                    writer.write(",\"")
-                    writer.write(metric.jsonName)
-                    writer.write("\":")
-                    switch metric.value {
-                    case .real(let get, _): writer.writeJSONNumber(get(flow))
-                    case .integer(let get, _):
-                        let value = get(flow)
-                        if let unset = metric.unsetFrom, value >= unset {
-                            writer.write("null")  // the kernel has not set it yet
-                        } else {
-                            writer.write(value)
+                    let present = metric.isPresent(on: flow)
+                    for series in metric.series {
+                        writer.write(",\"")
+                        writer.write(series.jsonName)
+                        writer.write("\":")
+                        guard present else {
+                            writer.write("null")  // the kernel or its tcp_info lacks it
+                            continue
+                        }
+                        switch series.value {
+                        case .real(let get, _): writer.writeJSONNumber(get(flow))
+                        case .integer(let get, _):
+                            let value = get(flow)
+                            if let unset = metric.unsetFrom, value >= unset {
+                                writer.write("null")  // the kernel has not set it yet
+                            } else {
+                                writer.write(value)
+                            }
                         }
                     }
                 }

@@ -14,6 +14,9 @@ public enum FlowSortKey: String, Sendable, Hashable, CaseIterable, CustomStringC
     case delivery
     /// Minimum RTT, highest first.
     case minrtt
+    /// What limited the flow over its life: receiver, send buffer, network, then application
+    /// (`LimitShare.rank`), each by share; flows without the times last.
+    case limited
 
     public var description: String { rawValue }
 
@@ -27,6 +30,7 @@ public enum FlowSortKey: String, Sendable, Hashable, CaseIterable, CustomStringC
         case .cwnd: Double(flow.cwnd)
         case .delivery: flow.deliveryRate
         case .minrtt: flow.minRTT
+        case .limited: flow.limitShare?.rank ?? -1
         }
     }
 

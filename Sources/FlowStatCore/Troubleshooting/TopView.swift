@@ -15,6 +15,8 @@ public struct TopView: Sendable {
         case cwnd
         /// Delivery rate (`d`).
         case delivery
+        /// What limited the flow since the previous refresh (`l`; see `LimitShare.rank`).
+        case limited
 
         public var description: String { rawValue }
 
@@ -26,6 +28,7 @@ public struct TopView: Sendable {
             case .bytes: "b"
             case .cwnd: "c"
             case .delivery: "d"
+            case .limited: "l"
             }
         }
 
@@ -41,12 +44,16 @@ public struct TopView: Sendable {
         public var bytesSentPerSecond: Double
         public var bytesReceivedPerSecond: Double
         public var retransmitsPerSecond: Double
+        /// What limited the flow over the interval; nil without the times or any change.
+        public var limitShare: LimitShare?
     }
 
     private struct Counters {
         var bytesAcked: UInt64
         var bytesReceived: UInt64
         var retransmits: UInt64
+        /// Seconds per `LimitReason`; nil when the source does not know them.
+        var limitedSeconds: [Double]?
     }
 
     public var sort: SortKey
@@ -71,7 +78,8 @@ public struct TopView: Sendable {
         counters.reserveCapacity(flows.count)
         for flow in flows {
             let now = Counters(
-                bytesAcked: flow.bytesAcked, bytesReceived: flow.bytesReceived, retransmits: flow.retransmits)
+                bytesAcked: flow.bytesAcked, bytesReceived: flow.bytesReceived, retransmits: flow.retransmits,
+                limitedSeconds: flow.fields.contains(.timeLimits) ? LimitReason.allCases.map(flow.limitedTime) : nil)
             if seconds > 0, let before = previous[flow.key] {
                 // Counters of one flow only grow; a smaller value is a new flow on the same 4-tuple.
                 func rate(_ a: UInt64, _ b: UInt64) -> Double { a >= b ? Double(a - b) / seconds : Double(a) / seconds }
@@ -79,7 +87,12 @@ public struct TopView: Sendable {
                     Rates(
                         bytesSentPerSecond: rate(now.bytesAcked, before.bytesAcked),
                         bytesReceivedPerSecond: rate(now.bytesReceived, before.bytesReceived),
-                        retransmitsPerSecond: rate(now.retransmits, before.retransmits)))
+                        retransmitsPerSecond: rate(now.retransmits, before.retransmits),
+                        limitShare: now.limitedSeconds.flatMap { seconds in
+                            before.limitedSeconds.flatMap { earlier in
+                                LimitShare(seconds: zip(seconds, earlier).map { Swift.max($0 - $1, 0) })
+                            }
+                        }))
             } else {
                 rates.append(nil)
             }
@@ -100,6 +113,7 @@ public struct TopView: Sendable {
             case .rtt: return flow.rtt
             case .cwnd: return Double(flow.cwnd)
             case .delivery: return flow.deliveryRate
+            case .limited: return rate?.limitShare?.rank ?? -1
             case .bytes:
                 return (rate?.bytesSentPerSecond ?? 0) + (rate?.bytesReceivedPerSecond ?? 0)
             case .retrans:
@@ -119,7 +133,7 @@ public struct TopView: Sendable {
         var table = TextTable(columns: [
             .init("Local", alignRight: false), .init("Peer", alignRight: false), .init("rtt ms"), .init("rttvar"),
             .init("cwnd"), .init("delivery"), .init("tx/s"), .init("rx/s"), .init("retrans"), .init("retr/s"),
-            .init("process", alignRight: false),
+            .init("limited by", alignRight: false), .init("process", alignRight: false),
         ])
         for index in ranked(limit: rows) {
             let flow = flows[index]
@@ -135,6 +149,7 @@ public struct TopView: Sendable {
                 rate.map { FlowFormat.scaled($0.bytesReceivedPerSecond, unit: "B") } ?? "-",
                 String(flow.retransmits),
                 rate.map { FlowFormat.fixed($0.retransmitsPerSecond, decimals: 1) } ?? "-",
+                rate?.limitShare?.description ?? "-",
                 FlowFormat.process(pid: flow.pid, comm: flow.comm),
             ])
         }

@@ -19,7 +19,12 @@ struct ConfigTests {
     @Test("the defaults are the documented ones")
     func defaults() {
         let config = FlowStatConfig()
-        #expect(config.metrics == Set(FlowMetric.allCases))
+        // The detail families (loss, windows, RTO) are off by default; where time goes is on.
+        #expect(
+            config.metrics == [
+                .rtt, .rttVariance, .minRTT, .cwnd, .ssthresh, .deliveryRate, .dataSegmentsIn, .dataSegmentsOut,
+                .bytesAcked, .bytesReceived, .retransmits, .limitedSeconds,
+            ])
         #expect(config.rttHistogram)
         #expect(config.rttBucketBounds == BPFOptions.defaultRTTBucketBounds)
         #expect(config.labelFolding == .none)

@@ -98,7 +98,10 @@ struct SeedConfigToleranceTests {
             yaml: "logic: {metrics: {gauges: {active: True, cwnd: {active: False}}, counters: {active: no}}}",
             expected: {
                 $0.metrics.remove(.cwnd)
-                for metric in [FlowMetric.dataSegmentsIn, .dataSegmentsOut, .bytesAcked, .bytesReceived, .retransmits] {
+                for metric in [
+                    FlowMetric.dataSegmentsIn, .dataSegmentsOut, .bytesAcked, .bytesReceived, .retransmits,
+                    .limitedSeconds,
+                ] {
                     $0.metrics.remove(metric)
                 }
             }),

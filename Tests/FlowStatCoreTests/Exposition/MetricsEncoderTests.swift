@@ -145,7 +145,7 @@ struct MetricsEncoderTests {
                 "flowstat_map_entries 0",
                 "flowstat_map_capacity 0",
             ])
-        #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 18)
+        #expect(output.split(separator: "\n").filter { $0.hasPrefix("# TYPE") }.count == 19)
     }
 
     @Test("a fallback source says why it runs in a reason label of flowstat_source_info")
@@ -355,6 +355,8 @@ struct MetricsEncoderTests {
                 # TYPE tcp_peer_retransmits_total counter
                 tcp_peer_retransmits_total{peer="10.0.0.2",port="443"} 1
                 tcp_peer_retransmits_total{peer="other",port="other"} 0
+                # HELP tcp_peer_limited_seconds_total Seconds of closed flows and of live flows without their own series, by what limited them, as for single flows.
+                # TYPE tcp_peer_limited_seconds_total counter
 
                 """)
         #expect(
@@ -365,5 +367,55 @@ struct MetricsEncoderTests {
                 flowstat_series_dropped_total 22
 
                 """))
+    }
+}
+
+@Suite("Limited seconds per aggregate")
+struct LimitedSecondsAggregateTests {
+    static func flow(busy: Double, receiver: Double, senderBuffer: Double, age: Double, timed: Bool = true)
+        -> FlowSample
+    {
+        var flow = FlowSample(
+            key: FlowKey(
+                family: .ipv4, local: IPAddress("10.1.0.1")!, localPort: 40_000, remote: IPAddress("10.1.0.2")!,
+                remotePort: 443, netns: 1),
+            direction: .active, lastUpdate: 1_000_000_000 + UInt64(age * 1e9))
+        flow.firstSeen = 1_000_000_000
+        flow.fields = timed ? [.timeLimits] : []
+        flow.busyTime = busy
+        flow.receiverLimitedTime = receiver
+        flow.senderBufferLimitedTime = senderBuffer
+        flow.deriveApplicationTime()
+        return flow
+    }
+
+    @Test("an aggregate adds each reason's seconds of its live and closed flows; untimed flows add none")
+    func sums() {
+        var live = FlowTotals()
+        live.add(Self.flow(busy: 4, receiver: 1, senderBuffer: 0.5, age: 10))  // 2.5 / 1 / 0.5 / 6
+        var closed = FlowTotals()
+        closed.add(Self.flow(busy: 2, receiver: 0, senderBuffer: 0, age: 3))  // 2 / 0 / 0 / 1
+        closed.add(Self.flow(busy: 9, receiver: 9, senderBuffer: 0, age: 1, timed: false))
+        let timed = Aggregate(
+            key: AggregateKey(peer: .address(IPAddress("10.1.0.2")!), port: .port(443)), live: live, closed: closed)
+        var untimedTotals = FlowTotals()
+        untimedTotals.add(Self.flow(busy: 1, receiver: 0, senderBuffer: 0, age: 1, timed: false))
+        let untimed = Aggregate(
+            key: AggregateKey(peer: .other, port: .other), live: untimedTotals, closed: FlowTotals())
+        var encoder = MetricsEncoder()
+        var buffer = ByteBuffer()
+        encoder.encode(
+            FlowSnapshot(flows: [], mapEntries: 0, mapCapacity: 0),
+            context: ExpositionContext(source: Fixtures.sourceInfo, aggregates: [timed, untimed]), into: &buffer)
+        let lines = String(buffer: buffer).split(separator: "\n").filter {
+            $0.hasPrefix("tcp_peer_limited_seconds_total{")
+        }
+        #expect(
+            lines == [
+                #"tcp_peer_limited_seconds_total{peer="10.1.0.2",port="443",reason="network"} 4.5"#,
+                #"tcp_peer_limited_seconds_total{peer="10.1.0.2",port="443",reason="receiver"} 1"#,
+                #"tcp_peer_limited_seconds_total{peer="10.1.0.2",port="443",reason="sender_buffer"} 0.5"#,
+                #"tcp_peer_limited_seconds_total{peer="10.1.0.2",port="443",reason="application"} 7"#,
+            ])
     }
 }

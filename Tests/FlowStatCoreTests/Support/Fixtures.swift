@@ -171,6 +171,8 @@ enum Fixtures {
         tcp_flow_retransmits_total{src="10.0.0.1",sport="443",dst="10.0.0.2",dport="51234"} 1
         tcp_flow_retransmits_total{src="192.168.1.5",sport="22",dst="192.168.1.9",dport="50000"} 0
         tcp_flow_retransmits_total{src="2001:db8::1",sport="8080",dst="2001:db8::2",dport="40000"} 0
+        # HELP tcp_flow_limited_seconds_total Seconds of the TCP flow's observed life by what limited it: network (busy, cwnd-bound), receiver (peer window), sender_buffer (send buffer), application (idle or app-limited).
+        # TYPE tcp_flow_limited_seconds_total counter
         # HELP tcp_flows TCP flows the agent sees now (selected ones, before the cardinality cap).
         # TYPE tcp_flows gauge
         tcp_flows 5

@@ -291,12 +291,16 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         }
     }
 
+    /// Each flow's application seconds never fall between snapshots (touched with `lock` held).
+    private var applicationTime = MonotonicApplicationTime()
+
     public func snapshot() throws -> FlowSnapshot {
         try lock.withLock {
             guard let agent else {
                 throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
             var snapshot = try readRefreshed(agent)
+            applicationTime.apply(to: &snapshot.flows)
             // Once per snapshot: a batch taken by a read that is then redone would be lost.
             snapshot.closedSinceLastSnapshot = closedFlows?.drain()
             return snapshot
@@ -645,6 +649,25 @@ extension FlowSample {
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             },
             lastUpdate: stats.last_update_ns, cgroupID: stats.cgroup_id)
+        firstSeen = stats.first_seen_ns
+        fields = FlowFields(rawValue: stats.has)
+        busyTime = Double(stats.busy_us) / 1e6
+        receiverLimitedTime = Double(stats.rwnd_limited_us) / 1e6
+        senderBufferLimitedTime = Double(stats.sndbuf_limited_us) / 1e6
+        deliveryRateAppLimited = stats.delivery_rate_app_limited != 0
+        zeroWindowProbes = stats.probes
+        notsentBytes = stats.notsent_bytes
+        sendWindow = stats.snd_wnd
+        receiveRTT = Double(stats.rcv_rtt_us) / 1e6
+        lostSegments = stats.lost_out
+        retransmitsInFlight = stats.retrans_out
+        reorderingEvents = stats.reord_seen
+        dsackDuplicates = stats.dsack_dups
+        outOfOrderPackets = stats.rcv_ooopack
+        rtoTimeouts = UInt32(stats.total_rto)
+        rtoRecoveries = UInt32(stats.total_rto_recoveries)
+        rtoTime = Double(stats.total_rto_time_ms) / 1e3
+        deriveApplicationTime()
     }
 }
 

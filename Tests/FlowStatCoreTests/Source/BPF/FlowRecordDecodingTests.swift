@@ -29,8 +29,53 @@ struct FlowRecordDecodingTests {
     @Test("record sizes match the shared header's asserts")
     func layout() {
         #expect(MemoryLayout<fs_flow_key>.size == 44)
-        #expect(MemoryLayout<fs_flow_stats>.size == 112)
-        #expect(MemoryLayout<fs_flow_record>.size == 160)
+        #expect(MemoryLayout<fs_flow_stats>.size == 176)
+        #expect(MemoryLayout<fs_flow_record>.size == 224)
+        #expect(MemoryLayout<fs_closed_flow>.size == 232)
+    }
+
+    @Test("the diagnosis fields: microseconds and milliseconds to seconds, the fs_has bits, the application time")
+    func diagnosisFields() throws {
+        var stats = fs_flow_stats()
+        stats.first_seen_ns = 1_000_000_000
+        stats.last_update_ns = 11_000_000_000  // 10 s observed
+        stats.busy_us = 4_000_000  // 4 s busy, of which
+        stats.rwnd_limited_us = 1_500_000  // 1.5 s receiver-limited
+        stats.sndbuf_limited_us = 500_000  // 0.5 s send-buffer-limited
+        stats.has = UInt8(FS_HAS_TIME_LIMITS.rawValue | FS_HAS_RTO_TOTALS.rawValue)
+        stats.delivery_rate_app_limited = 1
+        stats.probes = 2
+        stats.notsent_bytes = 300
+        stats.rcv_rtt_us = 2_500
+        stats.lost_out = 4
+        stats.retrans_out = 3
+        stats.total_rto = 5
+        stats.total_rto_recoveries = 2
+        stats.total_rto_time_ms = 1_250
+        let sample = try #require(
+            FlowSample(
+                key: Self.key(
+                    family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2),
+                stats: stats))
+        #expect(sample.fields == [.timeLimits, .rtoTotals])
+        #expect(sample.limitedTime(.network) == 2)
+        #expect(sample.limitedTime(.receiver) == 1.5)
+        #expect(sample.limitedTime(.senderBuffer) == 0.5)
+        #expect(sample.limitedTime(.application) == 6)
+        #expect(LimitReason.allCases.map(sample.limitedTime).reduce(0, +) == 10)
+        #expect(sample.mostlyLimitedBy == .application)
+        #expect(sample.deliveryRateAppLimited && sample.zeroWindowProbes == 2 && sample.notsentBytes == 300)
+        #expect(sample.receiveRTT == 0.0025 && sample.lostSegments == 4 && sample.retransmitsInFlight == 3)
+        #expect(sample.rtoTimeouts == 5 && sample.rtoRecoveries == 2 && sample.rtoTime == 1.25)
+        // Seeded flows: the kernel's busy time can exceed what flowstat saw; application stays at 0.
+        stats.first_seen_ns = 10_000_000_000
+        let seeded = try #require(
+            FlowSample(
+                key: Self.key(
+                    family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2),
+                stats: stats))
+        #expect(seeded.limitedTime(.application) == 0)
+        #expect(seeded.mostlyLimitedBy == .network)
     }
 
     @Test("an IPv4 socket's mapped addresses print as IPv4; ports and netns carry over")
