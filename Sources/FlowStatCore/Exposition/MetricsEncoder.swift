@@ -152,6 +152,23 @@ public struct MetricsEncoder: Sendable {
                     "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", histogram,
                     into: &buffer)
             }
+            if let services = snapshot.serviceRTTHistograms {
+                // Numeric port order, "other" (0) last.
+                let ports: [UInt16] = services.keys.filter { $0 != 0 }.sorted() + (services[0] == nil ? [] : [0])
+                let series: [(String, Histogram)] = ports.map { port in
+                    (port == 0 ? "other" : String(port), services[port]!)
+                }
+                writeHistograms(
+                    "tcp_service_rtt_seconds",
+                    "Every round-trip time sample the kernel took, by service port (local port of accepted flows, remote port of opened ones).",
+                    label: "port", series, into: &buffer)
+            }
+            if let groups = snapshot.peerGroupRTTHistograms {
+                writeHistograms(
+                    "tcp_peer_group_rtt_seconds",
+                    "Every round-trip time sample the kernel took on flows to a configured peer group's networks.",
+                    label: "peer_group", groups.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, into: &buffer)
+            }
         case .ssExporter:
             writeSeedFamilies(
                 flowCount: flowCount, rttHistogram: snapshot.rttHistogram, into: &buffer, flush: counting)
@@ -184,6 +201,9 @@ public struct MetricsEncoder: Sendable {
             writeFamily(
                 "tcp_flows_closed_total", "Established TCP flows that closed on this host.", .counter,
                 Double(events.closed), into: &buffer)
+            if let retransmits = events.retransmits {
+                writeRetransmits(retransmits, into: &buffer)
+            }
         }
 
         writeSelfMetrics(snapshot, context: context, into: &buffer)
@@ -343,6 +363,29 @@ public struct MetricsEncoder: Sendable {
         writeSample(name, suffix: "_count", value: Double(cumulative), into: &buffer)
     }
 
+    /// Writes one histogram family with a series per labelled histogram.
+    private func writeHistograms(
+        _ name: StaticString, _ help: StaticString, label: StaticString, _ series: [(String, Histogram)],
+        into buffer: inout ByteBuffer
+    ) {
+        writeHeader(name, help, .histogram, into: &buffer)
+        for (value, histogram) in series {
+            var cumulative: UInt64 = 0
+            for (bound, count) in zip(histogram.bounds, histogram.counts) {
+                cumulative += count
+                writeSample(
+                    name, suffix: "_bucket", labels: [(label, value), ("le", PrometheusText.format(bound))],
+                    value: Double(cumulative), into: &buffer)
+            }
+            cumulative += histogram.counts.last ?? 0
+            writeSample(
+                name, suffix: "_bucket", labels: [(label, value), ("le", "+Inf")], value: Double(cumulative),
+                into: &buffer)
+            writeSample(name, suffix: "_sum", labels: [(label, value)], value: histogram.sum, into: &buffer)
+            writeSample(name, suffix: "_count", labels: [(label, value)], value: Double(cumulative), into: &buffer)
+        }
+    }
+
     /// The per-(peer, port) families: live flows folded by the cap, plus every closed flow.
     private func writeAggregates(_ aggregates: [Aggregate], into buffer: inout ByteBuffer) {
         let labels = aggregates.map { aggregate -> [(name: StaticString, value: String)] in
@@ -389,6 +432,23 @@ public struct MetricsEncoder: Sendable {
         ) { $0.total.retransmits }
     }
 
+    /// Host-wide retransmissions by kind, counted by the kernel at each one (every network
+    /// namespace, tracked flows or not).
+    private func writeRetransmits(_ retransmits: RetransmitCounts, into buffer: inout ByteBuffer) {
+        writeHeader(
+            "tcp_retransmits_total",
+            "TCP segments retransmitted on this host, by kind: fast (recovery), rto (after a timeout), loss_probe (tail-loss probe).",
+            .counter, into: &buffer)
+        for (kind, value) in [
+            ("fast", retransmits.fast), ("loss_probe", retransmits.lossProbe), ("rto", retransmits.rto),
+        ] {
+            writeSample("tcp_retransmits_total", labels: [("kind", kind)], value: Double(value), into: &buffer)
+        }
+        writeFamily(
+            "tcp_rto_timeouts_total", "TCP retransmission timeouts on this host: expiries of the RTO timer.", .counter,
+            Double(retransmits.rtoTimeouts), into: &buffer)
+    }
+
     // MARK: - Self metrics
 
     private func writeSelfMetrics(_ snapshot: FlowSnapshot, context: ExpositionContext, into buffer: inout ByteBuffer) {
@@ -428,8 +488,8 @@ public struct MetricsEncoder: Sendable {
                 "flowstat_source_hook_missing",
                 "1 when a hook the snapshot mode needs attached in no variant: the flows it follows are not kept up to date.",
                 .gauge, into: &buffer)
-            // Event mode is the one that needs the receive hook; the family is there in every mode.
-            for hook in ["tcp_rcv_established"] {
+            // Event mode is the one that needs the receive hook; every mode needs the retransmit hook.
+            for hook in ["tcp_rcv_established", "tcp_retransmit_skb"] {
                 writeSample(
                     "flowstat_source_hook_missing", labels: [("hook", hook), ("mode", mode.rawValue)],
                     value: context.source.missingHooks.contains(hook) ? 1 : 0, into: &buffer)
