@@ -277,4 +277,68 @@ struct LossAndLatencyTests {
         #expect(!ports.isSuperset(of: ["6101", "6102", "6103"]), "three test ports cannot all fit in \(limit)")
         #expect(agent.stop() == 0)
     }
+
+    // MARK: - Exemplars
+
+    @Test(
+        "a real Prometheus with exemplar storage scrapes OpenMetrics and returns RTT exemplars that name flows ss shows"
+    )
+    func exemplarsReachPrometheus() throws {
+        let network = try RoutedTestNetwork(tag: "ex")
+        defer { network.remove() }
+        // A queue at the router: these flows' RTTs (tens of milliseconds and more) stand above
+        // the host's other traffic, so the high buckets' worst flows are these.
+        try run([
+            "ip", "netns", "exec", network.router, "tc", "qdisc", "add", "dev", network.routerToServerLink, "root",
+            "tbf", "rate", "4mbit", "burst", "16kbit", "latency", "200ms",
+        ])
+        let agent = try Agent()
+        defer { agent.stop() }
+        let server = try network.peer(in: network.server, ["serve", network.serverIPv4, "6201"])
+        defer { server.stop() }
+        #expect(server.readLine() == "ready")
+        let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "6201", "3", "300000"])
+        defer { client.stop() }  // the flows stay open until then
+        _ = try #require(client.readLine())
+
+        let prometheus = try PrometheusServer(
+            name: "fsexemplar", target: "127.0.0.1:\(agent.port)", flags: ["--enable-feature=exemplar-storage"])
+        defer { prometheus.stop() }
+        let kernel = try run(["ip", "netns", "exec", network.client, "ss", "-tnH"]).stdout
+        let ours = Set(
+            SocketStats.parse(kernel).map { "\($0.local) \($0.localPort) \($0.peer) \($0.peerPort)" })
+        try #require(ours.count == 3, "ss -tn shows the client's flows: \(kernel)")
+
+        var found: [[String: String]] = []
+        var seen = ""
+        let stored = try prometheus.wait(seconds: 30) {
+            let now = Date().timeIntervalSince1970
+            let answer = try prometheus.api(
+                "/api/v1/query_exemplars",
+                ["query": "tcp_rtt_seconds_bucket", "start": String(now - 60), "end": String(now + 1)])
+            seen = String(describing: answer)
+            found = []
+            for series in answer as? [[String: Any]] ?? [] {
+                let le = (series["seriesLabels"] as? [String: String])?["le"] ?? ""
+                for exemplar in series["exemplars"] as? [[String: Any]] ?? [] {
+                    guard var labels = exemplar["labels"] as? [String: String] else { continue }
+                    labels["le"] = le
+                    labels["value"] = exemplar["value"] as? String
+                    found.append(labels)
+                }
+            }
+            return found.contains {
+                ours.contains("\($0["src"] ?? "") \($0["sport"] ?? "") \($0["dst"] ?? "") \($0["dport"] ?? "")")
+            }
+        }
+        #expect(stored, "no exemplar names a flow of ss -tn \(ours.sorted()): \(seen)")
+        for exemplar in found {
+            // Each is a flow's smoothed RTT, inside the bucket it is attached to.
+            let value = Double(exemplar["value"] ?? "") ?? -1
+            let le = exemplar["le"] == "+Inf" ? Double.infinity : Double(exemplar["le"] ?? "") ?? -1
+            #expect(value > 0 && value <= le, "\(exemplar)")
+            #expect(Set(exemplar.keys) == ["src", "sport", "dst", "dport", "le", "value"], "\(exemplar)")
+        }
+        #expect(agent.stop() == 0)
+    }
 }

@@ -147,9 +147,12 @@ public struct MetricsEncoder: Sendable {
             writeFamily(
                 "tcp_flows", "TCP flows the agent sees now (selected ones, before the cardinality cap).", .gauge,
                 flowCount, into: &buffer)
+            // Exemplars exist in OpenMetrics only: each bucket names the flow with the worst RTT now.
+            let exemplify = format == .openMetrics
             if let histogram = snapshot.rttHistogram {
                 writeHistogram(
                     "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", histogram,
+                    exemplars: exemplify ? Self.worstFlows(snapshot.flows, bounds: histogram.bounds) : [:],
                     into: &buffer)
             }
             if let services = snapshot.serviceRTTHistograms {
@@ -158,10 +161,11 @@ public struct MetricsEncoder: Sendable {
                 let series: [(String, Histogram)] = ports.map { port in
                     (port == 0 ? "other" : String(port), services[port]!)
                 }
+                let exemplars = exemplify ? Self.worstFlowsByService(snapshot.flows, services) : [:]
                 writeHistograms(
                     "tcp_service_rtt_seconds",
                     "Every round-trip time sample the kernel took, by service port (local port of accepted flows, remote port of opened ones).",
-                    label: "port", series, into: &buffer)
+                    label: "port", series, exemplars: exemplars, into: &buffer)
             }
             if let groups = snapshot.peerGroupRTTHistograms {
                 writeHistograms(
@@ -347,43 +351,91 @@ public struct MetricsEncoder: Sendable {
     /// Writes a histogram family from per-bucket counts: Prometheus buckets are cumulative,
     /// and `+Inf` equals `_count`.
     private func writeHistogram(
-        _ name: StaticString, _ help: StaticString, _ histogram: Histogram, into buffer: inout ByteBuffer
+        _ name: StaticString, _ help: StaticString, _ histogram: Histogram, exemplars: [Int: Exemplar] = [:],
+        into buffer: inout ByteBuffer
     ) {
         writeHeader(name, help, .histogram, into: &buffer)
         var cumulative: UInt64 = 0
-        for (bound, count) in zip(histogram.bounds, histogram.counts) {
+        for (index, (bound, count)) in zip(histogram.bounds, histogram.counts).enumerated() {
             cumulative += count
             writeSample(
                 name, suffix: "_bucket", labels: [("le", PrometheusText.format(bound))], value: Double(cumulative),
-                into: &buffer)
+                exemplar: exemplars[index], into: &buffer)
         }
         cumulative += histogram.counts.last ?? 0
-        writeSample(name, suffix: "_bucket", labels: [("le", "+Inf")], value: Double(cumulative), into: &buffer)
+        writeSample(
+            name, suffix: "_bucket", labels: [("le", "+Inf")], value: Double(cumulative),
+            exemplar: exemplars[histogram.bounds.count], into: &buffer)
         writeSample(name, suffix: "_sum", value: histogram.sum, into: &buffer)
         writeSample(name, suffix: "_count", value: Double(cumulative), into: &buffer)
     }
 
-    /// Writes one histogram family with a series per labelled histogram.
+    /// Writes one histogram family with a series per labelled histogram; `exemplars` by label
+    /// value, then bucket index.
     private func writeHistograms(
         _ name: StaticString, _ help: StaticString, label: StaticString, _ series: [(String, Histogram)],
-        into buffer: inout ByteBuffer
+        exemplars: [String: [Int: Exemplar]] = [:], into buffer: inout ByteBuffer
     ) {
         writeHeader(name, help, .histogram, into: &buffer)
         for (value, histogram) in series {
             var cumulative: UInt64 = 0
-            for (bound, count) in zip(histogram.bounds, histogram.counts) {
+            let examples = exemplars[value] ?? [:]
+            for (index, (bound, count)) in zip(histogram.bounds, histogram.counts).enumerated() {
                 cumulative += count
                 writeSample(
                     name, suffix: "_bucket", labels: [(label, value), ("le", PrometheusText.format(bound))],
-                    value: Double(cumulative), into: &buffer)
+                    value: Double(cumulative), exemplar: examples[index], into: &buffer)
             }
             cumulative += histogram.counts.last ?? 0
             writeSample(
                 name, suffix: "_bucket", labels: [(label, value), ("le", "+Inf")], value: Double(cumulative),
-                into: &buffer)
+                exemplar: examples[histogram.bounds.count], into: &buffer)
             writeSample(name, suffix: "_sum", labels: [(label, value)], value: histogram.sum, into: &buffer)
             writeSample(name, suffix: "_count", labels: [(label, value)], value: Double(cumulative), into: &buffer)
         }
+    }
+
+    // MARK: - Exemplars
+
+    typealias Exemplar = FamilyWriter.Exemplar
+
+    /// The exemplar of a flow: its endpoints under the per-flow series' label names (so a
+    /// query for the flow's own series joins on them), at most 104 characters with IPv6
+    /// addresses, inside OpenMetrics' 128; its smoothed RTT as the value.
+    private static func exemplar(of flow: FlowSample) -> Exemplar {
+        Exemplar(
+            labels: [
+                ("src", flow.key.local.description), ("sport", String(flow.key.localPort)),
+                ("dst", flow.key.remote.description), ("dport", String(flow.key.remotePort)),
+            ], value: flow.rtt)
+    }
+
+    /// Per bucket index, the flow whose smoothed RTT, now, falls in that bucket and is the
+    /// highest there: where a latency spike on a dashboard leads. Flows without an RTT
+    /// sample yet (0) have none.
+    static func worstFlows(_ flows: some Sequence<FlowSample>, bounds: [Double]) -> [Int: Exemplar] {
+        var worst: [Int: FlowSample] = [:]
+        for flow in flows where flow.rtt > 0 {
+            let bucket = bounds.firstIndex { flow.rtt <= $0 } ?? bounds.count
+            if flow.rtt > worst[bucket]?.rtt ?? 0 { worst[bucket] = flow }
+        }
+        return worst.mapValues(exemplar(of:))
+    }
+
+    /// `worstFlows` per service series of `tcp_service_rtt_seconds`, by its `port` label: a
+    /// flow's service port as the kernel counts it (its direction says which end), `other`
+    /// for ports without a series of their own.
+    static func worstFlowsByService(
+        _ flows: [FlowSample], _ services: [UInt16: Histogram]
+    ) -> [String: [Int: Exemplar]] {
+        guard let bounds = services.values.first?.bounds else { return [:] }
+        var byService: [String: [FlowSample]] = [:]
+        for flow in flows where flow.direction != .unknown {
+            let port = flow.direction == .passive ? flow.key.localPort : flow.key.remotePort
+            let label = services[port] != nil ? String(port) : (services[0] != nil ? "other" : nil)
+            if let label { byService[label, default: []].append(flow) }
+        }
+        return byService.mapValues { worstFlows($0, bounds: bounds) }
     }
 
     /// The per-(peer, port) families: live flows folded by the cap, plus every closed flow.
@@ -573,8 +625,8 @@ public struct MetricsEncoder: Sendable {
 
     private func writeSample(
         _ name: StaticString, suffix: StaticString = "", labels: [(name: StaticString, value: String)] = [],
-        value: Double, into buffer: inout ByteBuffer
+        value: Double, exemplar: Exemplar? = nil, into buffer: inout ByteBuffer
     ) {
-        lines.sample(name, suffix: suffix, labels: labels, value: value, into: &buffer)
+        lines.sample(name, suffix: suffix, labels: labels, value: value, exemplar: exemplar, into: &buffer)
     }
 }
