@@ -108,24 +108,27 @@ struct {
 
 /*
  * The RTT histogram per service port (the local port of accepted flows, the remote port of
- * opened ones): the first service_port_limit ports seen get a histogram each; samples of
- * later ports go to port 0, "other", which user space inserts before attaching so that a
- * full map always has it.
+ * opened ones), by slot: the first service_port_limit ports seen get a slot each
+ * ("service_slots" maps port to slot); slot service_port_limit holds every later port's
+ * samples ("other"). A flow finds its slot once, when established, and keeps it in its
+ * storage: a sample costs one array lookup, not a hash lookup.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1); /* user space sets service_port_limit + 1 before load */
 	__type(key, __u32);
 	__type(value, struct fs_rtt_histogram);
 } service_rtt_hist SEC(".maps");
 
-/* An all-zero histogram, never written: the value a new service port starts from. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fs_rtt_histogram);
-} empty_hist SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* user space sets service_port_limit before load */
+	__type(key, __u32);	/* port */
+	__type(value, __u32);	/* slot */
+} service_slots SEC(".maps");
+
+/* Slots handed out so far; past service_port_limit, ports go to "other". */
+__u32 service_slots_taken = 0;
 
 /* The RTT histogram per peer group, by the group's index (fs_owner.peer_group - 1). */
 struct {
@@ -243,22 +246,26 @@ static __always_inline void histogram_count(struct fs_rtt_histogram *histogram, 
 }
 
 /*
- * The service port's histogram: found, else made while there is room (a lost race with
- * another CPU making it finds it on the second lookup), else "other" (port 0).
+ * The slot of a service port's histogram: found, else the next free one while there are
+ * any, else "other". Two CPUs making the same port's slot at once both take one; the loser
+ * finds the winner's on its second lookup and its own slot stays unused (and unexported).
  */
-static __always_inline struct fs_rtt_histogram *service_histogram(__u32 port)
+static __always_inline __u32 service_slot(__u32 port)
 {
-	struct fs_rtt_histogram *histogram = bpf_map_lookup_elem(&service_rtt_hist, &port);
-	__u32 zero = 0, other = 0;
-	void *empty;
+	__u32 *found = bpf_map_lookup_elem(&service_slots, &port);
+	__u32 slot;
 
-	if (histogram)
-		return histogram;
-	empty = bpf_map_lookup_elem(&empty_hist, &zero);
-	if (empty)
-		bpf_map_update_elem(&service_rtt_hist, &port, empty, BPF_NOEXIST);
-	histogram = bpf_map_lookup_elem(&service_rtt_hist, &port);
-	return histogram ? histogram : bpf_map_lookup_elem(&service_rtt_hist, &other);
+	if (found)
+		return *found;
+	if (service_slots_taken >= service_port_limit)
+		return service_port_limit;
+	slot = __sync_fetch_and_add(&service_slots_taken, 1);
+	if (slot >= service_port_limit)
+		return service_port_limit;
+	if (bpf_map_update_elem(&service_slots, &port, &slot, BPF_NOEXIST) == 0)
+		return slot;
+	found = bpf_map_lookup_elem(&service_slots, &port);
+	return found ? *found : service_port_limit;
 }
 
 /*
@@ -270,7 +277,7 @@ static __always_inline void histogram_add_rtt(struct tcp_sock *tp, __u32 rtt_us)
 {
 	struct sock *sk = (struct sock *)tp;
 	struct fs_owner *info;
-	__u32 zero = 0, bucket, port;
+	__u32 zero = 0, bucket, slot;
 
 	if (!rtt_bound_count || !rtt_us)
 		return;
@@ -282,11 +289,9 @@ static __always_inline void histogram_add_rtt(struct tcp_sock *tp, __u32 rtt_us)
 		return;
 	info = bpf_sk_storage_get(&owners, sk, 0, 0);
 	if (service_port_limit) {
-		/* Without storage the direction is unknown: "other". */
-		port = !info				   ? 0
-		       : info->direction == FS_DIR_PASSIVE ? sk->__sk_common.skc_num
-							   : bpf_ntohs(sk->__sk_common.skc_dport);
-		histogram_count(service_histogram(port), bucket, rtt_us);
+		/* A flow not classified when established (no storage then): "other". */
+		slot = info && info->service_slot ? info->service_slot - 1 : service_port_limit;
+		histogram_count(bpf_map_lookup_elem(&service_rtt_hist, &slot), bucket, rtt_us);
 	}
 	if (peer_group_count && info && info->peer_group) {
 		__u32 group = info->peer_group - 1;
@@ -296,9 +301,10 @@ static __always_inline void histogram_add_rtt(struct tcp_sock *tp, __u32 rtt_us)
 }
 
 /*
- * Once per flow, where sockops sees it established: stores its direction (which end is the
- * service) and its peer group (an LPM lookup of the remote address) with the socket, for
- * every RTT sample to read. Live mode has the storage already; event mode makes it here.
+ * Once per flow, where sockops sees it established: stores its direction, its service
+ * port's histogram slot and its peer group (an LPM lookup of the remote address) with the
+ * socket, for every RTT sample to read. Live mode has the storage already; event mode makes
+ * it here.
  */
 static __always_inline void classify_flow(struct sock *sk, __u8 direction)
 {
@@ -312,6 +318,10 @@ static __always_inline void classify_flow(struct sock *sk, __u8 direction)
 	if (!info)
 		return;
 	info->direction = direction;
+	if (service_port_limit)
+		info->service_slot =
+			1 + service_slot(direction == FS_DIR_PASSIVE ? sk->__sk_common.skc_num
+								     : bpf_ntohs(sk->__sk_common.skc_dport));
 	if (!peer_group_count)
 		return;
 	if (sk->__sk_common.skc_family == AF_INET) {

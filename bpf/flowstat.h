@@ -113,7 +113,7 @@ struct fs_owner {
 	__u32 pid;	     /* thread group id; 0 when unknown */
 	__u8 direction;	     /* enum fs_direction; set where sockops sees the flow established */
 	__u8 peer_group;     /* 1 + index of the RTT peer group the remote address is in; 0: none */
-	__u8 _pad[2];
+	__u16 service_slot;  /* 1 + index of its service port's RTT histogram; 0: none looked up */
 	char comm[FS_COMM_LEN];
 };
 

@@ -420,22 +420,11 @@ static int choose_mode(const fs_agent *agent, const fs_options *options, uint32_
 	return -1;
 }
 
-/*
- * Before attaching: the "other" service port, which must exist before the map fills, and the
- * peer groups' networks.
- */
+/* Before attaching: the peer groups' networks. */
 static int fill_rtt_breakdown_maps(fs_agent *agent, const fs_options *options, fs_error *error)
 {
-	uint32_t other = 0;
 	int err;
 
-	if (options->service_port_limit) {
-		memset(agent->histogram_buffer, 0, agent->possible_cpus * sizeof(struct fs_rtt_histogram));
-		err = bpf_map_update_elem(bpf_map__fd(agent->skel->maps.service_rtt_hist), &other,
-					  agent->histogram_buffer, BPF_NOEXIST);
-		if (err)
-			return fail(error, err, "make the per-service RTT histogram of other ports");
-	}
 	for (uint32_t i = 0; options->peer_group_count && i < options->peer_network_count; i++) {
 		const fs_peer_group_network *entry = &options->peer_networks[i];
 		uint8_t group = (uint8_t)(entry->group + 1);
@@ -484,6 +473,8 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	skel->rodata->service_port_limit = options->service_port_limit;
 	skel->rodata->peer_group_count = options->peer_network_count ? options->peer_group_count : 0;
 	if ((err = bpf_map__set_max_entries(skel->maps.service_rtt_hist, options->service_port_limit + 1)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.service_slots,
+					    options->service_port_limit ? options->service_port_limit : 1)) ||
 	    (err = bpf_map__set_max_entries(skel->maps.peer_networks,
 					    options->peer_network_count ? options->peer_network_count : 1)))
 		return fail(error, err, "size the per-service and peer-group RTT maps");
@@ -951,32 +942,54 @@ int fs_agent_read_closed(fs_agent *agent, struct fs_closed_flow *records, uint32
 	return fail(error, err, "read the closed-flow ring buffer");
 }
 
+/* Sums one slot of a per-CPU histogram array into counts (bound_count + 1) and *sum_us. */
+static int sum_histogram_slot(fs_agent *agent, int fd, uint32_t slot, uint64_t *counts, uint32_t bound_count,
+			      uint64_t *sum_us)
+{
+	struct fs_rtt_histogram *per_cpu = agent->histogram_buffer;
+
+	if (bpf_map_lookup_elem(fd, &slot, per_cpu))
+		return -errno;
+	memset(counts, 0, (bound_count + 1) * sizeof(*counts));
+	*sum_us = 0;
+	for (int cpu = 0; cpu < agent->possible_cpus; cpu++) {
+		for (uint32_t bucket = 0; bucket <= bound_count; bucket++)
+			counts[bucket] += per_cpu[cpu].buckets[bucket];
+		*sum_us += per_cpu[cpu].sum_us;
+	}
+	return 0;
+}
+
 int fs_agent_read_service_rtt(fs_agent *agent, uint32_t *ports, uint64_t *out, uint64_t *sums_us,
 			      uint32_t capacity, uint32_t bound_count, uint32_t *count, fs_error *error)
 {
-	int fd = bpf_map__fd(agent->skel->maps.service_rtt_hist);
-	struct fs_rtt_histogram *per_cpu = agent->histogram_buffer;
-	uint32_t key, *previous = NULL, n = 0;
+	int slots = bpf_map__fd(agent->skel->maps.service_slots);
+	int histograms = bpf_map__fd(agent->skel->maps.service_rtt_hist);
+	uint32_t other = agent->skel->rodata->service_port_limit, port, slot, *previous = NULL, n = 0;
+	int err;
 
 	*count = 0;
-	if (bound_count > FS_RTT_BOUNDS_MAX)
-		return fail(error, EINVAL, "read per-service RTT histograms: %u bounds", bound_count);
-	while (n < capacity && bpf_map_get_next_key(fd, previous, &key) == 0) {
-		uint64_t *counts = out + (size_t)n * (bound_count + 1);
-
-		if (bpf_map_lookup_elem(fd, &key, per_cpu))
-			return fail(error, errno, "read the per-service RTT histogram of port %u", key);
-		memset(counts, 0, (bound_count + 1) * sizeof(*counts));
-		sums_us[n] = 0;
-		for (int cpu = 0; cpu < agent->possible_cpus; cpu++) {
-			for (uint32_t bucket = 0; bucket <= bound_count; bucket++)
-				counts[bucket] += per_cpu[cpu].buckets[bucket];
-			sums_us[n] += per_cpu[cpu].sum_us;
-		}
-		ports[n] = key;
+	if (bound_count > FS_RTT_BOUNDS_MAX || capacity == 0)
+		return fail(error, EINVAL, "read per-service RTT histograms: %u bounds, room for %u",
+			    bound_count, capacity);
+	/* The ports with a slot of their own, then "other" (port 0) in the last place. */
+	while (n + 1 < capacity && bpf_map_get_next_key(slots, previous, &port) == 0) {
+		if (bpf_map_lookup_elem(slots, &port, &slot) || slot >= other)
+			return fail(error, errno ? errno : ERANGE, "read the RTT histogram slot of port %u",
+				    port);
+		err = sum_histogram_slot(agent, histograms, slot, out + (size_t)n * (bound_count + 1),
+					 bound_count, &sums_us[n]);
+		if (err)
+			return fail(error, err, "read the per-service RTT histogram of port %u", port);
+		ports[n] = port;
 		previous = &ports[n];
 		n++;
 	}
+	err = sum_histogram_slot(agent, histograms, other, out + (size_t)n * (bound_count + 1), bound_count,
+				 &sums_us[n]);
+	if (err)
+		return fail(error, err, "read the per-service RTT histogram of other ports");
+	ports[n++] = 0;
 	*count = n;
 	return 0;
 }
@@ -985,23 +998,16 @@ int fs_agent_read_peer_group_rtt(fs_agent *agent, uint64_t *out, uint64_t *sums_
 				 uint32_t bound_count, fs_error *error)
 {
 	int fd = bpf_map__fd(agent->skel->maps.peer_group_rtt_hist);
-	struct fs_rtt_histogram *per_cpu = agent->histogram_buffer;
 
 	if (bound_count > FS_RTT_BOUNDS_MAX || group_count > FS_PEER_GROUPS_MAX)
 		return fail(error, EINVAL, "read peer-group RTT histograms: %u groups, %u bounds",
 			    group_count, bound_count);
 	for (uint32_t group = 0; group < group_count; group++) {
-		uint64_t *counts = out + (size_t)group * (bound_count + 1);
+		int err = sum_histogram_slot(agent, fd, group, out + (size_t)group * (bound_count + 1),
+					     bound_count, &sums_us[group]);
 
-		if (bpf_map_lookup_elem(fd, &group, per_cpu))
-			return fail(error, errno, "read the RTT histogram of peer group %u", group);
-		memset(counts, 0, (bound_count + 1) * sizeof(*counts));
-		sums_us[group] = 0;
-		for (int cpu = 0; cpu < agent->possible_cpus; cpu++) {
-			for (uint32_t bucket = 0; bucket <= bound_count; bucket++)
-				counts[bucket] += per_cpu[cpu].buckets[bucket];
-			sums_us[group] += per_cpu[cpu].sum_us;
-		}
+		if (err)
+			return fail(error, err, "read the RTT histogram of peer group %u", group);
 	}
 	return 0;
 }

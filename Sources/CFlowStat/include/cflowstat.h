@@ -137,7 +137,7 @@ int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_c
 				fs_error *error);
 
 /*
- * The per-service RTT histograms: up to capacity ports (0: "other") into ports, each with
+ * The per-service RTT histograms: up to capacity ports (the last is 0: "other") into ports, each with
  * bound_count + 1 non-cumulative counts at out[i * (bound_count + 1)] and its sum in
  * sums_us[i]; *count says how many.
  */
