@@ -57,7 +57,8 @@ enum fs_counter {
 	FS_CTR_CLOSED_UNTIMED,	/* closed flows whose opening flowstat did not see: no duration */
 	/*
 	 * Segments retransmitted host-wide (every namespace), by kind, as tcp_retransmit_skb
-	 * reports them sent: their sum is TcpRetransSegs minus TCPRetransFail.
+	 * reports them sent: their sum is TcpRetransSegs minus TCPRetransFail and minus SYN-ACKs
+	 * resent for connections not yet accepted (tcp_retransmit_synack).
 	 */
 	FS_CTR_RETRANS_FAST,	   /* not in Loss and not a tail-loss probe: fast/early/RACK recovery */
 	FS_CTR_RETRANS_RTO,	   /* in TCP_CA_Loss: the RTO's retransmission and the slow start after it */

@@ -218,7 +218,8 @@ public struct KernelEventCounts: Sendable, Hashable {
 
 /// Segments retransmitted on the whole host (every network namespace, tracked flows or not),
 /// by the kernel's reason, and retransmission-timer expiries; all only grow. Their sum is the
-/// kernel's `TcpRetransSegs` minus `TCPRetransFail` (attempts that sent nothing).
+/// kernel's `TcpRetransSegs` minus `TCPRetransFail` (attempts that sent nothing) and minus
+/// SYN-ACKs resent for connections not yet accepted.
 public struct RetransmitCounts: Sendable, Hashable {
     /// Sent during SACK, duplicate-ACK or RACK recovery (not in the Loss state).
     public var fast: UInt64
