@@ -28,6 +28,8 @@
  *   sock/inet_sock_set_state   records socket owners at connect() and listen(); counts
  *                              and reports closed flows sockops does not follow;
  *                              tp_btf, else raw_tp, else the classic tracepoint
+ *   tcp_retransmit_skb         host-wide retransmitted segments by kind and RTO expiries,
+ *                              every namespace, tracked flows or not: tp_btf, else raw_tp
  *   iter/tcp                   run at start-up to seed flows that already exist; the
  *                              live snapshot, per namespace, where the next is refused
  *   iter/bpf_sk_storage_map    the snapshot (live) or the rewrite (event mode)
@@ -49,6 +51,10 @@
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
+#define TCP_CA_Open 0
+#define TCP_CA_CWR 2
+#define TCP_CA_Loss 4
+#define ICSK_TIME_LOSS_PROBE 5
 
 /* Runtime knobs, set by user space between open and load. */
 /*
@@ -64,7 +70,11 @@ const volatile __u64 min_update_interval_ns = 0;	    /* 0: update on every event
 const volatile __u32 rtt_bound_count = 0;		    /* 0: no RTT histogram */
 const volatile __u64 rtt_bounds_ns[FS_RTT_BOUNDS_MAX] = {}; /* increasing upper bounds */
 const volatile __u32 rtt_sample_every = 1;		    /* count 1 in N RTT samples */
-const volatile __u32 duration_bound_count = 0;		    /* 0: no closed-flow duration histogram */
+/* Per-service RTT histograms: at most this many service ports, the rest in port 0 ("other"); 0: off. */
+const volatile __u32 service_port_limit = 0;
+/* RTT peer groups (networks in "peer_networks"); 0: no per-group histograms. */
+const volatile __u32 peer_group_count = 0;
+const volatile __u32 duration_bound_count = 0; /* 0: no closed-flow duration histogram */
 const volatile __u64 duration_bounds_ns[FS_HIST_BOUNDS_MAX] = {};
 const volatile __u32 bytes_bound_count = 0; /* 0: no closed-flow bytes histogram */
 const volatile __u64 bytes_bounds[FS_HIST_BOUNDS_MAX] = {};
@@ -74,6 +84,12 @@ const volatile __u64 bytes_bounds[FS_HIST_BOUNDS_MAX] = {};
  * the busy/limited times are left out (FS_HAS_TIME_LIMITS clear), not exported wrong.
  */
 const volatile __u32 usec_per_jiffy = 0;
+/*
+ * tcp_retransmit_skb passes the attempt's error as a third argument and fires for failed
+ * attempts too on recent kernels (6.18; not 6.12); before, it fired only for sent segments.
+ * User space reads which from the kernel's BTF: a program must not touch a missing argument.
+ */
+const volatile bool retransmit_reports_errors = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -95,6 +111,47 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fs_rtt_histogram);
 } rtt_hist SEC(".maps");
+
+/*
+ * The RTT histogram per service port (the local port of accepted flows, the remote port of
+ * opened ones), by slot: the first service_port_limit ports seen get a slot each
+ * ("service_slots" maps port to slot); slot service_port_limit holds every later port's
+ * samples ("other"). A flow finds its slot once, when established, and keeps it in its
+ * storage: a sample costs one array lookup, not a hash lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1); /* user space sets service_port_limit + 1 before load */
+	__type(key, __u32);
+	__type(value, struct fs_rtt_histogram);
+} service_rtt_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* user space sets service_port_limit before load */
+	__type(key, __u32);	/* port */
+	__type(value, __u32);	/* slot */
+} service_slots SEC(".maps");
+
+/* Slots handed out so far; past service_port_limit, ports go to "other". */
+__u32 service_slots_taken = 0;
+
+/* The RTT histogram per peer group, by the group's index (fs_owner.peer_group - 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_PEER_GROUPS_MAX);
+	__type(key, __u32);
+	__type(value, struct fs_rtt_histogram);
+} peer_group_rtt_hist SEC(".maps");
+
+/* The peer groups' networks, longest prefix first; user space fills it before attaching. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1); /* user space sets the number of networks before load */
+	__type(key, struct fs_peer_network);
+	__type(value, __u8);
+} peer_networks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -152,12 +209,17 @@ struct {
 	       4096); /* placeholder: user space sets the size before load (BPFOptions.ringBufferBytes) */
 } closed_flows SEC(".maps");
 
-static __always_inline void count(__u32 counter)
+static __always_inline void count_n(__u32 counter, __u64 n)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
 	if (value)
-		*value += 1; /* per-CPU slot: no other writer */
+		*value += n; /* per-CPU slot: no other writer */
+}
+
+static __always_inline void count(__u32 counter)
+{
+	count_n(counter, 1);
 }
 
 /*
@@ -181,22 +243,101 @@ static __always_inline __u32 bucket_of(__u64 value, const volatile __u64 *bounds
 	return low;
 }
 
-/* Adds one RTT sample to the histogram (or 1 in rtt_sample_every). */
-static __always_inline void histogram_add_rtt(__u32 rtt_us)
+static __always_inline void histogram_count(struct fs_rtt_histogram *histogram, __u32 bucket, __u32 rtt_us)
 {
-	struct fs_rtt_histogram *histogram;
-	__u32 zero = 0, bucket;
+	if (!histogram || bucket > FS_RTT_BOUNDS_MAX)
+		return;
+	histogram->buckets[bucket] += 1; /* per-CPU value: no other writer */
+	histogram->sum_us += rtt_us;
+}
+
+/*
+ * The slot of a service port's histogram: found, else the next free one while there are
+ * any, else "other". Two CPUs making the same port's slot at once both take one; the loser
+ * finds the winner's on its second lookup and its own slot stays unused (and unexported).
+ */
+static __always_inline __u32 service_slot(__u32 port)
+{
+	__u32 *found = bpf_map_lookup_elem(&service_slots, &port);
+	__u32 slot;
+
+	if (found)
+		return *found;
+	if (service_slots_taken >= service_port_limit)
+		return service_port_limit;
+	slot = __sync_fetch_and_add(&service_slots_taken, 1);
+	if (slot >= service_port_limit)
+		return service_port_limit;
+	if (bpf_map_update_elem(&service_slots, &port, &slot, BPF_NOEXIST) == 0)
+		return slot;
+	found = bpf_map_lookup_elem(&service_slots, &port);
+	return found ? *found : service_port_limit;
+}
+
+/*
+ * Adds one RTT sample (or 1 in rtt_sample_every) to the host's histogram and, when they are
+ * on, to its service port's and its peer group's. The direction and the peer group were
+ * stored with the socket when it was established (classify_flow): one storage lookup here.
+ */
+static __always_inline void histogram_add_rtt(struct tcp_sock *tp, __u32 rtt_us)
+{
+	struct sock *sk = (struct sock *)tp;
+	struct fs_owner *info;
+	__u32 zero = 0, bucket, slot;
 
 	if (!rtt_bound_count || !rtt_us)
 		return;
 	if (rtt_sample_every > 1 && bpf_get_prandom_u32() % rtt_sample_every)
 		return;
 	bucket = bucket_of((__u64)rtt_us * 1000, rtt_bounds_ns, rtt_bound_count);
-	histogram = bpf_map_lookup_elem(&rtt_hist, &zero);
-	if (!histogram || bucket > FS_RTT_BOUNDS_MAX)
+	histogram_count(bpf_map_lookup_elem(&rtt_hist, &zero), bucket, rtt_us);
+	if (!service_port_limit && !peer_group_count)
 		return;
-	histogram->buckets[bucket] += 1; /* per-CPU value: no other writer */
-	histogram->sum_us += rtt_us;
+	info = bpf_sk_storage_get(&owners, sk, 0, 0);
+	if (service_port_limit) {
+		/* A flow not classified when established (no storage then): "other". */
+		slot = info && info->service_slot ? info->service_slot - 1 : service_port_limit;
+		histogram_count(bpf_map_lookup_elem(&service_rtt_hist, &slot), bucket, rtt_us);
+	}
+	if (peer_group_count && info && info->peer_group) {
+		__u32 group = info->peer_group - 1;
+
+		histogram_count(bpf_map_lookup_elem(&peer_group_rtt_hist, &group), bucket, rtt_us);
+	}
+}
+
+/*
+ * Once per flow, where sockops sees it established: stores its direction, its service
+ * port's histogram slot and its peer group (an LPM lookup of the remote address) with the
+ * socket, for every RTT sample to read. Live mode has the storage already; event mode makes
+ * it here.
+ */
+static __always_inline void classify_flow(struct sock *sk, __u8 direction)
+{
+	struct fs_peer_network network = {.prefix_len = 128};
+	struct fs_owner *info;
+	__u8 *group;
+
+	if (!service_port_limit && !peer_group_count)
+		return;
+	info = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!info)
+		return;
+	info->direction = direction;
+	if (service_port_limit)
+		info->service_slot =
+			1 + service_slot(direction == FS_DIR_PASSIVE ? sk->__sk_common.skc_num
+								     : bpf_ntohs(sk->__sk_common.skc_dport));
+	if (!peer_group_count)
+		return;
+	if (sk->__sk_common.skc_family == AF_INET) {
+		network.addr[10] = network.addr[11] = 0xff;
+		*(__be32 *)&network.addr[12] = sk->__sk_common.skc_daddr;
+	} else {
+		__builtin_memcpy(network.addr, &sk->__sk_common.skc_v6_daddr, 16);
+	}
+	group = bpf_map_lookup_elem(&peer_networks, &network);
+	info->peer_group = group && *group <= FS_PEER_GROUPS_MAX ? *group : 0;
 }
 
 /*
@@ -636,6 +777,8 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		record_flow((struct sock *)tp, FS_HOOK_SOCKOPS,
 			    op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE, false,
 			    0, true);
+		classify_flow((struct sock *)tp,
+			      op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? FS_DIR_ACTIVE : FS_DIR_PASSIVE);
 		break;
 	case BPF_SOCK_OPS_RTT_CB:
 		/*
@@ -643,7 +786,7 @@ int flowstat_sockops(struct bpf_sock_ops *skops)
 		 * new srtt, and passes the sample in args[0] and the new srtt (<< 3)
 		 * in args[1]; older kernels pass 0: then the histogram takes srtt.
 		 */
-		histogram_add_rtt(skops->args[0] ? skops->args[0] : tp->srtt_us >> 3);
+		histogram_add_rtt(tp, skops->args[0] ? skops->args[0] : tp->srtt_us >> 3);
 		if (!live_mode)
 			record_flow((struct sock *)tp, FS_HOOK_SOCKOPS, FS_DIR_UNKNOWN, true,
 				    skops->args[1] >> 3, true);
@@ -702,6 +845,63 @@ SEC("tracepoint/tcp/tcp_probe")
 int flowstat_rcv_tracepoint(struct trace_event_raw_tcp_probe *ctx)
 {
 	return on_rcv_established((struct sock *)ctx->skaddr, FS_HOOK_RCV_TRACEPOINT, false);
+}
+
+/*
+ * One segment sent again, anywhere on the host (the tracepoint fires in every network
+ * namespace, for every socket, tracked or not). Counted by kind, in segments
+ * (tcp_skb_pcount), at the event: nothing between scrapes is missed. The kind comes from the
+ * socket's state at that moment (net/ipv4/tcp_timer.c, tcp_output.c on 6.1 to 6.18):
+ *   rto         icsk_ca_state is Loss: tcp_retransmit_timer() entered it before resending the
+ *               head, and the slow-start retransmissions that follow stay in it. The timer
+ *               handler clears icsk_pending before calling tcp_retransmit_timer(), which
+ *               re-arms it only after this retransmission: Loss with nothing pending is the
+ *               timer's own retransmission, i.e. one RTO expiry.
+ *   loss_probe  the loss-probe timer is what is pending (tcp_write_timer_handler() leaves it
+ *               set while tcp_send_loss_probe() runs), in Open or CWR, the only states
+ *               tcp_schedule_loss_probe() arms it in; an ACK that starts recovery with the
+ *               probe timer still armed has left Open before it retransmits.
+ *   fast        everything else: SACK/dupack/RACK recovery (Recovery, Disorder, CWR, Open).
+ * Read through probes in both variants: retransmits are rare next to ACKs, and bitfields
+ * and skb->cb are simplest that way.
+ */
+static __always_inline int on_retransmit(struct sock *sk, struct sk_buff *skb)
+{
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb;
+	__u8 ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	__u8 pending = BPF_CORE_READ(icsk, icsk_pending);
+	__u64 segments = BPF_CORE_READ(cb, tcp_gso_segs);
+
+	if (!segments)
+		segments = 1;
+	if (ca_state == TCP_CA_Loss) {
+		count_n(FS_CTR_RETRANS_RTO, segments);
+		if (!pending)
+			count(FS_CTR_RTO_TIMEOUTS);
+	} else if (pending == ICSK_TIME_LOSS_PROBE && (ca_state == TCP_CA_Open || ca_state == TCP_CA_CWR)) {
+		count_n(FS_CTR_RETRANS_LOSS_PROBE, segments);
+	} else {
+		count_n(FS_CTR_RETRANS_FAST, segments);
+	}
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int flowstat_retrans_tp_btf(__u64 *ctx)
+{
+	/* A failed attempt (recent kernels) sent nothing; the kernel counts it in TCPRetransFail. */
+	if (retransmit_reports_errors && (int)ctx[2] != 0)
+		return 0;
+	return on_retransmit((struct sock *)ctx[0], (struct sk_buff *)ctx[1]);
+}
+
+SEC("raw_tp/tcp_retransmit_skb")
+int flowstat_retrans_raw_tp(__u64 *ctx)
+{
+	if (retransmit_reports_errors && (int)ctx[2] != 0)
+		return 0;
+	return on_retransmit((struct sock *)ctx[0], (struct sk_buff *)ctx[1]);
 }
 
 /* connect() and listen() move a socket to SYN_SENT and LISTEN in the caller's context. */

@@ -32,6 +32,8 @@ enum fs_hook {
 	FS_HOOK_RCV_RAW_TP = 1 << 9,	     /* raw_tp/tcp_probe: no BTF typing, no tracefs */
 	FS_HOOK_STATE_RAW_TP = 1 << 10,	     /* raw_tp/inet_sock_set_state */
 	FS_HOOK_ITER_TCP_SNAPSHOT = 1 << 11, /* iter/tcp, once per network namespace: the snapshot */
+	FS_HOOK_RETRANS_TP_BTF = 1 << 12,    /* tp_btf/tcp_retransmit_skb: host-wide retransmits */
+	FS_HOOK_RETRANS_RAW_TP = 1 << 13,    /* raw_tp/tcp_retransmit_skb */
 };
 
 /* How snapshots are taken; user space picks the first the kernel allows. */
@@ -53,6 +55,15 @@ enum fs_counter {
 	FS_CTR_CLOSED,		/* established flows that reached CLOSE */
 	FS_CTR_EVENTS_LOST,	/* closed-flow records the ring buffer had no room for */
 	FS_CTR_CLOSED_UNTIMED,	/* closed flows whose opening flowstat did not see: no duration */
+	/*
+	 * Segments retransmitted host-wide (every namespace), by kind, as tcp_retransmit_skb
+	 * reports them sent: their sum is TcpRetransSegs minus TCPRetransFail and minus SYN-ACKs
+	 * resent for connections not yet accepted (tcp_retransmit_synack).
+	 */
+	FS_CTR_RETRANS_FAST,	   /* not in Loss and not a tail-loss probe: fast/early/RACK recovery */
+	FS_CTR_RETRANS_RTO,	   /* in TCP_CA_Loss: the RTO's retransmission and the slow start after it */
+	FS_CTR_RETRANS_LOSS_PROBE, /* a tail-loss probe retransmitting the last segment */
+	FS_CTR_RTO_TIMEOUTS,	   /* retransmission timer expiries: the first segment each sent */
 	FS_CTR_MAX,
 };
 
@@ -69,6 +80,7 @@ enum fs_has {
 };
 
 #define FS_RTT_BOUNDS_MAX 32
+#define FS_PEER_GROUPS_MAX 16 /* RTT peer groups (map "peer_group_rtt_hist") */
 #define FS_HIST_BOUNDS_MAX 32
 
 /*
@@ -79,6 +91,16 @@ enum fs_has {
 struct fs_rtt_histogram {
 	__u64 buckets[FS_RTT_BOUNDS_MAX + 1];
 	__u64 sum_us; /* sum of all samples, microseconds */
+};
+
+/*
+ * Key of the LPM trie "peer_networks": a network of an RTT peer group, in the 128-bit space
+ * of fs_flow_key (an IPv4 network a.b.c.d/n is ::ffff:a.b.c.d/96+n). The value is the
+ * group's 1-based index.
+ */
+struct fs_peer_network {
+	__u32 prefix_len;
+	__u8 addr[16];
 };
 
 /*
@@ -102,8 +124,9 @@ struct fs_closed_histograms {
 struct fs_owner {
 	__u64 first_seen_ns; /* live mode: established, or seeded; 0 before */
 	__u32 pid;	     /* thread group id; 0 when unknown */
-	__u8 direction;	     /* live mode: enum fs_direction */
-	__u8 _pad[3];
+	__u8 direction;	     /* enum fs_direction; set where sockops sees the flow established */
+	__u8 peer_group;     /* 1 + index of the RTT peer group the remote address is in; 0: none */
+	__u16 service_slot;  /* 1 + index of its service port's RTT histogram; 0: none looked up */
 	char comm[FS_COMM_LEN];
 };
 
@@ -195,5 +218,6 @@ _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout 
 _Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
 _Static_assert(sizeof(struct fs_closed_flow) == 232, "fs_closed_flow layout changed");
 _Static_assert(sizeof(struct fs_owner) == 32, "fs_owner layout changed");
+_Static_assert(sizeof(struct fs_peer_network) == 20, "fs_peer_network layout changed");
 
 #endif /* FLOWSTAT_H */

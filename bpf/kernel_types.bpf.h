@@ -132,13 +132,31 @@ struct tcp_sock {
 	__u32 total_rto_time;
 } __core;
 
+/*
+ * What the retransmit tracepoint classifies by: the congestion-avoidance state (TCP_CA_*,
+ * a bitfield) and which retransmit-timer event is armed (ICSK_TIME_*). inet_connection_sock
+ * starts with the socket, so a socket pointer is one to these too.
+ */
+struct inet_connection_sock {
+	__u8 icsk_ca_state : 5;
+	__u8 icsk_pending;
+} __core;
+
+/* TCP's control block in skb->cb: tcp_gso_segs is tcp_skb_pcount(). */
+struct tcp_skb_cb {
+	__u16 tcp_gso_segs;
+} __core;
+
+struct sk_buff {
+	char cb[48];
+} __core;
+
 /* The process name is the thread-group leader's comm: a thread's own name is often a pool's. */
 struct task_struct {
 	struct task_struct *group_leader;
 	char comm[16];
 } __core;
 
-struct sk_buff;
 struct seq_file;
 
 struct bpf_iter_meta {

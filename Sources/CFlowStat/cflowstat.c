@@ -21,12 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "cflowstat.h"
 #include "generated/flowstat.skel.h"
 
-#define FS_HOOK_SLOTS 12
+#define FS_HOOK_SLOTS 14
 
 struct fs_agent {
 	struct flowstat_bpf *skel;
@@ -146,6 +147,8 @@ static struct bpf_program *program_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_RCV_RAW_TP: return skel->progs.flowstat_rcv_raw_tp;
 	case FS_HOOK_STATE_RAW_TP: return skel->progs.flowstat_state_raw_tp;
 	case FS_HOOK_ITER_TCP_SNAPSHOT: return skel->progs.flowstat_iter_tcp_snapshot;
+	case FS_HOOK_RETRANS_TP_BTF: return skel->progs.flowstat_retrans_tp_btf;
+	case FS_HOOK_RETRANS_RAW_TP: return skel->progs.flowstat_retrans_raw_tp;
 	}
 	return NULL;
 }
@@ -165,6 +168,8 @@ static struct bpf_link **link_of(struct flowstat_bpf *skel, uint32_t hook)
 	case FS_HOOK_RCV_RAW_TP: return &skel->links.flowstat_rcv_raw_tp;
 	case FS_HOOK_STATE_RAW_TP: return &skel->links.flowstat_state_raw_tp;
 	case FS_HOOK_ITER_TCP_SNAPSHOT: return &skel->links.flowstat_iter_tcp_snapshot;
+	case FS_HOOK_RETRANS_TP_BTF: return &skel->links.flowstat_retrans_tp_btf;
+	case FS_HOOK_RETRANS_RAW_TP: return &skel->links.flowstat_retrans_raw_tp;
 	}
 	return NULL;
 }
@@ -185,6 +190,36 @@ static const uint32_t state_preference[] = {
 	FS_HOOK_STATE_RAW_TP,
 	FS_HOOK_STATE_TRACEPOINT,
 };
+
+/* Host-wide retransmit counts: optional, the agent runs without them (and says so). */
+static const uint32_t retransmit_preference[] = {
+	FS_HOOK_RETRANS_TP_BTF,
+	FS_HOOK_RETRANS_RAW_TP,
+};
+
+/*
+ * Whether tcp_retransmit_skb has the attempt's error as a third argument (recent kernels, 6.18
+ * among them, where it also fires for failed attempts): its btf_trace_ typedef is a pointer to a prototype
+ * of (void *, sk, skb[, err]). Without kernel BTF: the older two-argument form.
+ */
+static bool retransmit_tracepoint_reports_errors(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	const struct btf_type *type;
+	bool reports = false;
+	int id;
+
+	if (!vmlinux)
+		return false;
+	id = btf__find_by_name_kind(vmlinux, "btf_trace_tcp_retransmit_skb", BTF_KIND_TYPEDEF);
+	type = id > 0 ? btf__type_by_id(vmlinux, id) : NULL;
+	type = type ? btf__type_by_id(vmlinux, type->type) : NULL; /* the pointer */
+	type = type && btf_is_ptr(type) ? btf__type_by_id(vmlinux, type->type) : NULL;
+	if (type && btf_is_func_proto(type))
+		reports = btf_vlen(type) >= 4;
+	btf__free(vmlinux);
+	return reports;
+}
 
 /* Variants that read the socket through probes: no typed socket, so no socket storage. */
 static bool is_untyped(uint32_t hook)
@@ -407,6 +442,25 @@ static int choose_mode(const fs_agent *agent, const fs_options *options, uint32_
 	return -1;
 }
 
+/* Before attaching: the peer groups' networks. */
+static int fill_rtt_breakdown_maps(fs_agent *agent, const fs_options *options, fs_error *error)
+{
+	int err;
+
+	for (uint32_t i = 0; options->peer_group_count && i < options->peer_network_count; i++) {
+		const fs_peer_group_network *entry = &options->peer_networks[i];
+		uint8_t group = (uint8_t)(entry->group + 1);
+
+		if (entry->group >= options->peer_group_count || entry->network.prefix_len > 128)
+			return fail(error, EINVAL, "configure RTT peer group network %u", i);
+		err = bpf_map_update_elem(bpf_map__fd(agent->skel->maps.peer_networks), &entry->network,
+					  &group, BPF_ANY);
+		if (err)
+			return fail(error, err, "add RTT peer group network %u", i);
+	}
+	return 0;
+}
+
 /*
  * One open → configure → load → attach pass. Returns 0 when the agent is up,
  * -EAGAIN when an optional variant failed (recorded in hook_errors) and another
@@ -415,7 +469,7 @@ static int choose_mode(const fs_agent *agent, const fs_options *options, uint32_
 static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_rcv, fs_error *error)
 {
 	struct flowstat_bpf *skel;
-	uint32_t rcv, state, hook, capacity;
+	uint32_t rcv, state, retransmit, hook, capacity;
 	bool live;
 	int err;
 
@@ -436,6 +490,17 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 		return err;
 	skel->rodata->rtt_sample_every = options->rtt_sample_every ? options->rtt_sample_every : 1;
 	skel->rodata->usec_per_jiffy = fs_usec_per_jiffy();
+	if (options->peer_group_count > FS_PEER_GROUPS_MAX)
+		return fail(error, EINVAL, "configure RTT peer groups: %u groups, at most %d",
+			    options->peer_group_count, FS_PEER_GROUPS_MAX);
+	skel->rodata->service_port_limit = options->service_port_limit;
+	skel->rodata->peer_group_count = options->peer_network_count ? options->peer_group_count : 0;
+	if ((err = bpf_map__set_max_entries(skel->maps.service_rtt_hist, options->service_port_limit + 1)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.service_slots,
+					    options->service_port_limit ? options->service_port_limit : 1)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.peer_networks,
+					    options->peer_network_count ? options->peer_network_count : 1)))
+		return fail(error, err, "size the per-service and peer-group RTT maps");
 	if (options->ring_buffer_bytes) {
 		err = bpf_map__set_max_entries(skel->maps.closed_flows, options->ring_buffer_bytes);
 		if (err)
@@ -449,6 +514,10 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	state = choose_variant(agent, state_preference,
 			       sizeof(state_preference) / sizeof(state_preference[0]),
 			       FS_HOOK_STATE_TP_BTF | FS_HOOK_STATE_RAW_TP | FS_HOOK_STATE_TRACEPOINT);
+	retransmit = choose_variant(agent, retransmit_preference,
+				    sizeof(retransmit_preference) / sizeof(retransmit_preference[0]),
+				    FS_HOOK_RETRANS_TP_BTF | FS_HOOK_RETRANS_RAW_TP);
+	skel->rodata->retransmit_reports_errors = retransmit && retransmit_tracepoint_reports_errors();
 	if (!state)
 		return fail(error, agent->hook_errors[hook_slot(FS_HOOK_STATE_TRACEPOINT)],
 			    "attach sock/inet_sock_set_state (tp_btf, raw_tp and tracepoint all failed)");
@@ -494,6 +563,9 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 		return fail(error, err, "load BPF object (verifier or BTF)");
 	}
 
+	if ((err = fill_rtt_breakdown_maps(agent, options, error)))
+		return err;
+
 	/* Lifecycle first, so no flow is added after its close went unseen. */
 	if ((err = attach_optional(agent, state)))
 		return err;
@@ -508,6 +580,8 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	agent->attached |= FS_HOOK_SOCKOPS;
 
 	if (rcv && (err = attach_optional(agent, rcv)))
+		return err;
+	if (retransmit && (err = attach_optional(agent, retransmit)))
 		return err;
 
 	if (bpf_program__autoload(skel->progs.flowstat_iter_tcp)) {
@@ -889,4 +963,74 @@ int fs_agent_read_closed(fs_agent *agent, struct fs_closed_flow *records, uint32
 	if (err == -ENOSPC || err == -EINTR || err >= 0)
 		return 0;
 	return fail(error, err, "read the closed-flow ring buffer");
+}
+
+/* Sums one slot of a per-CPU histogram array into counts (bound_count + 1) and *sum_us. */
+static int sum_histogram_slot(fs_agent *agent, int fd, uint32_t slot, uint64_t *counts, uint32_t bound_count,
+			      uint64_t *sum_us)
+{
+	struct fs_rtt_histogram *per_cpu = agent->histogram_buffer;
+
+	if (bpf_map_lookup_elem(fd, &slot, per_cpu))
+		return -errno;
+	memset(counts, 0, (bound_count + 1) * sizeof(*counts));
+	*sum_us = 0;
+	for (int cpu = 0; cpu < agent->possible_cpus; cpu++) {
+		for (uint32_t bucket = 0; bucket <= bound_count; bucket++)
+			counts[bucket] += per_cpu[cpu].buckets[bucket];
+		*sum_us += per_cpu[cpu].sum_us;
+	}
+	return 0;
+}
+
+int fs_agent_read_service_rtt(fs_agent *agent, uint32_t *ports, uint64_t *out, uint64_t *sums_us,
+			      uint32_t capacity, uint32_t bound_count, uint32_t *count, fs_error *error)
+{
+	int slots = bpf_map__fd(agent->skel->maps.service_slots);
+	int histograms = bpf_map__fd(agent->skel->maps.service_rtt_hist);
+	uint32_t other = agent->skel->rodata->service_port_limit, port, slot, *previous = NULL, n = 0;
+	int err;
+
+	*count = 0;
+	if (bound_count > FS_RTT_BOUNDS_MAX || capacity == 0)
+		return fail(error, EINVAL, "read per-service RTT histograms: %u bounds, room for %u",
+			    bound_count, capacity);
+	/* The ports with a slot of their own, then "other" (port 0) in the last place. */
+	while (n + 1 < capacity && bpf_map_get_next_key(slots, previous, &port) == 0) {
+		if (bpf_map_lookup_elem(slots, &port, &slot) || slot >= other)
+			return fail(error, errno ? errno : ERANGE, "read the RTT histogram slot of port %u",
+				    port);
+		err = sum_histogram_slot(agent, histograms, slot, out + (size_t)n * (bound_count + 1),
+					 bound_count, &sums_us[n]);
+		if (err)
+			return fail(error, err, "read the per-service RTT histogram of port %u", port);
+		ports[n] = port;
+		previous = &ports[n];
+		n++;
+	}
+	err = sum_histogram_slot(agent, histograms, other, out + (size_t)n * (bound_count + 1), bound_count,
+				 &sums_us[n]);
+	if (err)
+		return fail(error, err, "read the per-service RTT histogram of other ports");
+	ports[n++] = 0;
+	*count = n;
+	return 0;
+}
+
+int fs_agent_read_peer_group_rtt(fs_agent *agent, uint64_t *out, uint64_t *sums_us, uint32_t group_count,
+				 uint32_t bound_count, fs_error *error)
+{
+	int fd = bpf_map__fd(agent->skel->maps.peer_group_rtt_hist);
+
+	if (bound_count > FS_RTT_BOUNDS_MAX || group_count > FS_PEER_GROUPS_MAX)
+		return fail(error, EINVAL, "read peer-group RTT histograms: %u groups, %u bounds",
+			    group_count, bound_count);
+	for (uint32_t group = 0; group < group_count; group++) {
+		int err = sum_histogram_slot(agent, fd, group, out + (size_t)group * (bound_count + 1),
+					     bound_count, &sums_us[group]);
+
+		if (err)
+			return fail(error, err, "read the RTT histogram of peer group %u", group);
+	}
+	return 0;
 }

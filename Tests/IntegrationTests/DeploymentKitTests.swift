@@ -58,7 +58,7 @@ struct DeploymentKitTests {
         let tests = try String(contentsOfFile: Self.path("deploy/prometheus/rules_test.yml"), encoding: .utf8)
         for alert in [
             "FlowstatHighRTT", "FlowstatHighRetransmitRate", "FlowstatFlowChurnSpike", "FlowstatAgentDown",
-            "FlowstatMapEvictions", "FlowstatKubeletStale",
+            "FlowstatMapEvictions", "FlowstatKubeletStale", "FlowstatRTOTimeouts",
         ] {
             #expect(tests.contains("alertname: \(alert)"), "no unit test for \(alert)")
         }
@@ -88,6 +88,13 @@ struct DeploymentKitTests {
         snapshot.closedSinceLastSnapshot = [
             AggregateKey(peer: .address(IPAddress("192.0.2.7")!), port: .port(443)): closed
         ]
+        // The kernel's host-wide retransmit counts and the RTT histograms per service and peer group.
+        snapshot.kernelEvents = KernelEventCounts(
+            updates: 0, updatesSkipped: 0, insertFailures: 0, evictions: 0,
+            retransmits: RetransmitCounts(fast: 9, rto: 3, lossProbe: 1, rtoTimeouts: 2))
+        let rtt = Histogram(bounds: [0.001, 0.01], counts: [5, 2, 1], sum: 0.05)
+        snapshot.serviceRTTHistograms = [443: rtt, 0: rtt]
+        snapshot.peerGroupRTTHistograms = ["db": rtt]
         // Described as a BPF source in event mode without its receive hook: the self-metrics of that path.
         let info = SourceInfo(
             kind: .bpf, hooks: [HookStatus(name: "sockops", variant: "cgroup_sockops", attached: true)],
@@ -124,6 +131,8 @@ struct DeploymentKitTests {
             "tcp_flow_bytes_count", "tcp_peer_flows_closed_total", "flowstat_series_dropped_total",
             "flowstat_config_last_reload_successful", "flowstat_events_lost_total",
             "flowstat_source_hook_missing", "flowstat_kubelet_last_success_timestamp_seconds",
+            "tcp_retransmits_total", "tcp_rto_timeouts_total",
+            "tcp_service_rtt_seconds_bucket", "tcp_peer_group_rtt_seconds_bucket",
         ] {
             #expect(names.contains(name), "\(name) is in no exposition: the path that emits it was not taken")
         }
@@ -193,7 +202,8 @@ struct DeploymentKitTests {
         for name in [
             "tcp_flows_opened_total", "tcp_flows_closed_total", "tcp_flows{", "flowstat_scrape_duration_seconds",
             "flowstat_map_entries", "flowstat_map_capacity", "flowstat_map_evictions_total",
-            "flowstat_events_lost_total", "flowstat_series_dropped_total",
+            "flowstat_events_lost_total", "flowstat_series_dropped_total", "tcp_retransmits_total",
+            "tcp_rto_timeouts_total", "tcp_service_rtt_seconds_bucket", "tcp_peer_group_rtt_seconds_bucket",
         ] {
             #expect(all.contains { $0.contains(name) }, "no panel shows \(name)")
         }

@@ -31,6 +31,12 @@ typedef struct fs_error {
 	char message[512]; /* strerror, plus the last lines libbpf printed (verifier log tail) */
 } fs_error;
 
+/* One network of an RTT peer group: group is the group's index (0-based). */
+typedef struct fs_peer_group_network {
+	struct fs_peer_network network;
+	uint32_t group;
+} fs_peer_group_network;
+
 typedef struct fs_options {
 	uint32_t map_entries;		 /* capacity of the flow map; 0: the object's default */
 	uint64_t min_update_interval_ns; /* per-flow minimum time between rate-limited updates */
@@ -45,8 +51,12 @@ typedef struct fs_options {
 	uint32_t duration_bound_count;	    /* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
 	const uint64_t *bytes_bounds;	    /* closed-flow bytes histogram bounds */
 	uint32_t bytes_bound_count;	    /* at most FS_HIST_BOUNDS_MAX; 0: no histogram */
-	uint32_t ring_buffer_bytes; /* closed-flow ring buffer: a power of 2, >= page size; 0: 4 MiB */
-	uint32_t modes;		    /* FS_MODE_BIT()s the agent may run in, best first; 0: any */
+	uint32_t ring_buffer_bytes;  /* closed-flow ring buffer: a power of 2, >= page size; 0: 4 MiB */
+	uint32_t modes;		     /* FS_MODE_BIT()s the agent may run in, best first; 0: any */
+	uint32_t service_port_limit; /* per-service RTT histograms for this many ports (+ other); 0: off */
+	const fs_peer_group_network *peer_networks; /* RTT peer groups' networks; copied at open */
+	uint32_t peer_network_count;
+	uint32_t peer_group_count; /* at most FS_PEER_GROUPS_MAX; 0: no per-group histograms */
 } fs_options;
 
 #define FS_MODE_BIT(mode) (1u << (mode))
@@ -127,6 +137,18 @@ void fs_agent_release_tracked(fs_agent *agent);
  */
 int fs_agent_read_rtt_histogram(fs_agent *agent, uint64_t *out, uint32_t bound_count, uint64_t *sum_us,
 				fs_error *error);
+
+/*
+ * The per-service RTT histograms: up to capacity ports (the last is 0: "other") into ports, each with
+ * bound_count + 1 non-cumulative counts at out[i * (bound_count + 1)] and its sum in
+ * sums_us[i]; *count says how many.
+ */
+int fs_agent_read_service_rtt(fs_agent *agent, uint32_t *ports, uint64_t *out, uint64_t *sums_us,
+			      uint32_t capacity, uint32_t bound_count, uint32_t *count, fs_error *error);
+
+/* The per-peer-group RTT histograms of groups 0..group_count-1, laid out as above. */
+int fs_agent_read_peer_group_rtt(fs_agent *agent, uint64_t *out, uint64_t *sums_us, uint32_t group_count,
+				 uint32_t bound_count, fs_error *error);
 
 /* Sums the per-CPU closed-flow histograms into *out. */
 int fs_agent_read_closed_histograms(fs_agent *agent, struct fs_closed_histograms *out, fs_error *error);

@@ -313,6 +313,71 @@ private struct ConfigReader {
         if let flowstat = sections["flowstat"] { try readExtensions(flowstat, into: &config) }
     }
 
+    /// One CIDR network; `hostFix` ends the fix for host bits set (where a host goes instead).
+    private func network(_ item: ConfigNode, hostFix: String) throws(ConfigError) -> IPNetwork {
+        let text = try item.string()
+        do {
+            return try IPNetwork(parsing: text)
+        } catch {
+            switch error {
+            case .badAddress:
+                throw item.error(
+                    "\"\(text)\" is not a network: the address is not IPv4 or IPv6",
+                    fix: "write a CIDR such as 10.0.0.0/8 or fd00::/8")
+            case .badPrefix:
+                throw item.error(
+                    "\"\(text)\" is not a network: bad prefix length",
+                    fix: "write a prefix length of 0-32 for IPv4 or 0-128 for IPv6, e.g. 10.0.0.0/8")
+            case .hostBitsSet(let written):
+                throw item.error(
+                    "\"\(text)\" has host bits set", fix: "write the network address (\(written)), \(hostFix)")
+            }
+        }
+    }
+
+    /// `histograms.rtt.peerGroups`: `{name: [CIDR, ...], ...}`, at most 16 groups, each name a
+    /// label value of its own and each network in one group only.
+    private func readPeerGroups(_ node: ConfigNode) throws(ConfigError) -> [RTTPeerGroup] {
+        guard case .mapping(let mapping) = node.node else {
+            throw node.error(
+                "expected a mapping of group names to lists of networks, found \(node.found)",
+                fix: "write e.g. peerGroups: {db: [10.1.0.0/16, fd00:1::/48]}")
+        }
+        var groups: [RTTPeerGroup] = []
+        var owner: [IPNetwork: String] = [:]
+        for (keyNode, value) in mapping {
+            let keyPlace = ConfigNode(node: keyNode, path: node.path, file: node.file)
+            guard case .scalar(let key) = keyNode, !key.string.isEmpty,
+                key.string.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" })
+            else {
+                throw keyPlace.error(
+                    "a peer group needs a name of printable ASCII, without quotes or backslashes",
+                    fix: "name the group, e.g. db")
+            }
+            let place = ConfigNode(node: value, path: "\(node.path).\(key.string)", file: node.file)
+            var networks: [IPNetwork] = []
+            for item in try place.list() {
+                let parsed = try network(item, hostFix: "or the host as a /32 or /128")
+                if let other = owner[parsed] {
+                    throw item.error(
+                        "\(parsed) is already in peer group \(other)", fix: "keep each network in one group")
+                }
+                owner[parsed] = key.string
+                networks.append(parsed)
+            }
+            guard !networks.isEmpty else {
+                throw place.error("peer group \(key.string) has no networks", fix: "list its networks, or remove it")
+            }
+            groups.append(RTTPeerGroup(name: key.string, networks: networks))
+        }
+        guard groups.count <= FlowStatConfig.maxRTTPeerGroups else {
+            throw node.error(
+                "\(groups.count) peer groups, at most \(FlowStatConfig.maxRTTPeerGroups)",
+                fix: "merge groups: the kernel keeps one histogram per group")
+        }
+        return groups
+    }
+
     // MARK: logic.metrics
 
     /// A metric's switch: `{active: bool}`, or just `true`/`false`.
@@ -342,9 +407,13 @@ private struct ConfigReader {
             var rttOn = true
             var boundsNode: ConfigNode?
             if let rtt = entries["rtt"] {
-                let (on, fields) = try isActive(rtt, extraKeys: ["bucketBounds"])
+                let (on, fields) = try isActive(rtt, extraKeys: ["bucketBounds", "maxServicePorts", "peerGroups"])
                 rttOn = on
                 boundsNode = fields["bucketBounds"]
+                if let limit = fields["maxServicePorts"] {
+                    config.rttServicePorts = try limit.integer(in: FlowStatConfig.rttServicePortsRange)
+                }
+                if let groups = fields["peerGroups"] { config.rttPeerGroups = try readPeerGroups(groups) }
             }
             config.rttHistogram = groupOn && rttOn
             // Bounds are checked only where they take effect: the seed loaded an inactive
@@ -536,27 +605,7 @@ private struct ConfigReader {
                 selection.addresses.append(address)
             }
             for item in try items(fields["networks"], "network") {
-                let text = try item.string()
-                let network: IPNetwork
-                do {
-                    network = try IPNetwork(parsing: text)
-                } catch {
-                    switch error {
-                    case .badAddress:
-                        throw item.error(
-                            "\"\(text)\" is not a network: the address is not IPv4 or IPv6",
-                            fix: "write a CIDR such as 10.0.0.0/8 or fd00::/8")
-                    case .badPrefix:
-                        throw item.error(
-                            "\"\(text)\" is not a network: bad prefix length",
-                            fix: "write a prefix length of 0-32 for IPv4 or 0-128 for IPv6, e.g. 10.0.0.0/8")
-                    case .hostBitsSet(let written):
-                        throw item.error(
-                            "\"\(text)\" has host bits set",
-                            fix: "write the network address (\(written)), or the host under addresses")
-                    }
-                }
-                selection.networks.append(network)
+                selection.networks.append(try network(item, hostFix: "or the host under addresses"))
             }
             for item in try items(fields["hosts"], "host name") {
                 let name = try item.string()

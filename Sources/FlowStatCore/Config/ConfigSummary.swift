@@ -8,6 +8,9 @@ extension FlowStatConfig {
             rttHistogram
             ? "\(rttBucketBounds.count) buckets, \(PrometheusText.format(rttBucketBounds.first ?? 0)) s to "
                 + "\(PrometheusText.format(rttBucketBounds.last ?? 0)) s, 1 in \(sampling.rttSampleEvery) samples"
+                + (rttServicePorts > 0 ? ", per service: \(rttServicePorts) ports and other" : "")
+                + (rttPeerGroups.isEmpty
+                    ? "" : ", peer groups: " + rttPeerGroups.map(\.name).joined(separator: ", "))
             : "off"
         let cap =
             cardinality.maxFlows == 0

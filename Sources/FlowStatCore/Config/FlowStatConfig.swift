@@ -17,6 +17,13 @@ public struct FlowStatConfig: Sendable, Equatable {
     /// Upper bounds of the RTT histogram's buckets, in seconds (the file gives milliseconds,
     /// as the seed did). Default: 1 µs to 1 s in 1-2.5-5 steps.
     public var rttBucketBounds: [Double] = BPFOptions.defaultRTTBucketBounds
+    /// Service ports with an RTT histogram of their own (`tcp_service_rtt_seconds`), the first
+    /// seen; later ports share `port="other"` (`…histograms.rtt.maxServicePorts`). 0: off.
+    /// Default 32.
+    public var rttServicePorts = 32
+    /// Named lists of networks with an RTT histogram each (`tcp_peer_group_rtt_seconds`):
+    /// `…histograms.rtt.peerGroups: {db: [10.1.0.0/16, fd00:1::/48]}`. Default: none.
+    public var rttPeerGroups: [RTTPeerGroup] = []
     /// How per-flow label sets are written (`logic.compression.labelFolding`). Default: none.
     public var labelFolding: LabelFolding = .none
     /// Which flows are exported (`logic.selection`). Default: every flow.
@@ -46,6 +53,8 @@ public struct FlowStatConfig: Sendable, Equatable {
     public static let maxAggregatesRange = 1...(1 << 20)
     public static let minUpdateIntervalRange = 0.0...60.0
     public static let kubeletRefreshIntervalRange = 1.0...3600.0
+    public static let rttServicePortsRange = 0...1024
+    public static let maxRTTPeerGroups = 16
 
     /// `flowstat.cardinality`: at most `maxFlows` flows get their own series, ranked by
     /// `rankBy`; the rest fold into at most `maxAggregates` per-peer/per-port aggregates.

@@ -126,18 +126,28 @@ struct FamilyWriter {
         return nil
     }
 
-    /// Writes one sample line of a self metric; label values are escaped.
+    /// An OpenMetrics exemplar: the labels of one observation behind a sample, and its value.
+    struct Exemplar {
+        var labels: [(name: StaticString, value: String)]
+        var value: Double
+    }
+
+    /// Writes one sample line of a self metric; label values are escaped. An exemplar is
+    /// written in OpenMetrics only (the Prometheus text format has none), without a timestamp.
     func sample(
         _ name: StaticString,
         suffix: StaticString = "",
         labels: [(name: StaticString, value: String)] = [],
         value: Double,
+        exemplar: Exemplar? = nil,
         into buffer: inout ByteBuffer
     ) {
+        let exemplar = format == .openMetrics ? exemplar : nil
         var bound = name.utf8CodeUnitCount + suffix.utf8CodeUnitCount + ByteWriter.maxDoubleLength + 4
-        for label in labels {
+        for label in labels + (exemplar?.labels ?? []) {
             bound += label.name.utf8CodeUnitCount + 2 * label.value.utf8.count + 4
         }
+        if exemplar != nil { bound += ByteWriter.maxDoubleLength + 6 }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
             var writer = ByteWriter(destination)
             writer.write(name)
@@ -155,6 +165,18 @@ struct FamilyWriter {
             }
             writer.write(byte: UInt8(ascii: " "))
             writer.write(value)
+            if let exemplar {
+                writer.write(" # {")
+                for (index, label) in exemplar.labels.enumerated() {
+                    if index > 0 { writer.write(byte: UInt8(ascii: ",")) }
+                    writer.write(label.name)
+                    writer.write("=\"")
+                    writer.writeEscapedLabelValue(label.value)
+                    writer.write(byte: UInt8(ascii: "\""))
+                }
+                writer.write("} ")
+                writer.write(exemplar.value)
+            }
             writer.write(byte: UInt8(ascii: "\n"))
             return writer.count
         }

@@ -149,10 +149,31 @@ public struct MetricsEncoder: Sendable {
             writeFamily(
                 "tcp_flows", "TCP flows the agent sees now (selected ones, before the cardinality cap).", .gauge,
                 flowCount, into: &buffer)
+            // Exemplars exist in OpenMetrics only: each bucket names the flow with the worst RTT now.
+            let exemplify = format == .openMetrics
             if let histogram = snapshot.rttHistogram {
                 writeHistogram(
                     "tcp_rtt_seconds", "Every round-trip time sample the kernel took, on every TCP flow.", histogram,
+                    exemplars: exemplify ? Self.worstFlows(snapshot.flows, bounds: histogram.bounds) : [:],
                     into: &buffer)
+            }
+            if let services = snapshot.serviceRTTHistograms {
+                // Numeric port order, "other" (0) last.
+                let ports: [UInt16] = services.keys.filter { $0 != 0 }.sorted() + (services[0] == nil ? [] : [0])
+                let series: [(String, Histogram)] = ports.map { port in
+                    (port == 0 ? "other" : String(port), services[port]!)
+                }
+                let exemplars = exemplify ? Self.worstFlowsByService(snapshot.flows, services) : [:]
+                writeHistograms(
+                    "tcp_service_rtt_seconds",
+                    "Every round-trip time sample the kernel took, by service port (local port of accepted flows, remote port of opened ones).",
+                    label: "port", series, exemplars: exemplars, into: &buffer)
+            }
+            if let groups = snapshot.peerGroupRTTHistograms {
+                writeHistograms(
+                    "tcp_peer_group_rtt_seconds",
+                    "Every round-trip time sample the kernel took on flows to a configured peer group's networks.",
+                    label: "peer_group", groups.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, into: &buffer)
             }
         case .ssExporter:
             writeSeedFamilies(
@@ -186,6 +207,9 @@ public struct MetricsEncoder: Sendable {
             writeFamily(
                 "tcp_flows_closed_total", "Established TCP flows that closed on this host.", .counter,
                 Double(events.closed), into: &buffer)
+            if let retransmits = events.retransmits {
+                writeRetransmits(retransmits, into: &buffer)
+            }
         }
 
         writeSelfMetrics(snapshot, context: context, into: &buffer)
@@ -352,20 +376,91 @@ public struct MetricsEncoder: Sendable {
     /// Writes a histogram family from per-bucket counts: Prometheus buckets are cumulative,
     /// and `+Inf` equals `_count`.
     private func writeHistogram(
-        _ name: StaticString, _ help: StaticString, _ histogram: Histogram, into buffer: inout ByteBuffer
+        _ name: StaticString, _ help: StaticString, _ histogram: Histogram, exemplars: [Int: Exemplar] = [:],
+        into buffer: inout ByteBuffer
     ) {
         writeHeader(name, help, .histogram, into: &buffer)
         var cumulative: UInt64 = 0
-        for (bound, count) in zip(histogram.bounds, histogram.counts) {
+        for (index, (bound, count)) in zip(histogram.bounds, histogram.counts).enumerated() {
             cumulative += count
             writeSample(
                 name, suffix: "_bucket", labels: [("le", PrometheusText.format(bound))], value: Double(cumulative),
-                into: &buffer)
+                exemplar: exemplars[index], into: &buffer)
         }
         cumulative += histogram.counts.last ?? 0
-        writeSample(name, suffix: "_bucket", labels: [("le", "+Inf")], value: Double(cumulative), into: &buffer)
+        writeSample(
+            name, suffix: "_bucket", labels: [("le", "+Inf")], value: Double(cumulative),
+            exemplar: exemplars[histogram.bounds.count], into: &buffer)
         writeSample(name, suffix: "_sum", value: histogram.sum, into: &buffer)
         writeSample(name, suffix: "_count", value: Double(cumulative), into: &buffer)
+    }
+
+    /// Writes one histogram family with a series per labelled histogram; `exemplars` by label
+    /// value, then bucket index.
+    private func writeHistograms(
+        _ name: StaticString, _ help: StaticString, label: StaticString, _ series: [(String, Histogram)],
+        exemplars: [String: [Int: Exemplar]] = [:], into buffer: inout ByteBuffer
+    ) {
+        writeHeader(name, help, .histogram, into: &buffer)
+        for (value, histogram) in series {
+            var cumulative: UInt64 = 0
+            let examples = exemplars[value] ?? [:]
+            for (index, (bound, count)) in zip(histogram.bounds, histogram.counts).enumerated() {
+                cumulative += count
+                writeSample(
+                    name, suffix: "_bucket", labels: [(label, value), ("le", PrometheusText.format(bound))],
+                    value: Double(cumulative), exemplar: examples[index], into: &buffer)
+            }
+            cumulative += histogram.counts.last ?? 0
+            writeSample(
+                name, suffix: "_bucket", labels: [(label, value), ("le", "+Inf")], value: Double(cumulative),
+                exemplar: examples[histogram.bounds.count], into: &buffer)
+            writeSample(name, suffix: "_sum", labels: [(label, value)], value: histogram.sum, into: &buffer)
+            writeSample(name, suffix: "_count", labels: [(label, value)], value: Double(cumulative), into: &buffer)
+        }
+    }
+
+    // MARK: - Exemplars
+
+    typealias Exemplar = FamilyWriter.Exemplar
+
+    /// The exemplar of a flow: its endpoints under the per-flow series' label names (so a
+    /// query for the flow's own series joins on them), at most 104 characters with IPv6
+    /// addresses, inside OpenMetrics' 128; its smoothed RTT as the value.
+    private static func exemplar(of flow: FlowSample) -> Exemplar {
+        Exemplar(
+            labels: [
+                ("src", flow.key.local.description), ("sport", String(flow.key.localPort)),
+                ("dst", flow.key.remote.description), ("dport", String(flow.key.remotePort)),
+            ], value: flow.rtt)
+    }
+
+    /// Per bucket index, the flow whose smoothed RTT, now, falls in that bucket and is the
+    /// highest there: where a latency spike on a dashboard leads. Flows without an RTT
+    /// sample yet (0) have none.
+    static func worstFlows(_ flows: some Sequence<FlowSample>, bounds: [Double]) -> [Int: Exemplar] {
+        var worst: [Int: FlowSample] = [:]
+        for flow in flows where flow.rtt > 0 {
+            let bucket = bounds.firstIndex { flow.rtt <= $0 } ?? bounds.count
+            if flow.rtt > worst[bucket]?.rtt ?? 0 { worst[bucket] = flow }
+        }
+        return worst.mapValues(exemplar(of:))
+    }
+
+    /// `worstFlows` per service series of `tcp_service_rtt_seconds`, by its `port` label: a
+    /// flow's service port as the kernel counts it (its direction says which end), `other`
+    /// for ports without a series of their own.
+    static func worstFlowsByService(
+        _ flows: [FlowSample], _ services: [UInt16: Histogram]
+    ) -> [String: [Int: Exemplar]] {
+        guard let bounds = services.values.first?.bounds else { return [:] }
+        var byService: [String: [FlowSample]] = [:]
+        for flow in flows where flow.direction != .unknown {
+            let port = flow.direction == .passive ? flow.key.localPort : flow.key.remotePort
+            let label = services[port] != nil ? String(port) : (services[0] != nil ? "other" : nil)
+            if let label { byService[label, default: []].append(flow) }
+        }
+        return byService.mapValues { worstFlows($0, bounds: bounds) }
     }
 
     /// The per-(peer, port) families: live flows folded by the cap, plus every closed flow.
@@ -439,6 +534,23 @@ public struct MetricsEncoder: Sendable {
         }
     }
 
+    /// Host-wide retransmissions by kind, counted by the kernel at each one (every network
+    /// namespace, tracked flows or not).
+    private func writeRetransmits(_ retransmits: RetransmitCounts, into buffer: inout ByteBuffer) {
+        writeHeader(
+            "tcp_retransmits_total",
+            "TCP segments retransmitted on this host, by kind: fast (recovery), rto (after a timeout), loss_probe (tail-loss probe).",
+            .counter, into: &buffer)
+        for (kind, value) in [
+            ("fast", retransmits.fast), ("loss_probe", retransmits.lossProbe), ("rto", retransmits.rto),
+        ] {
+            writeSample("tcp_retransmits_total", labels: [("kind", kind)], value: Double(value), into: &buffer)
+        }
+        writeFamily(
+            "tcp_rto_timeouts_total", "TCP retransmission timeouts on this host: expiries of the RTO timer.", .counter,
+            Double(retransmits.rtoTimeouts), into: &buffer)
+    }
+
     // MARK: - Self metrics
 
     private func writeSelfMetrics(_ snapshot: FlowSnapshot, context: ExpositionContext, into buffer: inout ByteBuffer) {
@@ -478,8 +590,8 @@ public struct MetricsEncoder: Sendable {
                 "flowstat_source_hook_missing",
                 "1 when a hook the snapshot mode needs attached in no variant: the flows it follows are not kept up to date.",
                 .gauge, into: &buffer)
-            // Event mode is the one that needs the receive hook; the family is there in every mode.
-            for hook in ["tcp_rcv_established"] {
+            // Event mode is the one that needs the receive hook; every mode needs the retransmit hook.
+            for hook in ["tcp_rcv_established", "tcp_retransmit_skb"] {
                 writeSample(
                     "flowstat_source_hook_missing", labels: [("hook", hook), ("mode", mode.rawValue)],
                     value: context.source.missingHooks.contains(hook) ? 1 : 0, into: &buffer)
@@ -576,8 +688,8 @@ public struct MetricsEncoder: Sendable {
 
     private func writeSample(
         _ name: StaticString, suffix: StaticString = "", labels: [(name: StaticString, value: String)] = [],
-        value: Double, into buffer: inout ByteBuffer
+        value: Double, exemplar: Exemplar? = nil, into buffer: inout ByteBuffer
     ) {
-        lines.sample(name, suffix: suffix, labels: labels, value: value, into: &buffer)
+        lines.sample(name, suffix: suffix, labels: labels, value: value, exemplar: exemplar, into: &buffer)
     }
 }

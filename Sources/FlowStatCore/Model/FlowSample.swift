@@ -286,12 +286,21 @@ public struct FlowSnapshot: Sendable {
     /// service port; nil for sources without closed-flow events. Each closed flow is in
     /// exactly one snapshot's batch.
     public var closedSinceLastSnapshot: [AggregateKey: FlowTotals]?
+    /// The RTT histogram per service port (the local port of accepted flows, the remote port
+    /// of opened ones), for the first ports seen up to the configured limit; key 0 holds the
+    /// samples of every later port ("other"). Nil when off or without in-kernel histograms.
+    public var serviceRTTHistograms: [UInt16: Histogram]?
+    /// The RTT histogram per configured peer group, by group name; nil without groups.
+    public var peerGroupRTTHistograms: [String: Histogram]?
 
     public init(
         flows: [FlowSample], mapEntries: Int, mapCapacity: Int, kernelEvents: KernelEventCounts? = nil,
         rttHistogram: Histogram? = nil, flowDurationHistogram: Histogram? = nil, flowBytesHistogram: Histogram? = nil,
-        closedSinceLastSnapshot: [AggregateKey: FlowTotals]? = nil
+        closedSinceLastSnapshot: [AggregateKey: FlowTotals]? = nil, serviceRTTHistograms: [UInt16: Histogram]? = nil,
+        peerGroupRTTHistograms: [String: Histogram]? = nil
     ) {
+        self.serviceRTTHistograms = serviceRTTHistograms
+        self.peerGroupRTTHistograms = peerGroupRTTHistograms
         self.flows = flows
         self.mapEntries = mapEntries
         self.mapCapacity = mapCapacity
@@ -341,11 +350,16 @@ public struct KernelEventCounts: Sendable, Hashable {
     /// Closed-flow records the ring buffer had no room for (the counts and histograms
     /// above stay exact; per-peer aggregates miss these flows).
     public var eventsLost: UInt64
+    /// Host-wide retransmissions, counted at the event; nil when no variant of the
+    /// retransmit hook attached.
+    public var retransmits: RetransmitCounts?
 
     public init(
         updates: UInt64, updatesSkipped: UInt64, insertFailures: UInt64, evictions: UInt64,
-        openedActive: UInt64 = 0, openedPassive: UInt64 = 0, closed: UInt64 = 0, eventsLost: UInt64 = 0
+        openedActive: UInt64 = 0, openedPassive: UInt64 = 0, closed: UInt64 = 0, eventsLost: UInt64 = 0,
+        retransmits: RetransmitCounts? = nil
     ) {
+        self.retransmits = retransmits
         self.eventsLost = eventsLost
         self.updates = updates
         self.updatesSkipped = updatesSkipped
@@ -354,5 +368,27 @@ public struct KernelEventCounts: Sendable, Hashable {
         self.openedActive = openedActive
         self.openedPassive = openedPassive
         self.closed = closed
+    }
+}
+
+/// Segments retransmitted on the whole host (every network namespace, tracked flows or not),
+/// by the kernel's reason, and retransmission-timer expiries; all only grow. Their sum is the
+/// kernel's `TcpRetransSegs` minus `TCPRetransFail` (attempts that sent nothing) and minus
+/// SYN-ACKs resent for connections not yet accepted.
+public struct RetransmitCounts: Sendable, Hashable {
+    /// Sent during SACK, duplicate-ACK or RACK recovery (not in the Loss state).
+    public var fast: UInt64
+    /// Sent in the Loss state: by the retransmission timer and the slow start after it.
+    public var rto: UInt64
+    /// Tail-loss probes that resent the last segment.
+    public var lossProbe: UInt64
+    /// Retransmission-timer expiries that sent a segment.
+    public var rtoTimeouts: UInt64
+
+    public init(fast: UInt64, rto: UInt64, lossProbe: UInt64, rtoTimeouts: UInt64) {
+        self.fast = fast
+        self.rto = rto
+        self.lossProbe = lossProbe
+        self.rtoTimeouts = rtoTimeouts
     }
 }

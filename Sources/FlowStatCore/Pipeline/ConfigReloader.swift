@@ -107,7 +107,9 @@ public final class ConfigReloader: Sendable {
         if old.source != new.source { changed.append("flowstat.source") }
         if old.bpf != new.bpf { changed.append("flowstat.bpf") }
         if old.sampling != new.sampling { changed.append("flowstat.sampling") }
-        if old.rttBucketBounds != new.rttBucketBounds || old.rttHistogram != new.rttHistogram {
+        if old.rttBucketBounds != new.rttBucketBounds || old.rttHistogram != new.rttHistogram
+            || old.rttServicePorts != new.rttServicePorts || old.rttPeerGroups != new.rttPeerGroups
+        {
             changed.append("the RTT histogram")
         }
         if old.listenAddress != new.listenAddress { changed.append("flowstat.web.listenAddress") }

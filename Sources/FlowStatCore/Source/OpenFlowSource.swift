@@ -49,6 +49,8 @@ extension BPFOptions {
         refreshBeforeSnapshot = config.bpf.refresh
         rttBucketBounds = config.rttHistogram ? config.rttBucketBounds : []
         rttSampleEvery = config.sampling.rttSampleEvery
+        rttServicePorts = UInt32(config.rttServicePorts)
+        rttPeerGroups = config.rttPeerGroups
     }
 }
 

@@ -294,4 +294,51 @@ struct ConfigTests {
             yaml: "logic: {metrics: {histograms: {rtt: {bucketBounds: [0.0025, 2.5e-2, 1_000, 3E3]}}}}")
         #expect(config.rttBucketBounds == [0.0000025, 0.000025, 1, 3])
     }
+
+    @Test("the RTT histogram per service and per peer group: limits, groups, and mistakes named with their fix")
+    func rttBreakdown() throws {
+        #expect(FlowStatConfig().rttServicePorts == 32 && FlowStatConfig().rttPeerGroups.isEmpty)
+        let config = try FlowStatConfig(
+            yaml: """
+                logic:
+                  metrics:
+                    histograms:
+                      rtt:
+                        max_service_ports: 0
+                        peerGroups:
+                          db: [10.1.0.0/16, "fd00:1::/48"]
+                          cache: 10.2.3.4
+                """)
+        #expect(config.rttServicePorts == 0)
+        #expect(config.rttPeerGroups.map(\.name) == ["db", "cache"])
+        #expect(config.rttPeerGroups[0].networks.map(\.description) == ["10.1.0.0/16", "fd00:1::/48"])
+        #expect(config.rttPeerGroups[1].networks.map(\.description) == ["10.2.3.4/32"])
+
+        func problem(_ yaml: String) -> String {
+            do {
+                _ = try FlowStatConfig(yaml: yaml)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let prefix = "logic: {metrics: {histograms: {rtt: "
+        #expect(
+            problem(prefix + "{maxServicePorts: 5000}}}}").contains(
+                "5000 is out of range; write a number from 0 to 1024"))
+        #expect(
+            problem(prefix + "{peerGroups: [db]}}}}").contains("expected a mapping of group names to lists of networks")
+        )
+        #expect(
+            problem(prefix + "{peerGroups: {db: [10.1.0.0/8]}}}}}").contains(
+                "has host bits set; write the network address (10.0.0.0/8)"))
+        #expect(problem(prefix + "{peerGroups: {db: [10.1.0.0/33]}}}}}").contains("bad prefix length"))
+        #expect(problem(prefix + "{peerGroups: {db: []}}}}}").contains("peer group db has no networks"))
+        #expect(
+            problem(prefix + "{peerGroups: {a: [10.0.0.0/8], b: [10.0.0.0/8]}}}}}")
+                .contains("10.0.0.0/8 is already in peer group a; keep each network in one group"))
+        #expect(problem(prefix + "{peerGroups: {\"a\\\"b\": [10.0.0.0/8]}}}}}").contains("printable ASCII"))
+        let seventeen = (0..<17).map { "g\($0): [10.\($0).0.0/16]" }.joined(separator: ", ")
+        #expect(problem(prefix + "{peerGroups: {\(seventeen)}}}}}").contains("17 peer groups, at most 16"))
+    }
 }

@@ -78,7 +78,7 @@ struct OpenMetricsTests {
                 # UNIT tcp_rtt_seconds seconds
                 # HELP tcp_rtt_seconds Every round-trip time sample the kernel took, on every TCP flow.
                 tcp_rtt_seconds_bucket{le="0.0001"} 3
-                tcp_rtt_seconds_bucket{le="0.001"} 4
+                tcp_rtt_seconds_bucket{le="0.001"} 4 # \(flow) 0.000123
                 tcp_rtt_seconds_bucket{le="+Inf"} 6
                 tcp_rtt_seconds_sum 0.0425
                 tcp_rtt_seconds_count 6
@@ -115,8 +115,9 @@ struct OpenMetricsTests {
 
     @Test("both formats carry the same samples in the same order; only metadata differs")
     func sameSamples() {
+        // Exemplars (OpenMetrics only) left aside.
         func samples(_ text: String) -> [Substring] {
-            text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+            text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: " # {").first! }
         }
         let text = encode(fullSnapshot, format: .prometheusText)
         let openMetrics = encode(fullSnapshot, format: .openMetrics)
@@ -137,6 +138,10 @@ struct OpenMetricsTests {
             from prometheus_client.openmetrics.parser import text_string_to_metric_families
             for family in text_string_to_metric_families(sys.stdin.read()):
                 print(family.name, family.type, family.unit, len(family.samples))
+                for sample in family.samples:
+                    if sample.exemplar:
+                        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.exemplar.labels.items()))
+                        print("exemplar", sample.name, sample.labels.get("le"), labels, sample.exemplar.value)
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: referenceParser)
@@ -161,6 +166,65 @@ struct OpenMetricsTests {
         #expect(families.contains("tcp_flows_opened counter  2"))
         #expect(families.contains("flowstat_build info  1"))
         #expect(families.contains("flowstat_source info  3"))
+        // The parser read each exemplar: the worst flow of its bucket, by its endpoints.
+        let exemplars = families.filter { $0.hasPrefix("exemplar ") }
+        #expect(!exemplars.isEmpty, "no exemplar parsed: \(parsed)")
+        for line in exemplars {
+            #expect(line.hasPrefix("exemplar tcp_rtt_seconds_bucket "), "\(line)")
+            #expect(
+                line.contains("dport=") && line.contains("dst=") && line.contains("sport=") && line.contains("src="))
+        }
+    }
+
+    @Test("exemplars: each RTT bucket names the flow with the worst smoothed RTT in it, per service too")
+    func exemplars() {
+        let bounds = [0.001, 0.01]
+        func flow(_ port: UInt16, rtt: Double, direction: FlowDirection, service: UInt16) -> FlowSample {
+            FlowSample(
+                key: FlowKey(
+                    family: .ipv4, local: IPAddress("10.0.0.1")!, localPort: direction == .passive ? service : port,
+                    remote: IPAddress("10.0.0.2")!, remotePort: direction == .passive ? port : service, netns: 1),
+                rtt: rtt, direction: direction)
+        }
+        let flows = [
+            flow(40001, rtt: 0.0005, direction: .active, service: 5432),
+            flow(40002, rtt: 0.0009, direction: .active, service: 5432),  // worst of bucket 0
+            flow(40003, rtt: 0.004, direction: .passive, service: 443),  // bucket 1, service 443
+            flow(40004, rtt: 0.2, direction: .active, service: 8080),  // +Inf, a port without a series
+            flow(40005, rtt: 0, direction: .active, service: 5432),  // no sample yet: never an exemplar
+        ]
+        let worst = MetricsEncoder.worstFlows(flows, bounds: bounds)
+        #expect(worst.keys.sorted() == [0, 1, 2])
+        #expect(worst[0]?.value == 0.0009 && worst[0]?.labels.last?.value == "5432")
+        #expect(worst[0]?.labels.map(\.value) == ["10.0.0.1", "40002", "10.0.0.2", "5432"])
+        #expect(worst[2]?.value == 0.2)
+        let histogram = Histogram(bounds: bounds, counts: [1, 1, 1], sum: 0.1)
+        let byService = MetricsEncoder.worstFlowsByService(flows, [5432: histogram, 443: histogram, 0: histogram])
+        #expect(byService["5432"]?[0]?.value == 0.0009)
+        #expect(byService["443"]?[1]?.value == 0.004)
+        #expect(byService["other"]?[2]?.value == 0.2)
+        // The longest label set, IPv6 at both ends, fits OpenMetrics' 128 characters.
+        let longest = FlowSample(
+            key: FlowKey(
+                family: .ipv6, local: IPAddress("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")!, localPort: 65535,
+                remote: IPAddress("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")!, remotePort: 65535, netns: 1),
+            rtt: 1)
+        let labels = MetricsEncoder.worstFlows([longest], bounds: bounds)[2]!.labels
+        #expect(labels.reduce(0) { $0 + "\($1.name)".count + $1.value.count } <= 128)
+
+        var snapshot = FlowSnapshot(flows: flows, mapEntries: 5, mapCapacity: 8, rttHistogram: histogram)
+        snapshot.serviceRTTHistograms = [5432: histogram, 0: histogram]
+        let text = encode(snapshot, format: .prometheusText)
+        #expect(!text.contains(" # {"), "no exemplars in the Prometheus text format")
+        let openMetrics = encode(snapshot, format: .openMetrics)
+        #expect(
+            openMetrics.contains(
+                #"tcp_rtt_seconds_bucket{le="0.001"} 1 # {src="10.0.0.1",sport="40002",dst="10.0.0.2",dport="5432"} 0.0009"#
+                    + "\n"))
+        #expect(
+            openMetrics.contains(
+                #"tcp_service_rtt_seconds_bucket{port="other",le="+Inf"} 3 # {src="10.0.0.1",sport="40004",dst="10.0.0.2",dport="8080"} 0.2"#
+                    + "\n"))
     }
 
     @Test("Accept: OpenMetrics when asked for at least as strongly as text, else text 0.0.4")

@@ -13,7 +13,8 @@ final class PrometheusServer {
 
     /// Starts Prometheus scraping `target` (`host:port`) every second, evaluating `ruleFiles`
     /// (copied next to its configuration) every second, and waits until it is ready.
-    init(name: String, target: String, ruleFiles: [String] = []) throws {
+    /// `flags`: more command-line flags, e.g. `--enable-feature=exemplar-storage`.
+    init(name: String, target: String, ruleFiles: [String] = [], flags: [String] = []) throws {
         port = try Agent.freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(getpid())")
         try? FileManager.default.removeItem(at: directory)
@@ -41,10 +42,12 @@ final class PrometheusServer {
         let log = directory.appendingPathComponent("prometheus.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
-        process.arguments = [
-            "--config.file=\(configURL.path)", "--storage.tsdb.path=\(directory.appendingPathComponent("data").path)",
-            "--web.listen-address=127.0.0.1:\(port)", "--log.level=warn",
-        ]
+        process.arguments =
+            [
+                "--config.file=\(configURL.path)",
+                "--storage.tsdb.path=\(directory.appendingPathComponent("data").path)",
+                "--web.listen-address=127.0.0.1:\(port)", "--log.level=warn",
+            ] + flags
         let logHandle = try FileHandle(forWritingTo: log)
         process.standardOutput = logHandle
         process.standardError = logHandle

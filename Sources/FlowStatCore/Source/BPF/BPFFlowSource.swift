@@ -38,6 +38,12 @@ public struct BPFOptions: Sendable {
     public var rttBucketBounds: [Double] = BPFOptions.defaultRTTBucketBounds
     /// Count 1 in N RTT samples in the histogram (1: all); bounds the cost on busy hosts.
     public var rttSampleEvery: UInt32 = 1
+    /// Per-service RTT histograms (`tcp_service_rtt_seconds`) for at most this many service
+    /// ports, the rest in `port="other"`; 0 turns them off.
+    public var rttServicePorts: UInt32 = 0
+    /// Named lists of networks whose flows' RTT samples also go to a histogram of their own
+    /// (`tcp_peer_group_rtt_seconds`); at most 16 groups.
+    public var rttPeerGroups: [RTTPeerGroup] = []
     /// Upper bounds of the closed-flow lifetime histogram, seconds, increasing, at most 32.
     public var flowDurationBucketBounds: [Double] = BPFOptions.defaultFlowDurationBucketBounds
     /// Upper bounds of the closed-flow bytes histogram, increasing, at most 32.
@@ -90,6 +96,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let logger: Logger
     /// RTT histogram bounds in seconds, as configured in the kernel.
     private let rttBounds: [Double]
+    /// Service ports with an RTT histogram of their own (0: none), and the RTT peer groups.
+    private let servicePortLimit: Int
+    private let peerGroupNames: [String]
     /// Closed-flow histogram bounds: seconds, bytes.
     private let durationBounds: [Double]
     private let bytesBounds: [Double]
@@ -98,6 +107,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private let refreshesTracked: Bool
     /// How snapshots are taken (see `BPFMode`).
     private let mode: BPFMode
+    /// Whether a variant of tcp_retransmit_skb is attached: the retransmit counts are real.
+    private let countsRetransmits: Bool
     /// Drains the closed-flow ring buffer on its own thread into `closedFlows`.
     private let closedFlowReader: ClosedFlowCollector
     public let closedFlows: ClosedFlowAggregates?
@@ -142,6 +153,23 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         for mode in allowedModes { modes |= 1 << Self.shimMode(mode).rawValue }
 
         let bounds = try Self.validated(options.rttBucketBounds, "RTT")
+        guard options.rttPeerGroups.count <= Int(FS_PEER_GROUPS_MAX) else {
+            throw BPFError(
+                step: "configure RTT peer groups", errno: EINVAL,
+                message: "\(options.rttPeerGroups.count) groups, at most \(FS_PEER_GROUPS_MAX)")
+        }
+        var peerNetworks: [fs_peer_group_network] = []
+        for (index, group) in options.rttPeerGroups.enumerated() {
+            for network in group.networks {
+                var entry = fs_peer_group_network()
+                entry.network.prefix_len = UInt32(network.prefixLength)
+                withUnsafeMutableBytes(of: &entry.network.addr) { target in
+                    network.address.withNetworkBytes { target.copyMemory(from: $0) }
+                }
+                entry.group = UInt32(index)
+                peerNetworks.append(entry)
+            }
+        }
         let durationBounds = try Self.validated(options.flowDurationBucketBounds, "flow duration")
         let bytesBounds = try Self.validated(options.flowBytesBucketBounds, "flow bytes")
         let boundsNanoseconds = bounds.map { UInt64(($0 * 1e9).rounded()) }
@@ -161,6 +189,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             cOptions.rtt_sample_every = options.rttSampleEvery
             cOptions.ring_buffer_bytes = options.ringBufferBytes
             cOptions.modes = modes
+            cOptions.service_port_limit = bounds.isEmpty ? 0 : options.rttServicePorts
+            cOptions.peer_group_count = bounds.isEmpty ? 0 : UInt32(options.rttPeerGroups.count)
+            cOptions.peer_network_count = UInt32(peerNetworks.count)
             // fs_agent_open copies the bounds: the pointers only need to live through the call.
             return boundsNanoseconds.withUnsafeBufferPointer { rtt in
                 durationNanoseconds.withUnsafeBufferPointer { duration in
@@ -171,7 +202,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                         cOptions.duration_bound_count = UInt32(duration.count)
                         cOptions.bytes_bounds = bytes.baseAddress
                         cOptions.bytes_bound_count = UInt32(bytes.count)
-                        return fs_agent_open(&cOptions, &agent, &error)
+                        return peerNetworks.withUnsafeBufferPointer { networks in
+                            cOptions.peer_networks = networks.baseAddress
+                            return fs_agent_open(&cOptions, &agent, &error)
+                        }
                     }
                 }
             }
@@ -184,6 +218,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         self.values = .allocate(capacity: capacity)
         self.refreshBeforeSnapshot = options.refreshBeforeSnapshot
         self.rttBounds = bounds
+        self.servicePortLimit = bounds.isEmpty ? 0 : Int(options.rttServicePorts)
+        self.peerGroupNames = bounds.isEmpty ? [] : options.rttPeerGroups.map(\.name)
         self.durationBounds = durationBounds
         self.bytesBounds = bytesBounds.map { $0.rounded(.down) }
         let hooks = Self.hookReport(agent)
@@ -194,6 +230,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             reason: Self.whyNotBetter(than: mode, hooks: hooks, asked: options, note: modeNote), mode: mode,
             missingHooks: Self.missingHooks(mode: mode, hooks: hooks))
         self.refreshesTracked = fs_agent_attached_hooks(agent) & FS_HOOK_ITER_OWNED.rawValue != 0
+        self.countsRetransmits =
+            fs_agent_attached_hooks(agent) & (FS_HOOK_RETRANS_TP_BTF.rawValue | FS_HOOK_RETRANS_RAW_TP.rawValue) != 0
         let closedFlows = ClosedFlowAggregates(servicePorts: .system())
         self.closedFlows = closedFlows
         self.closedFlowReader = try ClosedFlowCollector(agent: agent, into: closedFlows, logger: logger)
@@ -262,13 +300,14 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
-    /// Hooks the mode cannot do without that attached in no variant. In live modes the
+    /// Hooks that attached in no variant, of those the agent needs. In live modes the
     /// snapshot reads every socket itself; in event mode flows sockops does not follow
-    /// (opened before start-up) change only through tcp_rcv_established.
+    /// (opened before start-up) change only through tcp_rcv_established. Every mode needs
+    /// tcp_retransmit_skb for the host-wide retransmit counts.
     private static func missingHooks(mode: BPFMode, hooks: [HookStatus]) -> [String] {
-        guard mode == .event else { return [] }
         let attached = Set(hooks.filter(\.attached).map(\.name))
-        return ["tcp_rcv_established"].filter { !attached.contains($0) }
+        let needed = mode == .event ? ["tcp_rcv_established", "tcp_retransmit_skb"] : ["tcp_retransmit_skb"]
+        return needed.filter { !attached.contains($0) }
     }
 
     deinit {
@@ -354,7 +393,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             flows: flows, mapEntries: Int(count), mapCapacity: capacity,
             kernelEvents: try readEvents(agent, liveEntries: UInt64(count)),
             rttHistogram: try readRTTHistogram(agent),
-            flowDurationHistogram: durations, flowBytesHistogram: bytes)
+            flowDurationHistogram: durations, flowBytesHistogram: bytes,
+            serviceRTTHistograms: try readServiceRTTHistograms(agent),
+            peerGroupRTTHistograms: try readPeerGroupRTTHistograms(agent))
     }
 
     /// One pass of the snapshot iterator: every tracked socket as it is now; called with
@@ -396,7 +437,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             flows: flows, mapEntries: Int(count), mapCapacity: capacity,
             kernelEvents: try readEvents(agent, liveEntries: UInt64(count), evictions: leftOut),
             rttHistogram: try readRTTHistogram(agent),
-            flowDurationHistogram: durations, flowBytesHistogram: bytes)
+            flowDurationHistogram: durations, flowBytesHistogram: bytes,
+            serviceRTTHistograms: try readServiceRTTHistograms(agent),
+            peerGroupRTTHistograms: try readPeerGroupRTTHistograms(agent))
     }
 
     /// Live mode through iter/tcp: the namespaces to read, each as an open file (-1: our own):
@@ -492,6 +535,49 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         return Histogram(bounds: rttBounds, counts: counts, sum: Double(sumMicroseconds) / 1e6)
     }
 
+    /// The per-service RTT histograms, by port (0: every port past the limit); nil when off.
+    private func readServiceRTTHistograms(_ agent: OpaquePointer) throws -> [UInt16: Histogram]? {
+        guard servicePortLimit > 0 else { return nil }
+        let capacity = servicePortLimit + 1
+        let width = rttBounds.count + 1
+        var ports = [UInt32](repeating: 0, count: capacity)
+        var counts = [UInt64](repeating: 0, count: capacity * width)
+        var sums = [UInt64](repeating: 0, count: capacity)
+        var count: UInt32 = 0
+        var error = fs_error()
+        guard
+            fs_agent_read_service_rtt(
+                agent, &ports, &counts, &sums, UInt32(capacity), UInt32(rttBounds.count), &count, &error) == 0
+        else { throw BPFError(error) }
+        var histograms: [UInt16: Histogram] = [:]
+        for index in 0..<Int(count) {
+            histograms[UInt16(truncatingIfNeeded: ports[index])] = Histogram(
+                bounds: rttBounds, counts: Array(counts[index * width..<(index + 1) * width]),
+                sum: Double(sums[index]) / 1e6)
+        }
+        return histograms
+    }
+
+    /// The per-peer-group RTT histograms, by group name; nil without groups.
+    private func readPeerGroupRTTHistograms(_ agent: OpaquePointer) throws -> [String: Histogram]? {
+        guard !peerGroupNames.isEmpty else { return nil }
+        let width = rttBounds.count + 1
+        var counts = [UInt64](repeating: 0, count: peerGroupNames.count * width)
+        var sums = [UInt64](repeating: 0, count: peerGroupNames.count)
+        var error = fs_error()
+        guard
+            fs_agent_read_peer_group_rtt(
+                agent, &counts, &sums, UInt32(peerGroupNames.count), UInt32(rttBounds.count), &error) == 0
+        else { throw BPFError(error) }
+        var histograms: [String: Histogram] = [:]
+        for (index, name) in peerGroupNames.enumerated() {
+            histograms[name] = Histogram(
+                bounds: rttBounds, counts: Array(counts[index * width..<(index + 1) * width]),
+                sum: Double(sums[index]) / 1e6)
+        }
+        return histograms
+    }
+
     /// The programs' counters. The kernel does not count LRU evictions, so they are derived:
     /// every entry ever inserted is either live, removed at close, or evicted. Inserts and
     /// removals are read a moment apart from the map, so the estimate is held monotone.
@@ -510,7 +596,12 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             updates: counter(FS_CTR_UPDATES), updatesSkipped: counter(FS_CTR_UPDATES_SKIPPED),
             insertFailures: counter(FS_CTR_INSERTS_FAILED), evictions: evictions,
             openedActive: counter(FS_CTR_OPENED_ACTIVE), openedPassive: counter(FS_CTR_OPENED_PASSIVE),
-            closed: counter(FS_CTR_CLOSED), eventsLost: counter(FS_CTR_EVENTS_LOST))
+            closed: counter(FS_CTR_CLOSED), eventsLost: counter(FS_CTR_EVENTS_LOST),
+            retransmits: countsRetransmits
+                ? RetransmitCounts(
+                    fast: counter(FS_CTR_RETRANS_FAST), rto: counter(FS_CTR_RETRANS_RTO),
+                    lossProbe: counter(FS_CTR_RETRANS_LOSS_PROBE), rtoTimeouts: counter(FS_CTR_RTO_TIMEOUTS))
+                : nil)
     }
 
     /// Rewrites the flows of these namespaces from their sockets' current state. Failures
@@ -598,6 +689,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
             (FS_HOOK_ITER_OWNED, "iter_sk_storage", "iter"),
             (FS_HOOK_ITER_SNAPSHOT, "iter_snapshot", "iter"),
             (FS_HOOK_ITER_TCP_SNAPSHOT, "iter_tcp_snapshot", "iter"),
+            (FS_HOOK_RETRANS_TP_BTF, "tcp_retransmit_skb", "tp_btf"),
+            (FS_HOOK_RETRANS_RAW_TP, "tcp_retransmit_skb", "raw_tp"),
         ]
         let attached = fs_agent_attached_hooks(agent)
         return hooks.compactMap { hook, name, variant in
@@ -692,5 +785,20 @@ private func forwardLibbpfLog(level: Int32, line: UnsafePointer<CChar>?) {
     switch level {
     case 0: libbpfLogger.debug("\(text)")  // failures are reported through fs_error
     default: libbpfLogger.trace("\(text)")
+    }
+}
+
+/// A named list of networks whose flows' RTT samples the kernel also counts in a histogram of
+/// their own (`tcp_peer_group_rtt_seconds{peer_group=name}`): e.g. the database subnets.
+public struct RTTPeerGroup: Sendable, Hashable {
+    /// The `peer_group` label value.
+    public var name: String
+    /// A flow is in the group when its remote address is in one of these (longest prefix
+    /// over all groups wins).
+    public var networks: [IPNetwork]
+
+    public init(name: String, networks: [IPNetwork]) {
+        self.name = name
+        self.networks = networks
     }
 }
