@@ -81,11 +81,6 @@ struct minmax {
 	struct minmax_sample s[3];
 } __core;
 
-/* The socket a tcp_sock starts with: zero-window probe count (tcpi_probes). */
-struct inet_connection_sock {
-	__u8 icsk_probes_out;
-} __core;
-
 /* The receiver's RTT estimate (tcpi_rcv_rtt = rtt_us >> 3). */
 struct tcp_rcv_rtt_est {
 	__u32 rtt_us;
@@ -133,13 +128,15 @@ struct tcp_sock {
 } __core;
 
 /*
- * What the retransmit tracepoint classifies by: the congestion-avoidance state (TCP_CA_*,
- * a bitfield) and which retransmit-timer event is armed (ICSK_TIME_*). inet_connection_sock
- * starts with the socket, so a socket pointer is one to these too.
+ * The socket a tcp_sock starts with, so a socket pointer is one to it too: the zero-window
+ * probe count (tcpi_probes), and what the retransmit tracepoint classifies by: the
+ * congestion-avoidance state (TCP_CA_*, a bitfield) and which retransmit-timer event is armed
+ * (ICSK_TIME_*).
  */
 struct inet_connection_sock {
 	__u8 icsk_ca_state : 5;
 	__u8 icsk_pending;
+	__u8 icsk_probes_out;
 } __core;
 
 /* TCP's control block in skb->cb: tcp_gso_segs is tcp_skb_pcount(). */
