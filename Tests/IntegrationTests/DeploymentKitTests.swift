@@ -95,6 +95,10 @@ struct DeploymentKitTests {
         let rtt = Histogram(bounds: [0.001, 0.01], counts: [5, 2, 1], sum: 0.05)
         snapshot.serviceRTTHistograms = [443: rtt, 0: rtt]
         snapshot.peerGroupRTTHistograms = ["db": rtt]
+        // Flows whose kernel filled every optional field, so the families off by default show too.
+        for index in snapshot.flows.indices {
+            snapshot.flows[index].fields = [.timeLimits, .lossDetail, .rtoTotals]
+        }
         // Described as a BPF source in event mode without its receive hook: the self-metrics of that path.
         let info = SourceInfo(
             kind: .bpf, hooks: [HookStatus(name: "sockops", variant: "cgroup_sockops", attached: true)],
@@ -102,6 +106,7 @@ struct DeploymentKitTests {
         let source = FakeFlowSource(snapshot: snapshot, info: info)
         var config = FlowStatConfig()
         config.cardinality.maxFlows = 1
+        config.metrics = Set(FlowMetric.allCases)
         // Pod names asked for, from a kubelet that does not answer: the kubelet self-metrics.
         config.labels.pod = true
         config.kubelet.url = KubeletURL(host: "127.0.0.1", port: try Agent.freePort())
