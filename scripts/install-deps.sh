@@ -18,9 +18,10 @@ lint_packages=(clang-format shellcheck prometheus)
 # openssl makes the TLS tests' certificates; python3-prometheus-client's OpenMetrics
 # parser checks the exposition (Debian's python3, /usr/bin/python3); python3-yaml reads
 # the DaemonSet; tmux drives `flowstat top`; chromium renders the landing page; skopeo
-# reads the OCI image as a container tool would (scripts/test-image.sh).
+# reads the OCI image as a container tool would, podman with runc runs it (scripts/test-image.sh;
+# busybox-static, of the kernel packages, is its workload container's image).
 test_packages=(iproute2 prometheus curl python3 python3-prometheus-client python3-yaml openssl gzip procps util-linux
-	systemd tmux chromium skopeo)
+	systemd tmux chromium skopeo podman runc busybox-static)
 
 # qemu boots the kernels (emulated), busybox-static goes into virtme-ng's
 # initramfs, kmod's depmod indexes the unpacked modules and its modprobe loads

@@ -13,10 +13,10 @@
 #     into it with /proc mounted as a runtime mounts it (`unshare --mount --pid --fork
 #     --root ROOTFS --mount-proc`; root only): `flowstat --version` says the binary's
 #     version, `flowstat dump --source fake` prints flows, `flowstat serve --source fake`
-#     answers /metrics: the libraries are complete. `podman run` is the real check, but
-#     crun fails here (setrlimit RLIMIT_NOFILE: the hard limit of open files is 20,000), so
-#     unshare+chroot stands in for the container runtime. (Without /proc the agent loses
-#     its flags: the Swift runtime reads them from /proc/self/cmdline.);
+#     answers /metrics: the libraries are complete. (Without /proc the agent loses its
+#     flags: the Swift runtime reads them from /proc/self/cmdline.);
+#   - Podman runs the image as the DaemonSet runs the agent and it labels a real Podman
+#     container's flow with that container's id (root, podman and runc installed);
 #   - skopeo, when installed, reads the archive (`skopeo inspect oci-archive:`) and
 #     copies it to a directory, checking every digest on the way.
 # Prints "image: N passed, N failed, N skipped" last; exits 1 on a failure.
@@ -135,6 +135,74 @@ else
 		ok "in the image's root file system: flowstat serve --source fake answers /metrics ($(grep -c '^tcp_flow_rtt_seconds{' <<<"$metrics") flows)"
 	else
 		not_ok "in the image's root file system: flowstat serve did not answer /metrics:"$'\n'"$(cat "$work/serve.log")"
+	fi
+fi
+
+# A real container runtime. Podman runs here once configured for this kind of host: runc, as
+# crun refuses hybrid cgroup hosts ("cgroups in hybrid mode not supported"); open-file and
+# process limits no higher than the host's, as raising them needs CAP_SYS_RESOURCE, which
+# root lacks here (podman's defaults otherwise fail in setrlimit); the host's network, as
+# the DaemonSet has (and no container network is installed). The agent runs as the DaemonSet
+# runs it: host PID namespace, read-only root, only the capabilities it lists (but
+# SYS_RESOURCE, for the reason above), /sys/fs/cgroup and BTF mounted read-only, its config
+# mounted; it must attach its BPF programs from inside the container and name the flow of a
+# second, real Podman container by that container's id.
+podman_run() {
+	podman --runtime runc run --rm -d --network host \
+		--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096 "$@"
+}
+if ((EUID != 0)); then
+	skip "podman: running containers needs root"
+elif ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+	skip "podman or runc is not installed (scripts/install-deps.sh test installs both)"
+elif [[ ! -x /bin/busybox ]]; then
+	skip "no /bin/busybox (busybox-static) for the workload container's image"
+else
+	containers=()
+	images=()
+	podman_cleanup() {
+		((${#containers[@]})) && podman rm -f -t 0 "${containers[@]}" >/dev/null 2>&1
+		((${#images[@]})) && podman rmi -f "${images[@]}" >/dev/null 2>&1
+	}
+	trap 'podman_cleanup; kill "${server:-}" 2>/dev/null; rm -rf "$work"' EXIT
+	loaded=$(podman load -q -i "$first" 2>&1 | sed -n 's/^Loaded image: //p' | tail -n1)
+	[[ -n $loaded ]] && images+=("$loaded")
+	mkdir -p "$work/busybox/bin" "$work/podman-config"
+	cp /bin/busybox "$work/busybox/bin/"
+	workload_image="localhost/flowstat-test-workload:$$"
+	tar -C "$work/busybox" -c . | podman import -q - "$workload_image" >/dev/null && images+=("$workload_image")
+	printf 'flowstat:\n  labels: {container: true}\n' >"$work/podman-config/config.yml"
+
+	service_port=$((30000 + RANDOM % 10000))
+	python3 Tests/Support/tcp_peer.py serve 127.0.0.1 "$service_port" >/dev/null &
+	server=$!
+	workload=$(podman_run --name "flowstat-test-workload-$$" "$workload_image" \
+		/bin/busybox sh -c "/bin/busybox sleep 300 | /bin/busybox nc 127.0.0.1 $service_port" 2>&1) &&
+		containers+=("$workload")
+	port=$((20000 + RANDOM % 10000))
+	agent=$(podman_run --name "flowstat-test-agent-$$" --pid host --cgroupns host --read-only \
+		--cap-drop ALL --cap-add BPF,PERFMON,NET_ADMIN,SYS_ADMIN,SYS_PTRACE \
+		-v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/kernel/btf:/sys/kernel/btf:ro \
+		-v "$work/podman-config:/etc/flowstat:ro" "$loaded" \
+		serve "--web.listen-address=127.0.0.1:$port" --config=/etc/flowstat/config.yml 2>&1) &&
+		containers+=("$agent")
+	if [[ -z $loaded || ${#containers[@]} -ne 2 ]]; then
+		not_ok "podman: could not start both containers: image ${loaded:-not loaded}; workload: $workload; agent: $agent"
+	else
+		# The workload's flow, as the agent inside its container labels it.
+		flow=""
+		for _ in $(seq 100); do
+			metrics=$(curl -sf "http://127.0.0.1:$port/metrics" 2>/dev/null) &&
+				flow=$(grep "^tcp_flow_rtt_seconds{.*dport=\"$service_port\".*container=\"$workload\"" <<<"$metrics") &&
+				break
+			sleep 0.3
+		done
+		source_kind=$(grep -o '^flowstat_source_info{[^}]*source="[a-z_]*"' <<<"${metrics:-}" | grep -o 'source="[a-z_]*"' | head -n1)
+		if [[ -n $flow && $source_kind == 'source="bpf"' ]]; then
+			ok "podman runs the image (runc, host limits): the agent attached its BPF programs inside the container and labels the Podman container's flow container=\"${workload:0:12}…\""
+		else
+			not_ok "podman: no flow to port $service_port labelled container=\"$workload\" (source: ${source_kind:-none}); agent log:"$'\n'"$(podman logs "$agent" 2>&1 | tail -n 20)"
+		fi
 	fi
 fi
 

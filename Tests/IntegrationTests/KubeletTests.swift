@@ -109,20 +109,11 @@ struct KubeletTests {
         let proxy =
             base + "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
             + Self.proxyUID.replacingOccurrences(of: "-", with: "_") + ".slice/crio-\(Self.proxyID).scope"
-        for leaf in [plain, web, proxy] {
-            try FileManager.default.createDirectory(atPath: mount + leaf, withIntermediateDirectories: true)
-        }
+        let cgroups = try TestCgroups(mount: mount, base: base, leaves: [plain, web, proxy])
         var children: [Child] = []
         defer {
             children.forEach { $0.stop() }
-            for leaf in [plain, web, proxy] {
-                var path = leaf
-                while path.hasPrefix(base) {
-                    _ = waitUntil(seconds: 5) { rmdir(mount + path) == 0 || errno == ENOENT || errno == ENOTEMPTY }
-                    path = (path as NSString).deletingLastPathComponent
-                }
-            }
-            rmdir(mount + base)
+            cgroups.remove()
         }
         let port = try Agent.freePort()
         let server = try WorkloadTests.peer(in: mount + plain, ["serve", "127.0.0.1", String(port)])

@@ -67,21 +67,11 @@ struct WorkloadTests {
         let kube =
             base + "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
             + Self.podUID.replacingOccurrences(of: "-", with: "_") + ".slice/cri-containerd-\(Self.containerdID).scope"
-        for leaf in [plain, docker, kube] {
-            try FileManager.default.createDirectory(atPath: mount + leaf, withIntermediateDirectories: true)
-        }
+        let cgroups = try TestCgroups(mount: mount, base: base, leaves: [plain, docker, kube])
         var children: [Child] = []
         defer {
             children.forEach { $0.stop() }
-            // Deepest first; a cgroup goes once its processes have.
-            for leaf in [plain, docker, kube] {
-                var path = leaf
-                while path.hasPrefix(base) {
-                    _ = waitUntil(seconds: 5) { rmdir(mount + path) == 0 || errno == ENOENT || errno == ENOTEMPTY }
-                    path = (path as NSString).deletingLastPathComponent
-                }
-            }
-            rmdir(mount + base)
+            cgroups.remove()
         }
 
         let port = try Agent.freePort()
