@@ -6,7 +6,9 @@
  *
  * Reads an exposition the agent served (Prometheus text, flowstat names, default labels
  * src/sport/dst/dport), takes its per-flow families (every `tcp_flow_*` family: its
- * `# HELP`/`# TYPE` lines and one series per flow) and turns them back into binary flow
+ * `# HELP`/`# TYPE` lines and one series per flow, or, for a family with several series per
+ * flow such as tcp_flow_limited_seconds_total{reason}, one run of series per value of its
+ * extra label) and turns them back into binary flow
  * records: addresses as in_addr/in6_addr, ports as integers, the seconds and rate values
  * as doubles and the counters and segment counts as 64-bit integers, as the agent holds
  * them before it encodes. Then, ITERATIONS times (after one warm-up pass of each), it
@@ -54,8 +56,10 @@ struct flow {
 struct fam {
 	char *name;
 	size_t name_len;
-	char *header; /* its # HELP and # TYPE lines, verbatim */
+	char *header; /* its # HELP and # TYPE lines, verbatim; empty for a family's later runs */
 	size_t header_len;
+	char suffix[64]; /* what closes each label set: `"}`, or `",reason="network"}` */
+	size_t suffix_len;
 	bool is_double;
 	double *d; /* per flow */
 	uint64_t *u;
@@ -203,7 +207,6 @@ static size_t format_tight(char *out)
 		a = put_address(a, f->family, f->dst);
 		PUT(a, "\",dport=\"");
 		a = put_u64(a, f->dport);
-		PUT(a, "\"}");
 		label_off[i] = (size_t)(start - arena);
 		label_len[i] = (size_t)(a - start);
 	}
@@ -217,6 +220,8 @@ static size_t format_tight(char *out)
 			p += fm->name_len;
 			memcpy(p, arena + label_off[i], label_len[i]);
 			p += label_len[i];
+			memcpy(p, fm->suffix, fm->suffix_len);
+			p += fm->suffix_len;
 			*p++ = ' ';
 			p = fm->is_double ? put_double(p, fm->d[i]) : put_u64(p, fm->u[i]);
 			*p++ = '\n';
@@ -252,7 +257,7 @@ static size_t format_snprintf(char *out, size_t room)
 		char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
 		inet_ntop(f->family, f->src, s, sizeof s);
 		inet_ntop(f->family, f->dst, d, sizeof d);
-		int n = sprintf(a, "{src=\"%s\",sport=\"%u\",dst=\"%s\",dport=\"%u\"}", s, f->sport, d,
+		int n = sprintf(a, "{src=\"%s\",sport=\"%u\",dst=\"%s\",dport=\"%u", s, f->sport, d,
 				f->dport);
 		label_off[i] = (size_t)(a - arena);
 		label_len[i] = (size_t)n;
@@ -268,8 +273,8 @@ static size_t format_snprintf(char *out, size_t room)
 				snprintf_double(value, sizeof value, fm->d[i]);
 			else
 				snprintf(value, sizeof value, "%" PRIu64, fm->u[i]);
-			p += snprintf(p, (size_t)(end - p), "%s%.*s %s\n", fm->name, (int)label_len[i],
-				      arena + label_off[i], value);
+			p += snprintf(p, (size_t)(end - p), "%s%.*s%s %s\n", fm->name, (int)label_len[i],
+				      arena + label_off[i], fm->suffix, value);
 		}
 	}
 	return (size_t)(p - out);
@@ -332,7 +337,7 @@ static const char *label(const char **p, const char *key, size_t *len)
 {
 	size_t k = strlen(key);
 	if (strncmp(*p, key, k) != 0 || (*p)[k] != '=' || (*p)[k + 1] != '"')
-		die("unexpected label set (the floor knows src, sport, dst, dport only)", *p);
+		die("unexpected label set (the floor knows src, sport, dst, dport and one more)", *p);
 	const char *v = *p + k + 2, *q = strchr(v, '"');
 	if (!q)
 		die("unterminated label value", v);
@@ -421,10 +426,39 @@ static void read_exposition(const char *path)
 			size_t sl, spl, dl, dpl;
 			const char *s = label(&p, "src", &sl), *sp = label(&p, "sport", &spl);
 			const char *d = label(&p, "dst", &dl), *dp = label(&p, "dport", &dpl);
-			if (*p != '}' || p[1] != ' ')
-				die("unexpected label set (the floor knows src, sport, dst, dport only)",
+			/* Past dport: `}`, or the one label that tells a family's series apart. */
+			const char *close = strstr(p, "} ");
+			if (!close || close > eol || (close != p && memchr(p, '{', (size_t)(close - p))))
+				die("unexpected label set (the floor knows src, sport, dst, dport and one "
+				    "more)",
 				    labels_start);
-			const char *value = p + 2;
+			char suffix[64];
+			int suffix_len =
+				close == p ? snprintf(suffix, sizeof suffix, "\"}")
+					   : snprintf(suffix, sizeof suffix, "\",%.*s}", (int)(close - p), p);
+			if (suffix_len < 0 || (size_t)suffix_len >= sizeof suffix)
+				die("extra label too long", labels_start);
+			if (row > 0 && (cur->suffix_len != (size_t)suffix_len ||
+					memcmp(cur->suffix, suffix, (size_t)suffix_len))) {
+				/* The family's next run of series: one more run of every flow. */
+				if (row != nflows)
+					die("a family's runs of series differ in length", cur->name);
+				if (nfams == MAX_FAMILIES)
+					die("too many families", NULL);
+				struct fam *next = &fams[nfams++];
+				memset(next, 0, sizeof *next);
+				next->name = cur->name;
+				next->name_len = cur->name_len;
+				next->is_double = cur->is_double;
+				next->header = calloc(1, 1);
+				cur = next;
+				row = 0;
+			}
+			if (row == 0) {
+				memcpy(cur->suffix, suffix, (size_t)suffix_len);
+				cur->suffix_len = (size_t)suffix_len;
+			}
+			const char *value = close + 2;
 			if (cur == &fams[0]) {
 				if (nflows == flow_cap) {
 					flow_cap = flow_cap ? 2 * flow_cap : 1024;
