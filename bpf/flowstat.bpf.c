@@ -406,18 +406,20 @@ static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key
  * for tcpi_busy_time … tcpi_total_rto_time, with its derivations. Fields a kernel lacks leave
  * their fs_has bit clear.
  */
-static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct)
+static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct,
+					       __u64 first_seen_jiffies)
 {
 	__u8 has = 0;
 	__s32 notsent;
 
 	/* tcp_get_info_chrono_stats(): the running chrono counts up to now (tcp_jiffies32). */
 	if (usec_per_jiffy && bpf_core_field_exists(tp->chrono_stat)) {
+		__u64 now = bpf_jiffies64(), busy_jiffies;
 		__u32 type = BITFIELD(direct, tp, chrono_type);
 		__u32 busy = FIELD(direct, tp, chrono_stat[0]);
 		__u32 rwnd = FIELD(direct, tp, chrono_stat[1]);
 		__u32 sndbuf = FIELD(direct, tp, chrono_stat[2]);
-		__u32 running = (__u32)bpf_jiffies64() - FIELD(direct, tp, chrono_start);
+		__u32 running = (__u32)now - FIELD(direct, tp, chrono_start);
 
 		/* enum tcp_chrono: 1 busy, 2 rwnd-limited, 3 sndbuf-limited; 0 none running. */
 		if (type == 1)
@@ -430,6 +432,14 @@ static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_fl
 		s->rwnd_limited_us = (__u64)rwnd * usec_per_jiffy;
 		s->sndbuf_limited_us = (__u64)sndbuf * usec_per_jiffy;
 		s->busy_us = (__u64)busy * usec_per_jiffy + s->rwnd_limited_us + s->sndbuf_limited_us;
+		/*
+		 * The rest of the flow's age, counted in the same jiffies to the same jiffy: busy
+		 * time grows by at most the jiffies that pass, so this never falls between reads
+		 * (age in nanoseconds less busy jiffies could, by a tick, and a counter must not).
+		 */
+		busy_jiffies = (__u64)busy + rwnd + sndbuf;
+		if (first_seen_jiffies && now - first_seen_jiffies > busy_jiffies)
+			s->application_us = (now - first_seen_jiffies - busy_jiffies) * usec_per_jiffy;
 		has |= FS_HAS_TIME_LIMITS;
 	}
 	s->delivery_rate_app_limited = BITFIELD(direct, tp, rate_app_limited) ? 1 : 0;
@@ -460,8 +470,12 @@ static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_fl
 	s->has = has;
 }
 
-/* Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes. */
-static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct)
+/*
+ * Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes.
+ * first_seen_jiffies: fs_owner's, 0 when unknown (no application time then).
+ */
+static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct,
+					   __u64 first_seen_jiffies)
 {
 	s->srtt_us = FIELD(direct, tp, srtt_us) >> 3;
 	s->rttvar_us = FIELD(direct, tp, mdev_us) >> 2;
@@ -477,7 +491,7 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
 	s->rate_interval_us = FIELD(direct, tp, rate_interval_us);
 	s->mss_cache = FIELD(direct, tp, mss_cache);
 	s->state = FIELD(direct, (struct sock *)tp, __sk_common.skc_state);
-	read_tcp_diagnosis(tp, s, direct);
+	read_tcp_diagnosis(tp, s, direct, first_seen_jiffies);
 }
 
 /*
@@ -520,6 +534,7 @@ static __always_inline struct fs_owner *track_socket(struct sock *sk, __u8 direc
 	}
 	if (!info->first_seen_ns) {
 		info->first_seen_ns = bpf_ktime_get_ns();
+		info->first_seen_jiffies = bpf_jiffies64();
 		count(FS_CTR_INSERTS);
 		if (note_namespaces)
 			note_namespace(sk, true);
@@ -540,6 +555,7 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 {
 	struct fs_flow_key key;
 	struct fs_flow_stats *entry;
+	struct fs_owner *owner = NULL;
 	__u64 now;
 
 	/*
@@ -564,7 +580,10 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 			count(FS_CTR_UPDATES_SKIPPED);
 			return;
 		}
-		read_tcp_state((struct tcp_sock *)sk, entry, direct);
+		/* Its storage holds the first jiffy (a socket caches its storage: one load). */
+		if (direct)
+			owner = bpf_sk_storage_get(&owners, sk, 0, 0);
+		read_tcp_state((struct tcp_sock *)sk, entry, direct, owner ? owner->first_seen_jiffies : 0);
 		if (new_srtt_us)
 			entry->srtt_us = new_srtt_us;
 		entry->last_update_ns = now;
@@ -574,7 +593,23 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 	} else {
 		struct fs_flow_stats fresh = {};
 
-		read_tcp_state((struct tcp_sock *)sk, &fresh, direct);
+		/*
+		 * Every tracked socket gets storage (even without a known owner): the refresh
+		 * iterates the storage map, so it visits tracked sockets only, in every
+		 * namespace. Storage needs a typed socket: not from the classic tracepoint.
+		 */
+		if (direct) {
+			owner = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (owner) {
+				/* A new entry is a new flow, even on a socket seen before. */
+				owner->first_seen_jiffies = bpf_jiffies64();
+				if (owner->pid) {
+					fresh.pid = owner->pid;
+					__builtin_memcpy(fresh.comm, owner->comm, sizeof(fresh.comm));
+				}
+			}
+		}
+		read_tcp_state((struct tcp_sock *)sk, &fresh, direct, owner ? owner->first_seen_jiffies : 0);
 		if (new_srtt_us)
 			fresh.srtt_us = new_srtt_us;
 		fresh.first_seen_ns = now;
@@ -582,20 +617,6 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 		fresh.seen_by = (__u8)hook;
 		fresh.direction = direction;
 		fresh.cgroup_id = socket_cgroup_id(sk, direct);
-		/*
-		 * Every tracked socket gets storage (even without a known owner): the refresh
-		 * iterates the storage map, so it visits tracked sockets only, in every
-		 * namespace. Storage needs a typed socket: not from the classic tracepoint.
-		 */
-		if (direct) {
-			struct fs_owner *owner =
-				bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-
-			if (owner && owner->pid) {
-				fresh.pid = owner->pid;
-				__builtin_memcpy(fresh.comm, owner->comm, sizeof(fresh.comm));
-			}
-		}
 		if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST) == 0) {
 			count(FS_CTR_INSERTS);
 		} else if (!bpf_map_lookup_elem(&flows, &key)) {
@@ -625,7 +646,8 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 {
 	struct fs_closed_histograms *histograms;
 	struct fs_closed_flow *record;
-	__u64 now = bpf_ktime_get_ns(), bytes, first_seen_ns = 0;
+	__u64 now = bpf_ktime_get_ns(), bytes, first_seen_ns = 0,
+	      first_seen_jiffies = info ? info->first_seen_jiffies : 0;
 	__u32 zero = 0, bucket;
 	__u8 direction = FS_DIR_UNKNOWN;
 
@@ -651,7 +673,7 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 				__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
 			}
 		}
-		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct);
+		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct, first_seen_jiffies);
 		if (!record->stats.cgroup_id)
 			record->stats.cgroup_id = socket_cgroup_id(sk, direct);
 		record->stats.state = TCP_CLOSE;
@@ -704,13 +726,11 @@ static __always_inline void on_close(struct sock *sk, int oldstate, bool direct)
 
 	if (!flow_key_of(sk, &key, direct))
 		return;
-	/* Live mode: the storage goes with the socket; the classic tracepoint cannot reach it. */
-	if (live_mode) {
-		if (direct)
-			info = bpf_sk_storage_get(&owners, sk, 0, 0);
-	} else {
+	/* The storage goes with the socket; the classic tracepoint cannot reach it. */
+	if (direct)
+		info = bpf_sk_storage_get(&owners, sk, 0, 0);
+	if (!live_mode)
 		entry = bpf_map_lookup_elem(&flows, &key);
-	}
 	/* From SYN_SENT/SYN_RECV/LISTEN no flow was ever established. */
 	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV && oldstate != TCP_LISTEN &&
 	    oldstate != TCP_CLOSE) {
@@ -1017,7 +1037,7 @@ static __always_inline void write_snapshot_record(struct tcp_sock *tp, struct fs
 		return;
 	record->_pad = 0;
 	__builtin_memset(&record->stats, 0, sizeof(record->stats));
-	read_tcp_state(tp, &record->stats, true);
+	read_tcp_state(tp, &record->stats, true, info->first_seen_jiffies);
 	record->stats.first_seen_ns = info->first_seen_ns;
 	/* One clock read per snapshot, not per flow; user space zeroes it with the count. */
 	if (!snapshot_time_ns)

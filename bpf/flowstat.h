@@ -128,6 +128,11 @@ struct fs_owner {
 	__u8 peer_group;     /* 1 + index of the RTT peer group the remote address is in; 0: none */
 	__u16 service_slot;  /* 1 + index of its service port's RTT histogram; 0: none looked up */
 	char comm[FS_COMM_LEN];
+	/*
+	 * bpf_jiffies64() when first seen established, set with first_seen_ns (event mode too):
+	 * the application time is counted in the jiffies the busy time is counted in.
+	 */
+	__u64 first_seen_jiffies;
 };
 
 /*
@@ -187,6 +192,12 @@ struct fs_flow_stats {
 	__u32 total_rto_time_ms;    /* time in RTO recovery, ms (FS_HAS_RTO_TOTALS) */
 	__u16 total_rto;	    /* RTO timeouts (FS_HAS_RTO_TOTALS) */
 	__u16 total_rto_recoveries; /* RTO recoveries (FS_HAS_RTO_TOTALS) */
+	/*
+	 * Time not busy sending since first seen (FS_HAS_TIME_LIMITS): the age in jiffies less
+	 * the busy jiffies, both to the same jiffy, so it never falls between two reads; 0 when
+	 * the flow's first jiffy is unknown.
+	 */
+	__u64 application_us;
 };
 
 /*
@@ -211,13 +222,13 @@ struct fs_flow_record {
 	struct fs_flow_stats stats;
 };
 
-_Static_assert(sizeof(struct fs_flow_record) == 224, "fs_flow_record layout changed");
+_Static_assert(sizeof(struct fs_flow_record) == 232, "fs_flow_record layout changed");
 _Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout changed");
-_Static_assert(sizeof(struct fs_flow_stats) == 176, "fs_flow_stats layout changed");
+_Static_assert(sizeof(struct fs_flow_stats) == 184, "fs_flow_stats layout changed");
 _Static_assert(sizeof(struct fs_rtt_histogram) == 272, "fs_rtt_histogram layout changed");
 _Static_assert(sizeof(struct fs_closed_histograms) == 544, "fs_closed_histograms layout changed");
-_Static_assert(sizeof(struct fs_closed_flow) == 232, "fs_closed_flow layout changed");
-_Static_assert(sizeof(struct fs_owner) == 32, "fs_owner layout changed");
+_Static_assert(sizeof(struct fs_closed_flow) == 240, "fs_closed_flow layout changed");
+_Static_assert(sizeof(struct fs_owner) == 40, "fs_owner layout changed");
 _Static_assert(sizeof(struct fs_peer_network) == 20, "fs_peer_network layout changed");
 
 #endif /* FLOWSTAT_H */

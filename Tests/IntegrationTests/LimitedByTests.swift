@@ -281,6 +281,24 @@ struct LimitedByTests {
         let hasRTO = try kernelHasTotalRTO()
         #expect(!metrics.samples("tcp_flow_rto_timeouts_total").isEmpty == hasRTO, "RTO totals present: \(hasRTO)")
 
+        // Counters never go back (Prometheus would read a reset): the busy flows' application
+        // seconds hover at the boundary of age and busy time, where a tick decides.
+        var previous: [String: [String: Double]] = [:]
+        for _ in 0..<20 {
+            let scraped = try agent.scrape()
+            for (name, flow) in flows {
+                let seconds = try Self.limitedBy(scraped, flow).1
+                for reason in Self.reasons {
+                    let last = previous[name]?[reason] ?? 0
+                    #expect(
+                        seconds[reason]! >= last,
+                        "\(name) flow's \(reason) seconds fell from \(last) to \(seconds[reason]!)")
+                }
+                previous[name] = seconds
+            }
+            Thread.sleep(forTimeInterval: 0.03)
+        }
+
         guard closesAreSeen else { return }
         // A closed flow's seconds stay in its peer's aggregate, so the counters keep growing.
         let trickle = flows["application"]!
@@ -314,6 +332,12 @@ struct LimitedByTests {
     )
     func bpfLive() throws {
         try scenario("limb", agentArguments: ["--source", "bpf"], inClient: false, closesAreSeen: true)
+    }
+
+    @Test("BPF event mode: the same flows, the same classification and values")
+    func bpfEvent() throws {
+        try scenario(
+            "lime", agentArguments: ["--source", "bpf", "--bpf.mode", "event"], inClient: false, closesAreSeen: true)
     }
 
     @Test("inet_diag source: the same flows, the same classification and values")

@@ -449,18 +449,34 @@ public struct MetricsEncoder: Sendable {
 
     /// `worstFlows` per service series of `tcp_service_rtt_seconds`, by its `port` label: a
     /// flow's service port as the kernel counts it (its direction says which end), `other`
-    /// for ports without a series of their own.
+    /// for ports without a series of their own. One pass, no copies of the flows.
     static func worstFlowsByService(
         _ flows: [FlowSample], _ services: [UInt16: Histogram]
     ) -> [String: [Int: Exemplar]] {
         guard let bounds = services.values.first?.bounds else { return [:] }
-        var byService: [String: [FlowSample]] = [:]
-        for flow in flows where flow.direction != .unknown {
-            let port = flow.direction == .passive ? flow.key.localPort : flow.key.remotePort
-            let label = services[port] != nil ? String(port) : (services[0] != nil ? "other" : nil)
-            if let label { byService[label, default: []].append(flow) }
+        // Port 0 is the "other" series, as in `services`.
+        struct Slot: Hashable {
+            var port: UInt16
+            var bucket: Int
         }
-        return byService.mapValues { worstFlows($0, bounds: bounds) }
+        var worst: [Slot: Int] = [:]
+        for index in flows.indices where flows[index].rtt > 0 && flows[index].direction != .unknown {
+            let rtt = flows[index].rtt
+            let key = flows[index].key
+            var port = flows[index].direction == .passive ? key.localPort : key.remotePort
+            if services[port] == nil {
+                guard services[0] != nil else { continue }
+                port = 0
+            }
+            let slot = Slot(port: port, bucket: bounds.firstIndex { rtt <= $0 } ?? bounds.count)
+            if rtt > worst[slot].map({ flows[$0].rtt }) ?? 0 { worst[slot] = index }
+        }
+        var exemplars: [String: [Int: Exemplar]] = [:]
+        for (slot, index) in worst {
+            exemplars[slot.port == 0 ? "other" : String(slot.port), default: [:]][slot.bucket] = exemplar(
+                of: flows[index])
+        }
+        return exemplars
     }
 
     /// The per-(peer, port) families: live flows folded by the cap, plus every closed flow.

@@ -95,11 +95,13 @@ public struct FlowSample: Sendable {
         firstSeen == 0 || lastUpdate <= firstSeen ? 0 : Double(lastUpdate - firstSeen) / 1e9
     }
 
-    /// Time not busy sending, seconds: the flow's observed age less `busyTime`, at least 0
-    /// (`deriveApplicationTime()` sets it once `firstSeen` and the busy time are known).
+    /// Time not busy sending, seconds: the flow's observed age less `busyTime`, at least 0,
+    /// never falling from one snapshot to the next (the BPF program counts it in jiffies;
+    /// the inet_diag source keeps each flow's highest).
     public var applicationTime: Double = 0
 
-    /// Sets `applicationTime` from the observed age and the busy time.
+    /// Sets `applicationTime` from the observed age and the busy time (that may fall by a
+    /// tick between two samples: the age is in nanoseconds, the busy time in jiffies).
     public mutating func deriveApplicationTime() {
         applicationTime = Swift.max(0, observedAge - busyTime)
     }

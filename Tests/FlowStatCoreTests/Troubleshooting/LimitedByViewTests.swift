@@ -75,20 +75,37 @@ struct LimitedByViewTests {
 }
 
 @Suite("Application seconds stay monotonic")
-struct MonotonicApplicationTimeTests {
-    @Test("a flow's application seconds never fall between snapshots; a new flow on the same 4-tuple starts afresh")
+struct DumpedFlowHistoryTests {
+    @Test("a dumped flow's application seconds never fall between dumps; its age counts from its first dump")
     func monotonic() {
-        var clamp = MonotonicApplicationTime()
-        var flows = [LimitedByViewTests.flow(port: 1, busy: 5, receiver: 0, age: 10)]  // 5 s
-        clamp.apply(to: &flows)
-        // Busy counted a tick more than the age advanced.
-        flows = [LimitedByViewTests.flow(port: 1, busy: 5.008, receiver: 0, age: 10.004)]
-        clamp.apply(to: &flows)
-        #expect(flows[0].applicationTime == 5)
-        var reopened = LimitedByViewTests.flow(port: 1, busy: 0, receiver: 0, age: 1)
-        reopened.firstSeen += 1
+        var history = DumpedFlowHistory()
+        var first = LimitedByViewTests.flow(port: 1, busy: 5, receiver: 0, age: 10)
+        first.firstSeen = 0
+        var flows = [first]
+        history.fill(&flows)
+        // A dump has no age: the first one starts it.
+        #expect(flows[0].firstSeen == first.lastUpdate && flows[0].applicationTime == 0)
+        let start = flows[0].firstSeen
+        // 10 s on, busy 9 s in all: application 1 s.
+        var later = LimitedByViewTests.flow(port: 1, busy: 9, receiver: 0, age: 0)
+        later.lastUpdate = start + 10_000_000_000
+        flows = [later]
+        history.fill(&flows)
+        #expect(flows[0].firstSeen == start)
+        #expect(abs(flows[0].applicationTime - 1) < 1e-9)
+        // Busy counted a tick more than the age advanced: held, not fallen.
+        var tick = LimitedByViewTests.flow(port: 1, busy: 9.008, receiver: 0, age: 0)
+        tick.lastUpdate = start + 10_004_000_000
+        flows = [tick]
+        history.fill(&flows)
+        #expect(abs(flows[0].applicationTime - 1) < 1e-9)
+        // Gone from one dump: a flow on the same 4-tuple later starts afresh.
+        flows = []
+        history.fill(&flows)
+        var reopened = LimitedByViewTests.flow(port: 1, busy: 0, receiver: 0, age: 0)
+        reopened.lastUpdate = start + 20_000_000_000
         flows = [reopened]
-        clamp.apply(to: &flows)
-        #expect(flows[0].applicationTime < 5)
+        history.fill(&flows)
+        #expect(flows[0].firstSeen == reopened.lastUpdate && flows[0].applicationTime == 0)
     }
 }

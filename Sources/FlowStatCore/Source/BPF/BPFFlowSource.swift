@@ -330,16 +330,12 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         }
     }
 
-    /// Each flow's application seconds never fall between snapshots (touched with `lock` held).
-    private var applicationTime = MonotonicApplicationTime()
-
     public func snapshot() throws -> FlowSnapshot {
         try lock.withLock {
             guard let agent else {
                 throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
             var snapshot = try readRefreshed(agent)
-            applicationTime.apply(to: &snapshot.flows)
             // Once per snapshot: a batch taken by a read that is then redone would be lost.
             snapshot.closedSinceLastSnapshot = closedFlows?.drain()
             return snapshot
@@ -760,7 +756,8 @@ extension FlowSample {
         rtoTimeouts = UInt32(stats.total_rto)
         rtoRecoveries = UInt32(stats.total_rto_recoveries)
         rtoTime = Double(stats.total_rto_time_ms) / 1e3
-        deriveApplicationTime()
+        // Counted by the kernel in the jiffies the busy time is counted in: it never falls.
+        applicationTime = Double(stats.application_us) / 1e6
     }
 }
 

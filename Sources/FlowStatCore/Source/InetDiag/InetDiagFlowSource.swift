@@ -70,12 +70,9 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
     /// Other namespaces to read, and when that list was made (rescanned every 5 s).
     private var otherNamespaces: [UInt32] = []
     private var otherNamespacesScanned: UInt64 = 0
-    /// When each flow of the last dump was first dumped: a dump has no age, and the
-    /// `application` share of `tcp_flow_limited_seconds_total` is the flow's age less its
-    /// busy time. Flows already open at start-up count from the first dump.
-    private var firstDumped: [FlowKey: UInt64] = [:]
-    /// Each flow's application seconds never fall between dumps.
-    private var applicationTime = MonotonicApplicationTime()
+    /// Each flow's first dump and application seconds, for the `application` share of
+    /// `tcp_flow_limited_seconds_total` (the flow's age less its busy time).
+    private var history = DumpedFlowHistory()
     private let logger: Logger
 
     public let info: SourceInfo
@@ -112,17 +109,11 @@ public final class InetDiagFlowSource: FlowSource, @unchecked Sendable {
             let count = try dumpAll()
             var flows: [FlowSample] = []
             flows.reserveCapacity(count)
-            var seen: [FlowKey: UInt64] = [:]
-            seen.reserveCapacity(count)
             for index in 0..<count {
-                guard var sample = FlowSample(key: keys[index], stats: values[index]) else { continue }
-                sample.firstSeen = firstDumped[sample.key] ?? sample.lastUpdate
-                sample.deriveApplicationTime()
-                seen[sample.key] = sample.firstSeen
+                guard let sample = FlowSample(key: keys[index], stats: values[index]) else { continue }
                 flows.append(sample)
             }
-            firstDumped = seen
-            applicationTime.apply(to: &flows)
+            history.fill(&flows)
             return FlowSnapshot(
                 flows: flows, mapEntries: flows.count, mapCapacity: 0,
                 kernelEvents: nil, rttHistogram: nil)
