@@ -875,6 +875,75 @@ def measure_churn(binary, exe, floor, args):
     return rows
 
 
+# ---------------------------------------------------------------- where churn's time goes
+
+# Kernel symbols grouped by what they do for flowstat; the rest is TCP and everything else.
+PROFILE_GROUPS = [
+    ("flowstat's BPF programs (their own instructions)", lambda s: s.startswith("bpf_prog_")),
+    ("socket storage (get, create, free)", lambda s: "local_storage" in s or "sk_storage" in s),
+    ("BPF helpers and dispatch (trampolines, cgroup sockops, ring buffer, maps)",
+     lambda s: s.startswith(("__bpf_", "bpf_", "__cgroup_bpf", "__traceiter", "htab_", "array_map",
+                             "__htab", "ringbuf", "__bpf_trace", "bpf_trace", "bpf_ringbuf"))),
+    ("memory allocation and RCU frees", lambda s: s.startswith(
+        ("kmem_cache", "__kmalloc", "kmalloc", "kfree", "__kfree", "rcu_", "__slab", "___slab", "slab_",
+         "__call_rcu", "call_rcu", "kvfree", "bpf_mem_", "unit_alloc", "unit_free", "free_"))),
+]
+
+
+def perf_profile(exe, seconds, binary=None):
+    """Kernel-and-user samples of the whole machine (perf record -a) while churn runs, with the
+    agent (scraped once a second) or without; returns {symbol: share of samples} and the rate."""
+    data = os.path.join(tempfile.gettempdir(), f"flowstat-bench-perf-{os.getpid()}.data")
+    agent = Agent(binary) if binary else None
+    scraper = Scraper(agent) if agent else None
+    try:
+        if scraper:
+            scraper.start()
+        perf = subprocess.Popen(["perf", "record", "-a", "-F", "1999", "-o", data, "--", "sleep", str(seconds)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rate = churn_once(exe, seconds)
+        perf.wait()
+        if scraper:
+            scraper.finish()
+    finally:
+        if agent:
+            agent.stop()
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
+                          "--percent-limit", "0.01"], capture_output=True, text=True, check=True).stdout
+    os.unlink(data)
+    shares = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([0-9.]+)%\s+\[[k.]\]\s+(\S+)", line)
+        if m:
+            shares[m.group(2)] = shares.get(m.group(2), 0) + float(m.group(1))
+    return shares, rate
+
+
+def profile_churn(exe, binary, args):
+    """Where the agent's cost under churn goes: the machine's profile with and without it."""
+    if not shutil.which("perf"):
+        raise SystemExit("bench: --profile-churn needs perf (apt-get install linux-perf)")
+    log(f"profiling churn for {args.churn_seconds} s without the agent, then with it (perf record -a)")
+    without, rate_without = perf_profile(exe, args.churn_seconds)
+    time.sleep(1)
+    with_agent, rate_with = perf_profile(exe, args.churn_seconds, binary)
+    print(f"churn: {rate_without:,.0f} connections/s without the agent, {rate_with:,.0f}/s with it")
+    print()
+    print("| share of all samples (both cores) | without the agent | with the agent |")
+    print("|---|---|---|")
+    grouped = set()
+    for title, test in PROFILE_GROUPS:
+        names = [n for n in set(without) | set(with_agent) if test(n) and n not in grouped]
+        grouped.update(names)
+        print(f"| {title} | {sum(without.get(n, 0) for n in names):.1f}% | "
+              f"{sum(with_agent.get(n, 0) for n in names):.1f}% |")
+    print()
+    print("| symbol (top 25 with the agent) | without | with |")
+    print("|---|---|---|")
+    for name in sorted(with_agent, key=with_agent.get, reverse=True)[:25]:
+        print(f"| `{name}` | {without.get(name, 0):.2f}% | {with_agent[name]:.2f}% |")
+
+
 # ---------------------------------------------------------------- the inet_diag table
 
 CLONE_NEWNET = 0x40000000
@@ -965,6 +1034,8 @@ def main():
     parser.add_argument("--no-ss2", action="store_true", help="skip the seed's collector (slow at 40,000)")
     parser.add_argument("--inet-diag-table", action="store_true",
                         help="only the README's inet_diag table: the fallback in a namespace of its own")
+    parser.add_argument("--profile-churn", action="store_true",
+                        help="only where churn's time goes: perf record -a with and without the agent")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (BPF, sysctl, bpftool)")
@@ -1002,6 +1073,10 @@ def main():
         }
         if args.inet_diag_table:
             inet_diag_table(args.binary, tools, args)
+            print(f"load average at end: {loadavg()}")
+            return
+        if args.profile_churn:
+            profile_churn(build_c(tmp, "bench_churn", [os.path.join(HERE, "bench_churn.c")]), args.binary, args)
             print(f"load average at end: {loadavg()}")
             return
 

@@ -32,7 +32,7 @@ kernel_series=(6.1 6.12)
 virtme_ng_version=1.42
 # The seed exporter's collector, as its requirements pin it, with its process lookups.
 # The C encoding floor's shortest-double routine: libdouble-conversion (C++).
-bench_packages=(iproute2 gcc g++ libdouble-conversion-dev python3 python3-venv procps)
+bench_packages=(iproute2 gcc g++ libdouble-conversion-dev python3 python3-venv procps linux-perf)
 pyroute2_version=0.7.8
 
 group=${1:-build}

@@ -112,7 +112,11 @@ public struct FlowSample: Sendable {
     /// `max(observedAge, busyTime)`.
     public func limitedTime(_ reason: LimitReason) -> Double {
         switch reason {
-        case .network: Swift.max(0, busyTime - receiverLimitedTime - senderBufferLimitedTime)
+        // The sources' times are whole microseconds: the difference is rounded back to one, or
+        // a counter that stayed put could read 1e-15 lower as the parts grew (Prometheus would
+        // take that for a reset).
+        case .network:
+            Swift.max(0, ((busyTime - receiverLimitedTime - senderBufferLimitedTime) * 1e6).rounded() / 1e6)
         case .receiver: receiverLimitedTime
         case .senderBuffer: senderBufferLimitedTime
         case .application: applicationTime

@@ -74,6 +74,19 @@ struct LimitedByViewTests {
     }
 }
 
+@Suite("Limited seconds never fall")
+struct LimitedSecondsRoundingTests {
+    @Test("network seconds that stayed put read the same while the receiver-limited time grows")
+    func networkExact() {
+        // Whole microseconds, as every source gives them; subtracted in doubles, the first
+        // pair gives 0.011999999999999567 and the second 0.012000000000000455.
+        let early = LimitedByViewTests.flow(port: 1, busy: 5.012, receiver: 5, age: 20)
+        let later = LimitedByViewTests.flow(port: 1, busy: 10.012, receiver: 10, age: 20)
+        #expect(early.limitedTime(.network) == 0.012)
+        #expect(later.limitedTime(.network) == early.limitedTime(.network))
+    }
+}
+
 @Suite("Application seconds stay monotonic")
 struct DumpedFlowHistoryTests {
     @Test("a dumped flow's application seconds never fall between dumps; its age counts from its first dump")
