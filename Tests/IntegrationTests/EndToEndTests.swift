@@ -490,9 +490,16 @@ struct EndToEndTests {
         #expect(
             kernelAfter[clientNamespace]!.activeOpens - kernelBefore[clientNamespace]!.activeOpens
                 == Double(connections))
+        // PassiveOpens counts every child socket made, and two CPUs handling the handshake's
+        // last ACK of one request at once each make one (the loser is dropped): seen once in
+        // 20,000 in an emulated 6.1 guest. A few such extras; never fewer than the flows.
+        let passiveOpens = kernelAfter[serverNamespace]!.passiveOpens - kernelBefore[serverNamespace]!.passiveOpens
         #expect(
-            kernelAfter[serverNamespace]!.passiveOpens - kernelBefore[serverNamespace]!.passiveOpens
-                == Double(connections))
+            passiveOpens >= Double(connections) && passiveOpens <= Double(connections) * 1.001,
+            "the server namespace's PassiveOpens grew by \(passiveOpens) for \(connections) connections")
+        if passiveOpens > Double(connections) {
+            print("the kernel counted \(passiveOpens - Double(connections)) passive opens more than the test made")
+        }
         let others = KernelTCPCounters.others(
             before: kernelBefore, after: kernelAfter, excluding: [clientNamespace, serverNamespace])
         print("other TCP traffic on the host during the churn (kernel counters): \(others)")
