@@ -944,6 +944,61 @@ def profile_churn(exe, binary, args):
         print(f"| `{name}` | {without.get(name, 0):.2f}% | {with_agent[name]:.2f}% |")
 
 
+def demangle(names):
+    """Swift symbols as Swift writes them (swift demangle), others unchanged."""
+    tool = shutil.which("swift-demangle") or shutil.which("swift")
+    if not tool or not names:
+        return names
+    command = [tool] if tool.endswith("swift-demangle") else [tool, "demangle"]
+    out = subprocess.run(command + ["--simplified", "--compact"], input="\n".join(names) + "\n",
+                         capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    return lines if out.returncode == 0 and len(lines) == len(names) else names
+
+
+def profile_scrapes(binary, n, args):
+    """Where one agent's scrapes spend their time at N flows: perf record -g on the agent over
+    10 scrapes with the cap off, then 10 with the default cap and gzip; the top symbols of each,
+    counting the time of everything they call (children), and by themselves."""
+    log(f"N = {n}: starting the load (load average {loadavg()})")
+    load = FlowLoad(n, args.period)
+    try:
+        time.sleep(2)
+        for title, extra, headers in (("cap off", ["--cardinality.max-flows", "0"], None),
+                                      ("default cap, gzip", [], {"Accept-Encoding": "gzip"})):
+            agent = Agent(binary, extra)
+            try:
+                agent.check_flows(n)
+                for _ in range(args.warmup):
+                    agent.scrape(headers)
+                data = os.path.join(tempfile.gettempdir(), f"flowstat-bench-perf-{os.getpid()}.data")
+                perf = subprocess.Popen(["perf", "record", "-g", "-F", "1999", "-p", str(agent.proc.pid),
+                                         "-o", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                walls = [agent.scrape(headers)[1] for _ in range(10)]
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
+            finally:
+                agent.stop()
+            print(f"N = {n}, {title}: 10 scrapes, median {median(walls) * 1e3:.1f} ms "
+                  f"(min {min(walls) * 1e3:.1f}, max {max(walls) * 1e3:.1f})")
+            print()
+            for mode, flag in (("with what it calls", "--children"), ("by itself", "--no-children")):
+                out = subprocess.run(["perf", "report", "-i", data, "--stdio", flag, "--sort", "symbol",
+                                      "-g", "none", "--percent-limit", "2"],
+                                     capture_output=True, text=True, check=True).stdout
+                print(f"| symbol ({mode}, of the agent's samples) | share |")
+                print("|---|---|")
+                found = [m.groups() for m in (re.match(r"\s*([0-9.]+)%(?:\s+[0-9.]+%)?\s+\[[k.]\]\s+(.+?)\s*$", line)
+                                              for line in out.splitlines()) if m]
+                for (share, _), name in zip(found, demangle([name for _, name in found])):
+                    print(f"| `{name[:110]}` | {share}% |")
+                print()
+            os.unlink(data)
+    finally:
+        load.stop()
+
+
 # ---------------------------------------------------------------- the inet_diag table
 
 CLONE_NEWNET = 0x40000000
@@ -1036,6 +1091,8 @@ def main():
                         help="only the README's inet_diag table: the fallback in a namespace of its own")
     parser.add_argument("--profile-churn", action="store_true",
                         help="only where churn's time goes: perf record -a with and without the agent")
+    parser.add_argument("--profile-scrape", type=int, metavar="N",
+                        help="only where the agent's scrapes spend their time at N flows (perf record -g)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: needs root (BPF, sysctl, bpftool)")
@@ -1073,6 +1130,10 @@ def main():
         }
         if args.inet_diag_table:
             inet_diag_table(args.binary, tools, args)
+            print(f"load average at end: {loadavg()}")
+            return
+        if args.profile_scrape:
+            profile_scrapes(args.binary, args.profile_scrape, args)
             print(f"load average at end: {loadavg()}")
             return
         if args.profile_churn:
