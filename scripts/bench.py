@@ -992,7 +992,7 @@ def profile_scrapes(binary, n, args):
                 found = [m.groups() for m in (re.match(r"\s*([0-9.]+)%(?:\s+[0-9.]+%)?\s+\[[k.]\]\s+(.+?)\s*$", line)
                                               for line in out.splitlines()) if m]
                 for (share, _), name in zip(found, demangle([name for _, name in found])):
-                    print(f"| `{name[:110]}` | {share}% |")
+                    print(f"| `{name.strip()[:110]}` | {share}% |")
                 print()
             os.unlink(data)
     finally:

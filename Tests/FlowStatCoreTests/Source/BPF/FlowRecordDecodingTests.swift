@@ -29,9 +29,10 @@ struct FlowRecordDecodingTests {
     @Test("record sizes match the shared header's asserts")
     func layout() {
         #expect(MemoryLayout<fs_flow_key>.size == 44)
-        #expect(MemoryLayout<fs_flow_stats>.size == 176)
-        #expect(MemoryLayout<fs_flow_record>.size == 224)
-        #expect(MemoryLayout<fs_closed_flow>.size == 232)
+        #expect(MemoryLayout<fs_flow_stats>.size == 184)
+        #expect(MemoryLayout<fs_flow_record>.size == 232)
+        #expect(MemoryLayout<fs_closed_flow>.size == 240)
+        #expect(MemoryLayout<fs_owner>.size == 40)
     }
 
     @Test("the diagnosis fields: microseconds and milliseconds to seconds, the fs_has bits, the application time")
@@ -42,6 +43,7 @@ struct FlowRecordDecodingTests {
         stats.busy_us = 4_000_000  // 4 s busy, of which
         stats.rwnd_limited_us = 1_500_000  // 1.5 s receiver-limited
         stats.sndbuf_limited_us = 500_000  // 0.5 s send-buffer-limited
+        stats.application_us = 6_000_000  // the kernel's count: 10 s of age (in jiffies) less 4 s busy
         stats.has = UInt8(FS_HAS_TIME_LIMITS.rawValue | FS_HAS_RTO_TOTALS.rawValue)
         stats.delivery_rate_app_limited = 1
         stats.probes = 2
@@ -69,6 +71,7 @@ struct FlowRecordDecodingTests {
         #expect(sample.rtoTimeouts == 5 && sample.rtoRecoveries == 2 && sample.rtoTime == 1.25)
         // Seeded flows: the kernel's busy time can exceed what flowstat saw; application stays at 0.
         stats.first_seen_ns = 10_000_000_000
+        stats.application_us = 0
         let seeded = try #require(
             FlowSample(
                 key: Self.key(
