@@ -189,6 +189,12 @@ __u32 snapshot_count = 0;
 __u32 snapshot_missed = 0;
 /* When the snapshot was taken: one clock read per snapshot, not one per flow. */
 __u64 snapshot_time_ns = 0;
+/*
+ * Set by user space before a snapshot whose reader needs none of the FS_HAS_DETAIL,
+ * LOSS_DETAIL and RTO_TOTALS fields (a scrape with their metrics off, the default): each
+ * record then costs fewer of the socket's cache lines.
+ */
+__u8 snapshot_lean = 0;
 
 /*
  * Network namespaces (inode) where a flow became tracked since user space last took the
@@ -407,7 +413,7 @@ static __always_inline bool flow_key_of(struct sock *sk, struct fs_flow_key *key
  * their fs_has bit clear.
  */
 static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct,
-					       __u64 first_seen_jiffies)
+					       __u64 first_seen_jiffies, bool lean)
 {
 	__u8 has = 0;
 	__s32 notsent;
@@ -442,6 +448,11 @@ static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_fl
 			s->application_us = (now - first_seen_jiffies - busy_jiffies) * usec_per_jiffy;
 		has |= FS_HAS_TIME_LIMITS;
 	}
+	if (lean) {
+		s->has = has;
+		return;
+	}
+	has |= FS_HAS_DETAIL;
 	s->delivery_rate_app_limited = BITFIELD(direct, tp, rate_app_limited) ? 1 : 0;
 	notsent = (__s32)(FIELD(direct, tp, write_seq) - FIELD(direct, tp, snd_nxt));
 	s->notsent_bytes = notsent > 0 ? notsent : 0;
@@ -472,10 +483,11 @@ static __always_inline void read_tcp_diagnosis(struct tcp_sock *tp, struct fs_fl
 
 /*
  * Copies the tcp_info-like fields, with the same derivations tcp_get_info() makes.
- * first_seen_jiffies: fs_owner's, 0 when unknown (no application time then).
+ * first_seen_jiffies: fs_owner's, 0 when unknown (no application time then). lean: leave
+ * out the FS_HAS_DETAIL fields and those after them.
  */
 static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_stats *s, bool direct,
-					   __u64 first_seen_jiffies)
+					   __u64 first_seen_jiffies, bool lean)
 {
 	s->srtt_us = FIELD(direct, tp, srtt_us) >> 3;
 	s->rttvar_us = FIELD(direct, tp, mdev_us) >> 2;
@@ -491,7 +503,7 @@ static __always_inline void read_tcp_state(struct tcp_sock *tp, struct fs_flow_s
 	s->rate_interval_us = FIELD(direct, tp, rate_interval_us);
 	s->mss_cache = FIELD(direct, tp, mss_cache);
 	s->state = FIELD(direct, (struct sock *)tp, __sk_common.skc_state);
-	read_tcp_diagnosis(tp, s, direct, first_seen_jiffies);
+	read_tcp_diagnosis(tp, s, direct, first_seen_jiffies, lean);
 }
 
 /*
@@ -583,7 +595,8 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 		/* Its storage holds the first jiffy (a socket caches its storage: one load). */
 		if (direct)
 			owner = bpf_sk_storage_get(&owners, sk, 0, 0);
-		read_tcp_state((struct tcp_sock *)sk, entry, direct, owner ? owner->first_seen_jiffies : 0);
+		read_tcp_state((struct tcp_sock *)sk, entry, direct, owner ? owner->first_seen_jiffies : 0,
+			       false);
 		if (new_srtt_us)
 			entry->srtt_us = new_srtt_us;
 		entry->last_update_ns = now;
@@ -609,7 +622,8 @@ static __always_inline void record_flow(struct sock *sk, __u32 hook, __u8 direct
 				}
 			}
 		}
-		read_tcp_state((struct tcp_sock *)sk, &fresh, direct, owner ? owner->first_seen_jiffies : 0);
+		read_tcp_state((struct tcp_sock *)sk, &fresh, direct, owner ? owner->first_seen_jiffies : 0,
+			       false);
 		if (new_srtt_us)
 			fresh.srtt_us = new_srtt_us;
 		fresh.first_seen_ns = now;
@@ -673,7 +687,7 @@ static __always_inline void report_closed_flow(struct sock *sk, struct fs_flow_k
 				__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
 			}
 		}
-		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct, first_seen_jiffies);
+		read_tcp_state((struct tcp_sock *)sk, &record->stats, direct, first_seen_jiffies, false);
 		if (!record->stats.cgroup_id)
 			record->stats.cgroup_id = socket_cgroup_id(sk, direct);
 		record->stats.state = TCP_CLOSE;
@@ -1037,7 +1051,7 @@ static __always_inline void write_snapshot_record(struct tcp_sock *tp, struct fs
 		return;
 	record->_pad = 0;
 	__builtin_memset(&record->stats, 0, sizeof(record->stats));
-	read_tcp_state(tp, &record->stats, true, info->first_seen_jiffies);
+	read_tcp_state(tp, &record->stats, true, info->first_seen_jiffies, snapshot_lean);
 	record->stats.first_seen_ns = info->first_seen_ns;
 	/* One clock read per snapshot, not per flow; user space zeroes it with the count. */
 	if (!snapshot_time_ns)

@@ -77,6 +77,11 @@ enum fs_has {
 	FS_HAS_LOSS_DETAIL =
 		1 << 1,		    /* reord_seen, dsack_dups, rcv_ooopack, snd_wnd (tcp_info of Linux 5.4) */
 	FS_HAS_RTO_TOTALS = 1 << 2, /* total_rto, total_rto_recoveries, total_rto_time_ms (Linux 6.7) */
+	/*
+	 * delivery_rate_app_limited, probes, notsent_bytes, rcv_rtt_us, lost_out, retrans_out: read
+	 * unless the snapshot was lean (LOSS_DETAIL and RTO_TOTALS only with it).
+	 */
+	FS_HAS_DETAIL = 1 << 3,
 };
 
 #define FS_RTT_BOUNDS_MAX 32

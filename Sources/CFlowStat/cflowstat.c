@@ -760,7 +760,7 @@ int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t cap
 }
 
 int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
-			  const struct fs_flow_record **records, uint32_t *count, uint32_t *missed,
+			  bool lean, const struct fs_flow_record **records, uint32_t *count, uint32_t *missed,
 			  fs_error *error)
 {
 	struct bpf_link *link = agent->mode == FS_MODE_LIVE_TCP_ITER
@@ -780,6 +780,7 @@ int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_erro
 	agent->skel->bss->snapshot_count = 0;
 	agent->skel->bss->snapshot_missed = 0;
 	agent->skel->bss->snapshot_time_ns = 0;
+	agent->skel->bss->snapshot_lean = lean ? 1 : 0;
 	if (agent->mode == FS_MODE_LIVE_STORAGE_ITER) {
 		err = run_iterator(link);
 		if (err)

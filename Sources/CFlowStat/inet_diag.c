@@ -124,6 +124,7 @@ static void store_diagnosis(struct fs_flow_stats *stats, const struct tcp_info *
 		stats->sndbuf_limited_us = info->tcpi_sndbuf_limited;
 		stats->has |= FS_HAS_TIME_LIMITS;
 	}
+	stats->has |= FS_HAS_DETAIL;
 	stats->delivery_rate_app_limited = info->tcpi_delivery_rate_app_limited;
 	stats->probes = info->tcpi_probes;
 	stats->notsent_bytes = info->tcpi_notsent_bytes;

@@ -97,7 +97,7 @@ struct DeploymentKitTests {
         snapshot.peerGroupRTTHistograms = ["db": rtt]
         // Flows whose kernel filled every optional field, so the families off by default show too.
         for index in snapshot.flows.indices {
-            snapshot.flows[index].fields = [.timeLimits, .lossDetail, .rtoTotals]
+            snapshot.flows[index].fields = [.timeLimits, .lossDetail, .rtoTotals, .detail]
         }
         // Described as a BPF source in event mode without its receive hook: the self-metrics of that path.
         let info = SourceInfo(

@@ -320,6 +320,59 @@ struct LimitedByTests {
         }
     }
 
+    /// Whether the agent's last live snapshot left the detail fields out: its BPF object's
+    /// `snapshot_lean`, read from the kernel with bpftool (the agent's own `.bss` map).
+    static func lastSnapshotLean(_ agent: Agent) throws -> Bool {
+        let pid = Int(agent.process.processIdentifier)
+        let shown = try run(["bpftool", "-j", "map", "show"]).stdout
+        let maps = try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]] ?? []
+        let bss = try #require(
+            maps.first { map in
+                (map["name"] as? String)?.hasSuffix(".bss") == true
+                    && ((map["pids"] as? [[String: Any]]) ?? []).contains { $0["pid"] as? Int == pid }
+            }, "no .bss map of the agent (pid \(pid))")
+        let id = try #require(bss["id"] as? Int)
+        let dump = try run(["bpftool", "-j", "map", "dump", "id", String(id)]).stdout
+        let found = try #require(
+            dump.range(of: #""snapshot_lean":\s*[0-9]+"#, options: .regularExpression), "no snapshot_lean in \(dump)")
+        return dump[found].last == "1"
+    }
+
+    @Test(
+        "default metrics: a scrape leaves the detail fields out in the kernel (no family of them is on); the page's flows still carry them"
+    )
+    func leanScrapes() throws {
+        let network = try TestNetwork(tag: "limn")
+        defer { network.remove() }
+        let server = try EndToEndTests.startServer(network, network.serverIPv4, 5201)
+        defer { server.stop() }
+        let agent = try Agent(["--source", "bpf"])
+        defer { agent.stop() }
+        let peer = try network.peer(in: network.client, ["stream", network.serverIPv4, "5201", "0"])
+        defer { peer.stop() }
+        let flow = try #require(EndToEndTests.readFlows(peer).first)
+        Thread.sleep(forTimeInterval: 1)
+        let metrics = try agent.scrape()
+        guard metrics.samples("flowstat_source_info").first?.labels["mode"]?.hasPrefix("live") ?? false else {
+            print("lim: lean scrapes are for live modes; this agent runs \(metrics.samples("flowstat_source_info"))")
+            return
+        }
+        #expect(try Self.lastSnapshotLean(agent), "a scrape with the default metrics read the detail fields")
+        // The time limits are read all the same: the flow has its four reasons, busy time in them.
+        let seconds = try Self.limitedBy(metrics, flow).1
+        #expect(seconds["network"]! + seconds["receiver"]! > 0, "\(seconds)")
+        #expect(metrics.samples("tcp_flow_lost_segments").isEmpty)
+
+        let api = try agent.get("/api/flows?top=1000")
+        #expect(try !Self.lastSnapshotLean(agent), "the page's snapshot was lean")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(api.body.utf8)) as? [String: Any])
+        let entry = try #require(
+            (document["flows"] as? [[String: Any]])?.first {
+                $0["sport"] as? Int == Int(flow.localPort) && $0["dport"] as? Int == Int(flow.remotePort)
+            }, "the flow is not on the page")
+        #expect(entry["lost_segments"] is NSNumber && entry["notsent_bytes"] is NSNumber, "\(entry)")
+    }
+
     /// Whether the running kernel's tcp_info has tcpi_total_rto (Linux 6.7): asked of its BTF.
     func kernelHasTotalRTO() throws -> Bool {
         let result = try run(

@@ -387,7 +387,7 @@ public enum FlowMetricCatalogue {
             value: .integer(
                 get: { $0.pointee.deliveryRateAppLimited ? 1 : 0 }, set: { $0.pointee.deliveryRateAppLimited = $1 != 0 }
             ),
-            folding: .least, unsetFrom: nil, defaultOn: false),
+            folding: .least, unsetFrom: nil, requires: .detail, defaultOn: false),
         .init(
             metric: .notsentBytes, name: "tcp_flow_notsent_bytes",
             help: "Bytes written to the TCP flow by the application and not sent yet.", type: .gauge,
@@ -397,7 +397,7 @@ public enum FlowMetricCatalogue {
             value: .integer(
                 get: { UInt64($0.pointee.notsentBytes) },
                 set: { $0.pointee.notsentBytes = UInt32(truncatingIfNeeded: $1) }),
-            folding: .sum, unsetFrom: nil, defaultOn: false),
+            folding: .sum, unsetFrom: nil, requires: .detail, defaultOn: false),
         .init(
             metric: .sendWindow, name: "tcp_flow_send_window_bytes",
             help: "Receive window the peer of the TCP flow advertised, after scaling.", type: .gauge,
@@ -414,7 +414,7 @@ public enum FlowMetricCatalogue {
             configSwitch: ConfigSwitch(group: .gauges, key: "receiveRtt", aliases: []),
             jsonName: "receive_rtt_seconds", column: nil,
             value: .real(get: { $0.pointee.receiveRTT }, set: { $0.pointee.receiveRTT = $1 }), folding: .mean,
-            unsetFrom: nil, defaultOn: false),
+            unsetFrom: nil, requires: .detail, defaultOn: false),
         .init(
             metric: .lostSegments, name: "tcp_flow_lost_segments",
             help: "Segments of the TCP flow presumed lost now.", type: .gauge, tcpInfoField: "tcpi_lost", seed: nil,
@@ -423,7 +423,7 @@ public enum FlowMetricCatalogue {
             value: .integer(
                 get: { UInt64($0.pointee.lostSegments) },
                 set: { $0.pointee.lostSegments = UInt32(truncatingIfNeeded: $1) }),
-            folding: .sum, unsetFrom: nil, defaultOn: false),
+            folding: .sum, unsetFrom: nil, requires: .detail, defaultOn: false),
         .init(
             metric: .retransmitsInFlight, name: "tcp_flow_retransmits_in_flight_segments",
             help: "Retransmitted segments of the TCP flow in flight now.", type: .gauge, tcpInfoField: "tcpi_retrans",
@@ -432,7 +432,7 @@ public enum FlowMetricCatalogue {
             value: .integer(
                 get: { UInt64($0.pointee.retransmitsInFlight) },
                 set: { $0.pointee.retransmitsInFlight = UInt32(truncatingIfNeeded: $1) }),
-            folding: .sum, unsetFrom: nil, defaultOn: false),
+            folding: .sum, unsetFrom: nil, requires: .detail, defaultOn: false),
         .init(
             metric: .reorderingEvents, name: "tcp_flow_reordering_events_total",
             help: "Reordering events the TCP flow's sender detected.", type: .counter, tcpInfoField: "tcpi_reord_seen",
@@ -498,13 +498,18 @@ public enum FlowMetricCatalogue {
             value: .integer(
                 get: { UInt64($0.pointee.zeroWindowProbes) },
                 set: { $0.pointee.zeroWindowProbes = UInt8(truncatingIfNeeded: $1) }),
-            folding: .sum, unsetFrom: nil, defaultOn: false),
+            folding: .sum, unsetFrom: nil, requires: .detail, defaultOn: false),
     ]
 
     /// Series a flow gets with `metrics` on (at most: a family whose fields a flow lacks
     /// has none for it).
     public static func seriesPerFlow(_ metrics: Set<FlowMetric>) -> Int {
         all.reduce(0) { $0 + (metrics.contains($1.metric) ? $1.series.count : 0) }
+    }
+
+    /// The optional fields `metrics` read: what a scrape asks its source for.
+    public static func fieldsNeeded(by metrics: Set<FlowMetric>) -> FlowFields {
+        all.reduce(into: FlowFields()) { if metrics.contains($1.metric) { $0.formUnion($1.requires) } }
     }
 
     /// The metrics exported when the config does not say (`defaultOn`).

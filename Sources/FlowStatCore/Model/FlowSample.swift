@@ -55,7 +55,8 @@ public struct FlowSample: Sendable {
     public var firstSeen: UInt64 = 0
     /// Which optional fields below the source filled: the kernel or its `tcp_info` may lack
     /// them, and a field it lacks is left out of every output rather than shown as 0.
-    public var fields: FlowFields = []
+    /// (`detail` by default: every kernel has those fields, and only a lean snapshot leaves them out.)
+    public var fields: FlowFields = .detail
     /// Time busy sending data, seconds, including the two limited times (`tcpi_busy_time`).
     public var busyTime: Double = 0
     /// Time sending was limited by the peer's receive window, seconds (`tcpi_rwnd_limited`).
@@ -200,6 +201,10 @@ public struct FlowFields: OptionSet, Sendable, Hashable {
     public static let lossDetail = FlowFields(rawValue: 1 << 1)
     /// RTO timeouts, recoveries and time (Linux 6.7).
     public static let rtoTotals = FlowFields(rawValue: 1 << 2)
+    /// Unsent bytes, receive RTT, lost and retransmitted segments in flight, zero-window probes
+    /// and the delivery rate's app-limited flag: every kernel has them, but a snapshot for a
+    /// reader that needs none of them may leave them out (with `lossDetail` and `rtoTotals`).
+    public static let detail = FlowFields(rawValue: 1 << 3)
 }
 
 /// What limited a flow while it had time to spend: the `reason` label of

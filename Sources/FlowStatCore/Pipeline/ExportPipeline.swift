@@ -197,7 +197,9 @@ public final class ExportPipeline: Sendable {
             }
             var snapshot: FlowSnapshot
             do {
-                snapshot = try source.snapshot()
+                // Only the fields the exported metrics read: the page and dump take everything.
+                snapshot = try source.snapshot(
+                    needing: FlowMetricCatalogue.fieldsNeeded(by: work.encoder.options.enabledFlowMetrics))
             } catch {
                 status.withLockedValue { $0.lastError = String(describing: error) }
                 // The seed answered a failed collection with its status, not an HTTP error;

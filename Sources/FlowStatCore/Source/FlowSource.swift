@@ -6,8 +6,13 @@
 /// the event loop, and never twice at the same time; it may block for as long as a read of
 /// the flow map takes. Implementations must be safe to share between threads (`Sendable`).
 public protocol FlowSource: Sendable {
-    /// Reads every flow the source currently knows about.
+    /// Reads every flow the source currently knows about, every field it can fill.
     func snapshot() throws -> FlowSnapshot
+
+    /// Reads every flow, filling the optional fields in `needed` where the kernel has them; it
+    /// may leave the others out when that is cheaper (a scrape whose metrics need none of the
+    /// `detail` fields). Defaults to `snapshot()`.
+    func snapshot(needing needed: FlowFields) throws -> FlowSnapshot
 
     /// What the source is and which kernel hooks it attached, for logs, the landing page and
     /// `flowstat_source_info`. Read on the event loop for the landing page: it must not block
@@ -31,6 +36,7 @@ public protocol FlowSource: Sendable {
 }
 
 extension FlowSource {
+    public func snapshot(needing needed: FlowFields) throws -> FlowSnapshot { try snapshot() }
     public var isServing: Bool { true }
     public var closedFlows: ClosedFlowAggregates? { nil }
     public func shutdown() {}

@@ -24,7 +24,7 @@ struct FlowMetricCatalogueTests {
             key: FlowKey(
                 family: .ipv4, local: IPAddress("10.9.0.1")!, localPort: 443, remote: IPAddress("10.9.0.2")!,
                 remotePort: 50_000, netns: 1))
-        flow.fields = [.timeLimits, .lossDetail, .rtoTotals]
+        flow.fields = [.timeLimits, .lossDetail, .rtoTotals, .detail]
         withUnsafeMutablePointer(to: &flow) { pointer in
             for (index, entry) in series.enumerated() {
                 switch entry.series.value {
@@ -154,6 +154,17 @@ struct FlowMetricCatalogueTests {
                     #expect(text.contains("\n\(other.name){") == expected.contains(other.metric), "\(other.name)")
                 }
             }
+        }
+    }
+
+    @Test("a scrape asks its source for the fields its metrics read: the defaults need the time limits only")
+    func fieldsNeeded() {
+        #expect(FlowMetricCatalogue.fieldsNeeded(by: FlowMetricCatalogue.defaultMetrics) == .timeLimits)
+        #expect(FlowMetricCatalogue.fieldsNeeded(by: [.lostSegments]) == .detail)
+        #expect(FlowMetricCatalogue.fieldsNeeded(by: [.dsackDuplicates, .rtoTimeouts]) == [.lossDetail, .rtoTotals])
+        // Every family reading a field past the time limits says so, or a lean snapshot would export 0s.
+        for entry in FlowMetricCatalogue.all where !entry.defaultOn {
+            #expect(!entry.requires.isEmpty, "\(entry.name) does not say which fields it reads")
         }
     }
 

@@ -381,7 +381,7 @@ struct LimitedSecondsAggregateTests {
                 remotePort: 443, netns: 1),
             direction: .active, lastUpdate: 1_000_000_000 + UInt64(age * 1e9))
         flow.firstSeen = 1_000_000_000
-        flow.fields = timed ? [.timeLimits] : []
+        flow.fields = timed ? [.timeLimits, .detail] : .detail
         flow.busyTime = busy
         flow.receiverLimitedTime = receiver
         flow.senderBufferLimitedTime = senderBuffer

@@ -331,11 +331,18 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     }
 
     public func snapshot() throws -> FlowSnapshot {
-        try lock.withLock {
+        try snapshot(needing: [.timeLimits, .lossDetail, .rtoTotals, .detail])
+    }
+
+    /// A live snapshot that needs none of the `detail`, `lossDetail` and `rtoTotals` fields is
+    /// taken lean: the iterator leaves them out and reads fewer of each socket's cache lines.
+    public func snapshot(needing needed: FlowFields) throws -> FlowSnapshot {
+        let lean = needed.isDisjoint(with: [.detail, .lossDetail, .rtoTotals])
+        return try lock.withLock {
             guard let agent else {
                 throw BPFError(step: "read flow map", errno: EBADF, message: "the BPF programs are detached")
             }
-            var snapshot = try readRefreshed(agent)
+            var snapshot = try readRefreshed(agent, lean: lean)
             // Once per snapshot: a batch taken by a read that is then redone would be lost.
             snapshot.closedSinceLastSnapshot = closedFlows?.drain()
             return snapshot
@@ -344,9 +351,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
 
     /// Refreshes the namespaces with flows, if asked to, and reads the map; called with
     /// `lock` held.
-    private func readRefreshed(_ agent: OpaquePointer) throws -> FlowSnapshot {
+    private func readRefreshed(_ agent: OpaquePointer, lean: Bool) throws -> FlowSnapshot {
         if mode != .event {
-            return try readTracked(agent)
+            return try readTracked(agent, lean: lean)
         }
         guard refreshBeforeSnapshot else { return try read(agent) }
         if refreshesTracked {
@@ -397,7 +404,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// One pass of the snapshot iterator: every tracked socket as it is now; called with
     /// `lock` held. Flows the snapshot array had no room for count as evictions, once per
     /// snapshot, so that the alert on evictions still says "raise --map-entries".
-    private func readTracked(_ agent: OpaquePointer) throws -> FlowSnapshot {
+    private func readTracked(_ agent: OpaquePointer, lean: Bool) throws -> FlowSnapshot {
         var records: UnsafePointer<fs_flow_record>?
         var count: UInt32 = 0
         var missed: UInt32 = 0
@@ -406,7 +413,9 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var errors = [Int32](repeating: 0, count: visited.count)
         let fds = visited.map(\.fd)
         defer { for fd in fds where fd >= 0 { close(fd) } }
-        guard fs_agent_read_tracked(agent, fds, &errors, UInt32(fds.count), &records, &count, &missed, &error) == 0
+        guard
+            fs_agent_read_tracked(agent, fds, &errors, UInt32(fds.count), lean, &records, &count, &missed, &error)
+                == 0
         else { throw BPFError(error) }
         defer { fs_agent_release_tracked(agent) }
         if mode == .liveTCPIterator {
