@@ -323,14 +323,21 @@ struct LimitedByTests {
     /// Whether the agent's last live snapshot left the detail fields out: its BPF object's
     /// `snapshot_lean`, read from the kernel with bpftool (the agent's own `.bss` map).
     static func lastSnapshotLean(_ agent: Agent) throws -> Bool {
-        let pid = Int(agent.process.processIdentifier)
+        // The agent's maps are the map_id lines of its file descriptors' fdinfo.
+        let pid = agent.process.processIdentifier
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo")
+        let owned = Set(
+            fds.compactMap { fd -> Int? in
+                let info = (try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8)) ?? ""
+                return info.split(separator: "\n").first { $0.hasPrefix("map_id:") }
+                    .flatMap { Int($0.dropFirst("map_id:".count).trimmingCharacters(in: .whitespaces)) }
+            })
         let shown = try run(["bpftool", "-j", "map", "show"]).stdout
         let maps = try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]] ?? []
         let bss = try #require(
             maps.first { map in
-                (map["name"] as? String)?.hasSuffix(".bss") == true
-                    && ((map["pids"] as? [[String: Any]]) ?? []).contains { $0["pid"] as? Int == pid }
-            }, "no .bss map of the agent (pid \(pid))")
+                (map["name"] as? String)?.hasSuffix(".bss") == true && owned.contains(map["id"] as? Int ?? -1)
+            }, "no .bss map among the agent's maps \(owned.sorted()) (pid \(pid))")
         let id = try #require(bss["id"] as? Int)
         let dump = try run(["bpftool", "-j", "map", "dump", "id", String(id)]).stdout
         let found = try #require(
