@@ -5,11 +5,12 @@
  *
  *   live mode    a flow is its socket storage ("owners": first seen, direction, owner);
  *                a snapshot iterator reads each tracked socket's tcp_sock at the scrape
- *                into the mapped array "snapshot". Events only count, sample RTTs and
- *                report closes: no per-flow copy to keep up to date on every ACK. The
- *                iterator is iter/bpf_sk_storage_map (every namespace in one run) where
- *                the kernel allows it, else iter/tcp run once per network namespace that
- *                holds tracked flows ("netns_with_flows" names the new ones).
+ *                into a record per flow. Events only count, sample RTTs and report
+ *                closes: no per-flow copy to keep up to date on every ACK. The iterator
+ *                is iter/bpf_sk_storage_map (every namespace in one run, records into the
+ *                mapped array "snapshot") where the kernel allows it, else iter/tcp (records
+ *                out through its seq_file) run once per network namespace that holds
+ *                tracked flows ("netns_with_flows" names the new ones).
  *   event mode   one entry per flow in the LRU map "flows", rewritten from tcp_sock on
  *                every RTT sample, retransmit and (flows sockops does not follow) received
  *                segment, removed at close; "flowstat_iter_owned" (or iter/tcp before 5.9)
@@ -172,9 +173,11 @@ struct {
 } owners SEC(".maps");
 
 /*
- * The snapshot iterator's output, mapped into user space: an array, not the iterator's
+ * The storage-map snapshot's output, mapped into user space: an array, not the iterator's
  * seq_file, because the storage map has as few hash buckets as CPUs and its iterator walks
  * a bucket from the start each time the 32 KiB seq buffer fills (quadratic in flows).
+ * iter/tcp resumes where it stopped, so its snapshot writes to its seq_file instead and
+ * this array keeps one slot: no kernel memory sized by flows besides the sockets' storage.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -184,7 +187,15 @@ struct {
 	__type(value, struct fs_flow_record);
 } snapshot SEC(".maps");
 
-/* Records the snapshot iterator wrote, and tracked flows it had no room for; user space zeroes both. */
+/* iter/tcp's record is built here, off the 512-byte stack, then copied to its seq_file. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fs_flow_record);
+} record_scratch SEC(".maps");
+
+/* Records the storage-map snapshot wrote to "snapshot", and flows it had no room for; user space zeroes both. */
 __u32 snapshot_count = 0;
 __u32 snapshot_missed = 0;
 /* When the snapshot was taken: one clock read per snapshot, not one per flow. */
@@ -1032,10 +1043,31 @@ int flowstat_iter_owned(struct bpf_iter__bpf_sk_storage_map *ctx)
 }
 
 /*
- * Appends one flow to the snapshot array: its key, its socket's state now, and what its
- * storage knows. Not for closing sockets (the caller filters them): the local port is
- * read from skc_num.
+ * Fills one snapshot record: the flow's key, its socket's state now, and what its storage
+ * knows. Not for closing sockets (the caller filters them): the local port is read from
+ * skc_num. False when the socket has no key (not a flow).
  */
+static __always_inline bool fill_snapshot_record(struct tcp_sock *tp, struct fs_owner *info,
+						 struct fs_flow_record *record)
+{
+	if (!flow_key_of_socket((struct sock *)tp, &record->key, true, true))
+		return false;
+	record->_pad = 0;
+	__builtin_memset(&record->stats, 0, sizeof(record->stats));
+	read_tcp_state(tp, &record->stats, true, info->first_seen_jiffies, snapshot_lean);
+	record->stats.first_seen_ns = info->first_seen_ns;
+	/* One clock read per snapshot, not per flow; user space zeroes it before each. */
+	if (!snapshot_time_ns)
+		snapshot_time_ns = bpf_ktime_get_ns();
+	record->stats.last_update_ns = snapshot_time_ns;
+	record->stats.direction = info->direction;
+	record->stats.pid = info->pid;
+	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
+	record->stats.cgroup_id = socket_cgroup_id((struct sock *)tp, true);
+	return true;
+}
+
+/* Appends one flow to the snapshot array (the storage-map snapshot). */
 static __always_inline void write_snapshot_record(struct tcp_sock *tp, struct fs_owner *info)
 {
 	struct fs_flow_record *record;
@@ -1047,21 +1079,8 @@ static __always_inline void write_snapshot_record(struct tcp_sock *tp, struct fs
 		snapshot_missed++;
 		return;
 	}
-	if (!flow_key_of_socket((struct sock *)tp, &record->key, true, true))
-		return;
-	record->_pad = 0;
-	__builtin_memset(&record->stats, 0, sizeof(record->stats));
-	read_tcp_state(tp, &record->stats, true, info->first_seen_jiffies, snapshot_lean);
-	record->stats.first_seen_ns = info->first_seen_ns;
-	/* One clock read per snapshot, not per flow; user space zeroes it with the count. */
-	if (!snapshot_time_ns)
-		snapshot_time_ns = bpf_ktime_get_ns();
-	record->stats.last_update_ns = snapshot_time_ns;
-	record->stats.direction = info->direction;
-	record->stats.pid = info->pid;
-	__builtin_memcpy(record->stats.comm, info->comm, sizeof(record->stats.comm));
-	record->stats.cgroup_id = socket_cgroup_id((struct sock *)tp, true);
-	snapshot_count = slot + 1;
+	if (fill_snapshot_record(tp, info, record))
+		snapshot_count = slot + 1;
 }
 
 /*
@@ -1100,7 +1119,9 @@ SEC("iter/tcp")
 int flowstat_iter_tcp_snapshot(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
+	struct fs_flow_record *record;
 	struct fs_owner *info;
+	__u32 zero = 0;
 	struct tcp_sock *tp;
 	__u8 state;
 
@@ -1114,8 +1135,15 @@ int flowstat_iter_tcp_snapshot(struct bpf_iter__tcp *ctx)
 	if (state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT)
 		return 0;
 	info = track_socket((struct sock *)tp, FS_DIR_UNKNOWN);
-	if (info)
-		write_snapshot_record(tp, info);
+	if (!info)
+		return 0;
+	record = bpf_map_lookup_elem(&record_scratch, &zero);
+	/*
+	 * A record that does not fit the 32 KiB seq buffer is dropped whole and this socket is
+	 * shown again at the next read(): nothing is lost or cut.
+	 */
+	if (record && fill_snapshot_record(tp, info, record))
+		bpf_seq_write(ctx->meta->seq, record, sizeof(*record));
 	return 0;
 }
 

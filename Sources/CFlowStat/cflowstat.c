@@ -44,9 +44,15 @@ struct fs_agent {
 	struct ring_buffer *closed_ring;	    /* consumer of "closed_flows" */
 	struct fs_closed_flow *read_target;	    /* fs_agent_read_closed's caller buffer */
 	uint32_t read_capacity, read_count;
-	void *snapshot; /* the filled part of "snapshot", mapped */
-	size_t snapshot_bytes;
+	uint32_t capacity;	      /* the flow map's entries, or the flows a live snapshot hands over */
+	unsigned char *record_buffer; /* iter/tcp snapshot reads, FS_RECORD_BUFFER_BYTES */
 };
+
+/*
+ * One read() of an iter/tcp snapshot: at least the 32 KiB the kernel fills per read
+ * (bpf_seq_read's buffer), so reads end on whole records; a cut one is carried anyway.
+ */
+#define FS_RECORD_BUFFER_BYTES (64 * 1024)
 
 /* ---- libbpf's messages: forwarded to Swift, last lines kept for error reports ---- */
 
@@ -356,19 +362,84 @@ int fs_find_cgroup2_mount(char *buffer, size_t length)
 }
 
 /*
- * Runs iter/tcp once: reading the iterator runs the program on every TCP socket
- * of the caller's network namespace, which writes each one's current state.
+ * Where a live snapshot's records go: the caller's sink, in batches, up to capacity;
+ * past it they count as missed.
  */
-static int run_iterator(struct bpf_link *link)
+#define FS_TAIL_KEYS 8
+
+struct record_reader {
+	fs_record_sink sink;
+	void *context;
+	uint32_t capacity, delivered, missed;
+	/*
+	 * Keys of the last records of the previous read() of this run. iter/tcp resumes a
+	 * hash bucket by position on kernels before 6.17: a socket added to the bucket
+	 * between two reads shows the one before it again, at the start of the next read.
+	 */
+	struct fs_flow_key tail[FS_TAIL_KEYS];
+	uint32_t tail_count;
+};
+
+static bool in_tail(const struct record_reader *reader, const struct fs_flow_key *key)
 {
-	char sink[4096];
+	for (uint32_t i = 0; i < reader->tail_count; i++)
+		if (!memcmp(&reader->tail[i], key, sizeof(*key)))
+			return true;
+	return false;
+}
+
+/* Hands one read's whole records to the sink, less repeats of the previous read's last ones. */
+static void deliver_records(struct record_reader *reader, const struct fs_flow_record *records,
+			    uint32_t count)
+{
+	uint32_t skip = 0, room, kept, i;
+
+	while (skip < count && skip < reader->tail_count && in_tail(reader, &records[skip].key))
+		skip++;
+	kept = count > FS_TAIL_KEYS ? FS_TAIL_KEYS : count;
+	for (i = 0; i < kept; i++)
+		reader->tail[i] = records[count - kept + i].key;
+	reader->tail_count = kept;
+	records += skip;
+	count -= skip;
+	room = reader->capacity - reader->delivered;
+	if (count > room) {
+		reader->missed += count - room;
+		count = room;
+	}
+	if (count) {
+		reader->sink(reader->context, records, count);
+		reader->delivered += count;
+	}
+}
+
+/*
+ * Runs an iterator once: reading it runs the program on every object (for iter/tcp, every
+ * TCP socket of the caller's network namespace). With a reader, what the program writes
+ * are fs_flow_records, handed over as they arrive; without, its output is discarded.
+ */
+static int run_iterator(struct bpf_link *link, unsigned char *buffer, struct record_reader *reader)
+{
+	char discard[4096];
+	size_t held = 0, whole;
 	ssize_t got;
 	int fd = bpf_iter_create(bpf_link__fd(link));
 
 	if (fd < 0)
 		return -errno;
-	while ((got = read(fd, sink, sizeof(sink))) > 0)
-		;
+	if (!reader) {
+		while ((got = read(fd, discard, sizeof(discard))) > 0)
+			;
+	} else {
+		reader->tail_count = 0;
+		while ((got = read(fd, buffer + held, FS_RECORD_BUFFER_BYTES - held)) > 0) {
+			held += (size_t)got;
+			whole = held / sizeof(struct fs_flow_record);
+			deliver_records(reader, (const struct fs_flow_record *)buffer, (uint32_t)whole);
+			held -= whole * sizeof(struct fs_flow_record);
+			memmove(buffer, buffer + whole * sizeof(struct fs_flow_record), held);
+		}
+	}
 	close(fd);
 	return got < 0 ? -errno : 0;
 }
@@ -377,7 +448,8 @@ static int run_iterator(struct bpf_link *link)
  * Runs an iter/tcp link in a network namespace (netns_fd), or in ours (-1): the iterator
  * walks the namespace of the thread that creates it, so the thread visits and returns.
  */
-static int run_iterator_in(struct bpf_link *link, int netns_fd, fs_error *error, const char *what)
+static int run_iterator_in(struct bpf_link *link, int netns_fd, unsigned char *buffer,
+			   struct record_reader *reader, fs_error *error, const char *what)
 {
 	int home = -1, err;
 
@@ -391,7 +463,7 @@ static int run_iterator_in(struct bpf_link *link, int netns_fd, fs_error *error,
 			return fail(error, err, "enter network namespace (needs CAP_SYS_ADMIN)");
 		}
 	}
-	err = run_iterator(link);
+	err = run_iterator(link, buffer, reader);
 	if (home >= 0) {
 		if (setns(home, CLONE_NEWNET))
 			abort(); /* this thread would serve from a foreign namespace */
@@ -547,10 +619,15 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 		bpf_program__set_autoload(skel->progs.flowstat_iter_tcp_snapshot, false);
 	if (!options->use_iterator || live || agent->hook_errors[hook_slot(FS_HOOK_ITER_OWNED)])
 		bpf_program__set_autoload(skel->progs.flowstat_iter_owned, false);
-	/* The capacity goes to the structure in use; the other keeps a token size. */
+	/*
+	 * The capacity goes to the structure in use (the flow map, the storage-map snapshot's
+	 * array, or none: iter/tcp's records stream out); the others keep a token size.
+	 */
 	capacity = options->map_entries ? options->map_entries : bpf_map__max_entries(skel->maps.flows);
+	agent->capacity = capacity;
 	if ((err = bpf_map__set_max_entries(skel->maps.flows, live ? 64 : capacity)) ||
-	    (err = bpf_map__set_max_entries(skel->maps.snapshot, live ? capacity : 1)))
+	    (err = bpf_map__set_max_entries(skel->maps.snapshot,
+					    agent->mode == FS_MODE_LIVE_STORAGE_ITER ? capacity : 1)))
 		return fail(error, err, "set flow capacity to %u", capacity);
 
 	err = flowstat_bpf__load(skel);
@@ -587,7 +664,7 @@ static int try_start(fs_agent *agent, const fs_options *options, uint32_t want_r
 	if (bpf_program__autoload(skel->progs.flowstat_iter_tcp)) {
 		hook = FS_HOOK_ITER_TCP;
 		*link_of(skel, hook) = bpf_program__attach_iter(program_of(skel, hook), NULL);
-		err = *link_of(skel, hook) ? run_iterator(*link_of(skel, hook)) : -errno;
+		err = *link_of(skel, hook) ? run_iterator(*link_of(skel, hook), NULL, NULL) : -errno;
 		if (err)
 			agent->hook_errors[hook_slot(hook)] = err;
 		else
@@ -666,7 +743,9 @@ int fs_agent_open(const fs_options *options, fs_agent **out, fs_error *error)
 	agent->percpu_buffer = calloc(agent->possible_cpus, sizeof(uint64_t));
 	agent->histogram_buffer = calloc(agent->possible_cpus, sizeof(struct fs_rtt_histogram));
 	agent->closed_buffer = calloc(agent->possible_cpus, sizeof(struct fs_closed_histograms));
-	if (!agent->percpu_buffer || !agent->histogram_buffer || !agent->closed_buffer) {
+	agent->record_buffer = malloc(FS_RECORD_BUFFER_BYTES);
+	if (!agent->percpu_buffer || !agent->histogram_buffer || !agent->closed_buffer ||
+	    !agent->record_buffer) {
 		err = fail(error, ENOMEM, "allocate per-CPU read buffers");
 		goto failed;
 	}
@@ -701,13 +780,13 @@ void fs_agent_close(fs_agent *agent)
 	if (!agent)
 		return;
 	ring_buffer__free(agent->closed_ring);
-	fs_agent_release_tracked(agent);
 	flowstat_bpf__destroy(agent->skel); /* destroys every link: detaches */
 	if (agent->cgroup_fd >= 0)
 		close(agent->cgroup_fd);
 	free(agent->percpu_buffer);
 	free(agent->histogram_buffer);
 	free(agent->closed_buffer);
+	free(agent->record_buffer);
 	free(agent);
 }
 
@@ -729,7 +808,7 @@ int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error)
 	if (!link)
 		return fail(error, EOPNOTSUPP,
 			    "refresh tracked flows: iter/bpf_sk_storage_map is not attached");
-	err = run_iterator(link);
+	err = run_iterator(link, NULL, NULL);
 	return err ? fail(error, err, "refresh tracked flows (iter/bpf_sk_storage_map)") : 0;
 }
 
@@ -739,7 +818,7 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error)
 
 	if (!link)
 		return fail(error, EOPNOTSUPP, "refresh flows: iter/tcp is not attached");
-	return run_iterator_in(link, netns_fd, error, "refresh flows (iter/tcp)");
+	return run_iterator_in(link, netns_fd, NULL, NULL, error, "refresh flows (iter/tcp)");
 }
 
 int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t capacity, uint32_t *count,
@@ -760,71 +839,62 @@ int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t cap
 }
 
 int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
-			  bool lean, const struct fs_flow_record **records, uint32_t *count, uint32_t *missed,
+			  bool lean, fs_record_sink sink, void *context, uint32_t *count, uint32_t *missed,
 			  fs_error *error)
 {
-	struct bpf_link *link = agent->mode == FS_MODE_LIVE_TCP_ITER
-					? agent->skel->links.flowstat_iter_tcp_snapshot
-					: agent->skel->links.flowstat_iter_snapshot;
+	struct record_reader reader = {.sink = sink, .context = context, .capacity = agent->capacity};
 	long page = sysconf(_SC_PAGESIZE);
+	uint32_t written;
 	size_t bytes;
 	void *mapped;
 	int err;
 
-	*records = NULL;
 	*count = 0;
 	*missed = 0;
-	fs_agent_release_tracked(agent);
-	if (!link || agent->mode == FS_MODE_EVENT)
+	if (agent->mode == FS_MODE_EVENT)
 		return fail(error, EOPNOTSUPP, "read tracked flows: no snapshot iterator is attached");
 	agent->skel->bss->snapshot_count = 0;
 	agent->skel->bss->snapshot_missed = 0;
 	agent->skel->bss->snapshot_time_ns = 0;
 	agent->skel->bss->snapshot_lean = lean ? 1 : 0;
-	if (agent->mode == FS_MODE_LIVE_STORAGE_ITER) {
-		err = run_iterator(link);
-		if (err)
-			return fail(error, err, "read tracked flows (iter/bpf_sk_storage_map)");
-	} else {
+	if (agent->mode == FS_MODE_LIVE_TCP_ITER) {
 		/* One namespace failing (it vanished, or we may not enter it) costs that namespace only. */
 		for (uint32_t i = 0; i < netns_count; i++) {
 			fs_error ignored;
 
-			netns_errors[i] = run_iterator_in(link, netns_fds[i], &ignored,
-							  "read tracked flows (iter/tcp)");
+			netns_errors[i] = run_iterator_in(agent->skel->links.flowstat_iter_tcp_snapshot,
+							  netns_fds[i], agent->record_buffer, &reader,
+							  &ignored, "read tracked flows (iter/tcp)");
 		}
+		*count = reader.delivered;
+		*missed = reader.missed;
+		return 0;
 	}
+	err = run_iterator(agent->skel->links.flowstat_iter_snapshot, NULL, NULL);
+	if (err)
+		return fail(error, err, "read tracked flows (iter/bpf_sk_storage_map)");
 	*missed = agent->skel->bss->snapshot_missed;
-	if (agent->skel->bss->snapshot_count == 0)
+	written = agent->skel->bss->snapshot_count;
+	if (written == 0)
 		return 0;
 	/*
-	 * Map the filled part only, and only until the caller is done: the kernel maps every
-	 * page at once, and a standing mapping of the whole array would count in our RSS.
+	 * Map the filled part only, and only for this call: the kernel maps every page at
+	 * once, and a standing mapping of the whole array would count in our RSS.
 	 */
-	bytes = (size_t)agent->skel->bss->snapshot_count * sizeof(struct fs_flow_record);
+	bytes = (size_t)written * sizeof(struct fs_flow_record);
 	bytes = (bytes + page - 1) / page * page;
 	mapped = mmap(NULL, bytes, PROT_READ, MAP_SHARED, bpf_map__fd(agent->skel->maps.snapshot), 0);
 	if (mapped == MAP_FAILED)
 		return fail(error, errno, "map the snapshot array");
-	agent->snapshot = mapped;
-	agent->snapshot_bytes = bytes;
-	*records = mapped;
-	*count = agent->skel->bss->snapshot_count;
+	sink(context, mapped, written);
+	munmap(mapped, bytes);
+	*count = written;
 	return 0;
-}
-
-void fs_agent_release_tracked(fs_agent *agent)
-{
-	if (agent->snapshot)
-		munmap(agent->snapshot, agent->snapshot_bytes);
-	agent->snapshot = NULL;
-	agent->snapshot_bytes = 0;
 }
 
 uint32_t fs_agent_map_capacity(const fs_agent *agent)
 {
-	return bpf_map__max_entries(agent->mode != FS_MODE_EVENT ? agent->skel->maps.snapshot
-								 : agent->skel->maps.flows);
+	return agent->capacity;
 }
 
 enum fs_mode fs_agent_mode(const fs_agent *agent)

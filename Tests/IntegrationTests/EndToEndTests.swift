@@ -416,6 +416,54 @@ struct EndToEndTests {
         #expect(lint.status == 0, "promtool: \(lint.stdout)\(lint.stderr)")
     }
 
+    @Test(
+        "live_tcp_iter: a snapshot larger than one read of the iterator (32 KiB, about 140 records) carries every socket of each namespace exactly once, as ss lists them",
+        .enabled(if: KernelProbe.allowsMode("live_tcp_iter"), KernelProbe.whyNot("live_tcp_iter")))
+    func largeSnapshotHasEachFlowOnce() throws {
+        let network = try TestNetwork(tag: "lg")
+        defer { network.remove() }
+        // The mode whose records stream through the iterator's reads (the storage-map
+        // snapshot fills an array instead).
+        let agent = try Agent(["--cardinality.max-flows", "0", "--bpf.mode", "live_tcp_iter"])
+        defer { agent.stop() }
+        let server = try Self.startServer(network, network.serverIPv4, 5003)
+        defer { server.stop() }
+        // 600 flows: 600 records per namespace, about 4 reads of the iterator each.
+        let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5003", "600", "100"])
+        defer { client.stop() }
+        #expect(try Self.readFlows(client).count == 600)
+
+        // The oracle: the established sockets of port 5003 that ss lists in each namespace.
+        func kernelEnds() throws -> [String] {
+            var ends: [String] = []
+            for namespace in [network.client, network.server] {
+                for socket in try network.socketStats(in: namespace)
+                where socket.localPort == 5003 || socket.peerPort == 5003 {
+                    ends.append("\(socket.local):\(socket.localPort)>\(socket.peer):\(socket.peerPort)")
+                }
+            }
+            return ends
+        }
+        let kernel = try kernelEnds()
+        #expect(kernel.count == 1200 && Set(kernel).count == 1200, "ss lists \(kernel.count) ends")
+        for _ in 0..<3 {
+            let metrics = try agent.scrape()
+            var exported: [String] = []
+            for sample in metrics.samples("tcp_flow_rtt_seconds")
+            where sample.labels["sport"] == "5003" || sample.labels["dport"] == "5003" {
+                let labels = sample.labels
+                exported.append(
+                    "\(labels["src"] ?? ""):\(labels["sport"] ?? "")>\(labels["dst"] ?? ""):\(labels["dport"] ?? "")")
+            }
+            let counts = Dictionary(exported.map { ($0, 1) }, uniquingKeysWith: +)
+            let repeated = counts.filter { $0.value > 1 }
+            #expect(repeated.isEmpty, "exported more than once: \(repeated.prefix(5))")
+            let missing = Set(kernel).subtracting(counts.keys)
+            #expect(missing.isEmpty, "\(missing.count) of ss's sockets missing, e.g. \(missing.prefix(3))")
+            #expect(Set(counts.keys).subtracting(kernel).isEmpty, "sockets ss does not list")
+        }
+    }
+
     @Test("every short flow between two scrapes is counted exactly: opened, closed, closed-flow histograms, aggregates")
     func churnIsCountedExactly() throws {
         // Fewer under emulation (the kernel matrix runs 20-27x slower): FLOWSTAT_CHURN_CONNECTIONS.

@@ -81,7 +81,8 @@ uint32_t fs_agent_map_capacity(const fs_agent *agent);
  * socket read as it is now, and no hook writes the flow map. Event mode (asked for, or no
  * snapshot iterator loads) hooks keep the map up to date and snapshots copy it
  * (fs_agent_read_flows), after fs_agent_refresh_tracked / fs_agent_refresh.
- * The capacity is the snapshot array's in live mode, the map's otherwise.
+ * The capacity (fs_agent_map_capacity) is the flows a live snapshot hands over, or the
+ * flow map's entries in event mode.
  */
 enum fs_mode fs_agent_mode(const fs_agent *agent);
 /* Non-zero when the agent mounted tracefs for a classic tracepoint (it stays mounted). */
@@ -112,18 +113,21 @@ int fs_agent_refresh(fs_agent *agent, int netns_fd, fs_error *error);
  */
 int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error);
 
+/* Receives a live snapshot's records, a batch at a time; they are valid during the call only. */
+typedef void (*fs_record_sink)(void *context, const struct fs_flow_record *records, uint32_t count);
+
 /*
- * The live snapshot: every flow flowstat tracks, as its socket is now. FS_MODE_LIVE_STORAGE_ITER
- * reads every network namespace in one pass and ignores netns_fds; FS_MODE_LIVE_TCP_ITER runs
- * once in each of netns_fds (open namespace files, or -1 for the caller's own) and stores
- * each run's result (0 or negative errno) in netns_errors. *records points into the
- * kernel's array, mapped until fs_agent_release_tracked(), the next call or fs_agent_close();
- * *missed counts flows past its capacity. lean: leave out the fields of FS_HAS_DETAIL,
- * FS_HAS_LOSS_DETAIL and FS_HAS_RTO_TOTALS (their bits stay clear), which costs the kernel
- * fewer of each socket's cache lines.
+ * The live snapshot: every flow flowstat tracks, as its socket is now, handed to sink in
+ * batches as the kernel produces them (no copy of the whole snapshot is held).
+ * FS_MODE_LIVE_STORAGE_ITER reads every network namespace in one pass and ignores
+ * netns_fds; FS_MODE_LIVE_TCP_ITER runs once in each of netns_fds (open namespace files,
+ * or -1 for the caller's own) and stores each run's result (0 or negative errno) in
+ * netns_errors. *count: records handed over; *missed: flows past the capacity, left out.
+ * lean: leave out the fields of FS_HAS_DETAIL, FS_HAS_LOSS_DETAIL and FS_HAS_RTO_TOTALS
+ * (their bits stay clear), which costs the kernel fewer of each socket's cache lines.
  */
 int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_errors, uint32_t netns_count,
-			  bool lean, const struct fs_flow_record **records, uint32_t *count, uint32_t *missed,
+			  bool lean, fs_record_sink sink, void *context, uint32_t *count, uint32_t *missed,
 			  fs_error *error);
 
 /*
@@ -132,7 +136,6 @@ int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_erro
  */
 int fs_agent_take_new_namespaces(fs_agent *agent, uint32_t *inodes, uint32_t capacity, uint32_t *count,
 				 fs_error *error);
-void fs_agent_release_tracked(fs_agent *agent);
 
 /*
  * Sums the per-CPU RTT histogram: out[0..bound_count] non-cumulative bucket counts (the

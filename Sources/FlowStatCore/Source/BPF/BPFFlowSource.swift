@@ -112,10 +112,12 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Drains the closed-flow ring buffer on its own thread into `closedFlows`.
     private let closedFlowReader: ClosedFlowCollector
     public let closedFlows: ClosedFlowAggregates?
-    /// Whether the snapshot array overflowed once already (logged once, not per scrape).
+    /// Whether a snapshot left flows out past the capacity already (logged once, not per scrape).
     private var warnedSnapshotFull = false
     /// Live mode: flows left out of snapshots for want of room, summed over snapshots.
     private var leftOut: UInt64 = 0
+    /// Flows in the last live snapshot: the next one reserves room for as many.
+    private var lastSnapshotCount = 0
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
@@ -402,10 +404,11 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     }
 
     /// One pass of the snapshot iterator: every tracked socket as it is now; called with
-    /// `lock` held. Flows the snapshot array had no room for count as evictions, once per
-    /// snapshot, so that the alert on evictions still says "raise --map-entries".
+    /// `lock` held. Records are converted as the kernel hands them over, a batch at a time,
+    /// so no copy of the whole snapshot's records is held. Flows past the capacity count as
+    /// evictions, once per snapshot, so that the alert on evictions still says "raise
+    /// --map-entries".
     private func readTracked(_ agent: OpaquePointer, lean: Bool) throws -> FlowSnapshot {
-        var records: UnsafePointer<fs_flow_record>?
         var count: UInt32 = 0
         var missed: UInt32 = 0
         var error = fs_error()
@@ -413,13 +416,20 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var errors = [Int32](repeating: 0, count: visited.count)
         let fds = visited.map(\.fd)
         defer { for fd in fds where fd >= 0 { close(fd) } }
-        guard
-            fs_agent_read_tracked(agent, fds, &errors, UInt32(fds.count), lean, &records, &count, &missed, &error)
-                == 0
-        else { throw BPFError(error) }
-        defer { fs_agent_release_tracked(agent) }
+        let collector = SnapshotCollector(expecting: lastSnapshotCount)
+        let read = withExtendedLifetime(collector) {
+            fs_agent_read_tracked(
+                agent, fds, &errors, UInt32(fds.count), lean,
+                { context, records, count in
+                    guard let context, let records else { return }
+                    Unmanaged<SnapshotCollector>.fromOpaque(context).takeUnretainedValue()
+                        .take(UnsafeBufferPointer(start: records, count: Int(count)))
+                }, Unmanaged.passUnretained(collector).toOpaque(), &count, &missed, &error)
+        }
+        guard read == 0 else { throw BPFError(error) }
+        lastSnapshotCount = Int(count)
         if mode == .liveTCPIterator {
-            noteNamespaceResults(visited, errors: errors, records: records, count: count, missed: missed)
+            noteNamespaceResults(visited, errors: errors, withFlows: collector.namespaces, missed: missed)
         }
         if missed > 0, !warnedSnapshotFull {
             warnedSnapshotFull = true
@@ -427,19 +437,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
                 "the snapshot has room for \(count) flows and left out \(missed) (logged once): raise flowstat.bpf.mapEntries"
             )
         }
-        var flows: [FlowSample] = []
-        flows.reserveCapacity(Int(count))
-        if let records {
-            for index in 0..<Int(count) {
-                if let sample = FlowSample(key: records[index].key, stats: records[index].stats) {
-                    flows.append(sample)
-                }
-            }
-        }
         leftOut &+= UInt64(missed)
         let (durations, bytes) = try readClosedHistograms(agent)
         return FlowSnapshot(
-            flows: flows, mapEntries: Int(count), mapCapacity: capacity,
+            flows: collector.flows, mapEntries: Int(count), mapCapacity: capacity,
             kernelEvents: try readEvents(agent, liveEntries: UInt64(count), evictions: leftOut),
             rttHistogram: try readRTTHistogram(agent),
             flowDurationHistogram: durations, flowBytesHistogram: bytes,
@@ -477,14 +478,10 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     /// Remembers the namespaces that had flows for the next snapshot; a namespace we may not
     /// enter stops the visits to others (it needs CAP_SYS_ADMIN, which `--run-as` drops).
     private func noteNamespaceResults(
-        _ visited: [(inode: UInt32, fd: Int32)], errors: [Int32], records: UnsafePointer<fs_flow_record>?,
-        count: UInt32, missed: UInt32
+        _ visited: [(inode: UInt32, fd: Int32)], errors: [Int32], withFlows: Set<UInt32>, missed: UInt32
     ) {
-        var active: Set<UInt32> = []
-        if let records {
-            for index in 0..<Int(count) { active.insert(records[index].key.netns) }
-        }
-        // A full array left flows out: a namespace without records may still have flows.
+        var active = withFlows
+        // Flows were left out: a namespace without records may still have flows.
         if missed > 0 { active.formUnion(visited.map(\.inode)) }
         for (namespace, error) in zip(visited, errors) where error != 0 {
             if error == -EPERM, namespace.fd >= 0 {
@@ -806,5 +803,27 @@ public struct RTTPeerGroup: Sendable, Hashable {
     public init(name: String, networks: [IPNetwork]) {
         self.name = name
         self.networks = networks
+    }
+}
+
+/// Gathers a live snapshot's flows as the C side hands over batches of records, and the
+/// network namespaces they are in (iter/tcp visits those again next time).
+private final class SnapshotCollector {
+    private(set) var flows: [FlowSample] = []
+    private(set) var namespaces: Set<UInt32> = []
+    private var lastNamespace: UInt32?
+
+    /// Room for the last snapshot's flows and a few more: growing past it would double the array.
+    init(expecting count: Int) { flows.reserveCapacity(count + count / 16) }
+
+    func take(_ records: UnsafeBufferPointer<fs_flow_record>) {
+        for record in records {
+            if let sample = FlowSample(key: record.key, stats: record.stats) { flows.append(sample) }
+            // Records come namespace by namespace: one set insert per run, not per flow.
+            if record.key.netns != lastNamespace {
+                lastNamespace = record.key.netns
+                namespaces.insert(record.key.netns)
+            }
+        }
     }
 }
