@@ -712,10 +712,12 @@ def flow_rows(n, mode, res, refused):
     rows.append(("agent RSS after scrapes, default cap (peak)", n,
                  f"{spread(g('capped.rss'), f1, 'MiB')}; peak {spread(g('capped.hwm'), f1, 'MiB')}", "", "", "≤ 64 MiB at 40,000"))
     if g("map.per_live"):
-        rows.append(("kernel bytes per live flow: flow structure + socket storage", n, spread(g("map.per_live"), f0, "B"),
+        # live_tcp_iter keeps a one-slot array: its records stream through the iterator.
+        structure = ("no flow structure (records stream through the iterator)" if max(g("map.capacity")) <= 1 else
                      f"{res.notes['map.name']} {spread([x / 2**20 for x in g('map.struct')], f1, 'MiB')} for "
-                     f"{spread(g('map.capacity'), f0)} entries "
-                     f"({spread(g('map.per_slot'), f0, 'B')} per slot); socket storage "
+                     f"{spread(g('map.capacity'), f0)} entries ({spread(g('map.per_slot'), f0, 'B')} per slot)")
+        rows.append(("kernel bytes per live flow: flow structure + socket storage", n, spread(g("map.per_live"), f0, "B"),
+                     f"{structure}; socket storage "
                      f"{spread(g('map.storage_per_flow'), f0, 'B')} per flow; every map of the agent + storage "
                      f"{spread(g('map.all_per_live'), f0, 'B')} per flow", "", "≤ 256 B"))
     starts = g("main.startup") + g("capped.startup")
