@@ -107,6 +107,7 @@ struct ServeCommand: AsyncParsableCommand {
                 print("wrote a sample config to \(createConfig)")
                 return
             }
+            MemoryReturn.returnLargeBlocks()
             try await serve(logger: logger)
         } catch let error as StartupError {
             // One line, problem and fix, instead of ArgumentParser's "Error:" and usage text.

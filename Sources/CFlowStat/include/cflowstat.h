@@ -225,6 +225,15 @@ int fs_capabilities(uint64_t *effective, uint64_t *permitted);
  */
 int fs_drop_privileges(uint32_t uid, uint32_t gid, fs_error *error);
 
+/* ---- the process's heap (process.c) ---- */
+
+/*
+ * Fixes glibc's mmap threshold at bytes (mallopt M_MMAP_THRESHOLD): blocks this large are
+ * mapped on their own and returned to the kernel when freed, instead of the threshold
+ * rising to the largest block freed so far. Returns 1 on success, 0 if refused.
+ */
+int fs_set_mmap_threshold(int bytes);
+
 #ifdef __cplusplus
 }
 #endif
