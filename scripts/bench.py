@@ -230,7 +230,7 @@ def drop_to_nobody():
 
 
 class Agent:
-    def __init__(self, binary, extra=(), source="bpf", unprivileged=False):
+    def __init__(self, binary, extra=(), source="bpf", unprivileged=False, env=None):
         self.port = AGENT_PORT
         start = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -238,7 +238,7 @@ class Agent:
             [binary, "serve", "--source", source, "--web.listen-address", f"127.0.0.1:{self.port}",
              "--log.level", "warning", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            preexec_fn=drop_to_nobody if unprivileged else None)
+            preexec_fn=drop_to_nobody if unprivileged else None, env=env)
         children.append(self.proc)
         deadline = start + 30
         while True:
@@ -1001,6 +1001,42 @@ def profile_scrapes(binary, n, args):
         load.stop()
 
 
+def memory_ab(binary, n, args):
+    """What the agent's fixed mmap threshold (MemoryReturn.swift) costs and saves at N flows:
+    --runs alternated rounds of one agent as it runs and one with MALLOC_MMAP_THRESHOLD_ at
+    32 MiB (the most glibc's own threshold rises to: blocks below it come from the heap, which
+    keeps them), cap off, --warmup then 10 timed scrapes each; RSS after them and at peak."""
+    log(f"N = {n}: starting the load (load average {loadavg()})")
+    load = FlowLoad(n, args.period)
+    variants = (("fixed at 1 MiB (as the agent runs)", None),
+                ("heap: MALLOC_MMAP_THRESHOLD_=33554432", dict(os.environ, MALLOC_MMAP_THRESHOLD_="33554432")))
+    res = Results()
+    try:
+        for run in range(args.runs):
+            for name, env in (variants if run % 2 == 0 else variants[::-1]):
+                agent = Agent(binary, ["--cardinality.max-flows", "0"], env=env)
+                try:
+                    agent.check_flows(n)
+                    for _ in range(args.warmup):
+                        agent.scrape()
+                    walls = [agent.scrape()[1] for _ in range(10)]
+                    res.add(f"{name}.wall", median(walls))
+                    res.add(f"{name}.rss", agent.status_kib("VmRSS") / 1024)
+                    res.add(f"{name}.hwm", agent.status_kib("VmHWM") / 1024)
+                finally:
+                    agent.stop()
+            log(f"round {run + 1}/{args.runs} done (load average {loadavg()})")
+    finally:
+        load.stop()
+    print(f"| mmap threshold (N = {n}, cap off) | scrape, median of 10 | RSS after scrapes | peak RSS |")
+    print("|---|---|---|---|")
+    for name, _ in variants:
+        print(f"| {name} | {ms(res.get(name + '.wall'))} | {spread(res.get(name + '.rss'), f1, 'MiB')} "
+              f"| {spread(res.get(name + '.hwm'), f1, 'MiB')} |")
+    fixed, heap = (res.get(name + ".wall") for name, _ in variants)
+    print(f"| scrape time, fixed ÷ heap (per round) | {ratio([a / b for a, b in zip(fixed, heap)])} | | |")
+
+
 # ---------------------------------------------------------------- the inet_diag table
 
 CLONE_NEWNET = 0x40000000
@@ -1093,6 +1129,8 @@ def main():
                         help="only the README's inet_diag table: the fallback in a namespace of its own")
     parser.add_argument("--profile-churn", action="store_true",
                         help="only where churn's time goes: perf record -a with and without the agent")
+    parser.add_argument("--memory-ab", type=int, metavar="N",
+                        help="only what the agent's fixed mmap threshold costs and saves at N flows")
     parser.add_argument("--profile-scrape", type=int, metavar="N",
                         help="only where the agent's scrapes spend their time at N flows (perf record -g)")
     args = parser.parse_args()
@@ -1132,6 +1170,10 @@ def main():
         }
         if args.inet_diag_table:
             inet_diag_table(args.binary, tools, args)
+            print(f"load average at end: {loadavg()}")
+            return
+        if args.memory_ab:
+            memory_ab(args.binary, args.memory_ab, args)
             print(f"load average at end: {loadavg()}")
             return
         if args.profile_scrape:
