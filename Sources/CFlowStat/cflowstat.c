@@ -372,9 +372,10 @@ struct record_reader {
 	void *context;
 	uint32_t capacity, delivered, missed;
 	/*
-	 * Keys of the last records of the previous read() of this run. iter/tcp resumes a
-	 * hash bucket by position on kernels before 6.17: a socket added to the bucket
-	 * between two reads shows the one before it again, at the start of the next read.
+	 * Keys of the last records of the previous read() of this run. Kernels whose iter/tcp
+	 * resumes a hash bucket by position (6.1 and 6.12 do; newer ones resume by socket
+	 * cookie): a socket added to the bucket between two reads shows the one before it
+	 * again, at the start of the next read.
 	 */
 	struct fs_flow_key tail[FS_TAIL_KEYS];
 	uint32_t tail_count;
