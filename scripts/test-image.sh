@@ -174,8 +174,13 @@ else
 	printf 'flowstat:\n  labels: {container: true}\n' >"$work/podman-config/config.yml"
 
 	service_port=$((30000 + RANDOM % 10000))
-	python3 Tests/Support/tcp_peer.py serve 127.0.0.1 "$service_port" >/dev/null &
+	python3 Tests/Support/tcp_peer.py serve 127.0.0.1 "$service_port" >"$work/server.out" &
 	server=$!
+	# The workload connects once, as it starts: the server must be listening by then.
+	for _ in $(seq 100); do
+		grep -qx ready "$work/server.out" 2>/dev/null && break
+		sleep 0.1
+	done
 	workload=$(podman_run --name "flowstat-test-workload-$$" "$workload_image" \
 		/bin/busybox sh -c "/bin/busybox sleep 300 | /bin/busybox nc 127.0.0.1 $service_port" 2>&1) &&
 		containers+=("$workload")
@@ -201,7 +206,9 @@ else
 		if [[ -n $flow && $source_kind == 'source="bpf"' ]]; then
 			ok "podman runs the image (runc, host limits): the agent attached its BPF programs inside the container and labels the Podman container's flow container=\"${workload:0:12}…\""
 		else
-			not_ok "podman: no flow to port $service_port labelled container=\"$workload\" (source: ${source_kind:-none}); agent log:"$'\n'"$(podman logs "$agent" 2>&1 | tail -n 20)"
+			unlabelled=$(grep "^tcp_flow_rtt_seconds{.*dport=\"$service_port\"" <<<"${metrics:-}" | head -n 2)
+			state=$(podman ps -a --filter "name=flowstat-test-workload-$$" --format '{{.Status}}' 2>&1)
+			not_ok "podman: no flow to port $service_port labelled container=\"$workload\" (source: ${source_kind:-none}; flows to the port: ${unlabelled:-none}; workload container: ${state:-exited and removed}); agent log:"$'\n'"$(podman logs "$agent" 2>&1 | tail -n 20)"
 		fi
 	fi
 fi
