@@ -4,7 +4,8 @@ import Foundation
 import Testing
 
 /// Loss and latency the kernel counts at the event: host-wide retransmissions by kind against
-/// the kernel's own MIB counters (`nstat`) of the namespaces where real loss was made.
+/// the kernel's own MIB counters (`nstat`) of the namespaces where real loss was made, and
+/// against a second BPF program on the same tracepoint (`RetransmitWitness`).
 ///
 /// flowstat counts on the whole host; the test's namespaces are the only ones with made loss,
 /// so other traffic can only add to flowstat's side: each check is "at least what the
@@ -55,14 +56,8 @@ struct LossAndLatencyTests {
     /// What other traffic on the host may add over the test's window.
     static func allowance(_ expected: Double) -> Double { max(20, expected * 0.05) }
 
-    /// What flowstat may count short of the kernel: on 6.18 it sometimes sees 2-4 segments of
-    /// ~1,200 fewer than TcpRetransSegs and TCPFastRetrans, in both kinds at once (so not a
-    /// classification), and bpftool shows no recursion misses of the program. Not explained
-    /// yet: bounded at 1% here so a real loss of events still fails.
-    static func shortfall(_ expected: Double) -> Double { (expected * 0.01).rounded(.up) }
-
     @Test(
-        "host-wide retransmits by kind and RTO timeouts match the kernel's MIB counters (nstat) of the namespaces with real loss"
+        "host-wide retransmits by kind and RTO timeouts match the kernel's MIB counters (nstat) of the namespaces with real loss, and exactly what an independent BPF program counted"
     )
     func retransmitsMatchTheKernelsCounters() throws {
         let network = try RoutedTestNetwork(tag: "rx")
@@ -89,36 +84,46 @@ struct LossAndLatencyTests {
         defer { server.stop() }
         #expect(server.readLine() == "ready")
 
+        // The witness's window holds flowstat's: it reads first and last.
+        let witness = try RetransmitWitness()
+        defer { witness.stop() }
         let kernelBefore = try Self.mibs(network)
+        let witnessBefore = try witness.segments()
         let before = try Retransmits(agent.scrape())
         let client = try network.peer(in: network.client, ["connect", network.serverIPv4, "5001", "4", "2000000"])
         defer { client.stop() }
         // The JSON line comes once every byte is acknowledged: all recovery is over.
         _ = try #require(client.readLine(), "the transfer through the lossy hop completed")
         let counted = try Retransmits(agent.scrape()) - before
+        let delivered = try witness.segments() - witnessBefore
         let kernelAfter = try Self.mibs(network)
         func kernel(_ name: String) -> Double { (kernelAfter[name] ?? 0) - (kernelBefore[name] ?? 0) }
 
         let sent = kernel("TcpRetransSegs") - kernel("TcpExtTCPRetransFail")
+        // Segments the kernel counted but ran no BPF program for (see RetransmitWitness):
+        // no program can count them, so each kind may fall short of the MIB by this many.
+        let undelivered = max(0, sent - delivered)
         print(
-            "retransmits: flowstat \(counted); kernel (namespaces): TcpRetransSegs \(kernel("TcpRetransSegs")), "
+            "retransmits: flowstat \(counted); witness \(delivered); kernel (namespaces): TcpRetransSegs \(kernel("TcpRetransSegs")), "
                 + "TCPRetransFail \(kernel("TcpExtTCPRetransFail")), TCPFastRetrans \(kernel("TcpExtTCPFastRetrans")), "
                 + "TCPSlowStartRetrans \(kernel("TcpExtTCPSlowStartRetrans")), TCPLossProbes \(kernel("TcpExtTCPLossProbes")), "
                 + "TCPTimeouts \(kernel("TcpExtTCPTimeouts"))")
         try #require(sent >= 50, "the token bucket made loss: \(sent) segments retransmitted")
+        // Seen up to 1% on this machine's 6.18; far more would leave the MIB checks below weak.
+        try #require(
+            undelivered <= sent * 0.05,
+            "the kernel ran BPF programs for \(delivered) of \(sent) retransmitted segments")
 
-        // Every retransmission the namespaces' sockets sent, however it was classified.
-        #expect(
-            counted.total >= sent - Self.shortfall(sent) && counted.total <= sent + Self.allowance(sent),
-            "total: \(counted)")
+        // Every segment the kernel handed to BPF programs, however it was classified.
+        #expect(counted.total == delivered, "total: \(counted); the witness counted \(delivered)")
+        #expect(counted.total <= sent + Self.allowance(sent), "total: \(counted)")
         // Recovery outside Loss is what tcp_xmit_retransmit_queue() counts as TCPFastRetrans;
         // in Loss it counts TCPSlowStartRetrans, and the timer's own resend is one per timeout.
         let fast = kernel("TcpExtTCPFastRetrans")
         #expect(
-            counted.fast >= fast - Self.shortfall(fast) && counted.fast <= fast + Self.allowance(fast),
-            "fast: \(counted)")
+            counted.fast >= fast - undelivered && counted.fast <= fast + Self.allowance(fast), "fast: \(counted)")
         let rto = kernel("TcpExtTCPSlowStartRetrans")
-        #expect(counted.rto >= rto, "rto: \(counted)")
+        #expect(counted.rto >= rto - undelivered, "rto: \(counted)")
         // TCPTimeouts counts only a flow's first timeout from Open; backed-off ones add to ours.
         #expect(counted.timeouts >= kernel("TcpExtTCPTimeouts"), "timeouts: \(counted)")
         #expect(counted.rto <= rto + counted.timeouts + Self.allowance(rto), "rto: \(counted)")

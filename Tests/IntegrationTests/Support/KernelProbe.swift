@@ -16,12 +16,14 @@ struct KernelProbe: Sendable {
     /// Why each refused kind was refused, e.g. "errno 1 at load".
     let refusals: [String: String]
 
+    static let binary =
+        ProcessInfo.processInfo.environment["FLOWSTAT_KERNEL_PROBE"]
+        ?? packageRoot.appendingPathComponent(".build-probe/kernel-probe").path
+    static let object = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("probe.bpf.o")
+        .path
+
     /// The probe's answers, asked once per test process; nil (with the reason) where it could not run.
     static let current: Result<KernelProbe, ProbeError> = {
-        let binary =
-            ProcessInfo.processInfo.environment["FLOWSTAT_KERNEL_PROBE"]
-            ?? packageRoot.appendingPathComponent(".build-probe/kernel-probe").path
-        let object = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("probe.bpf.o").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             return .failure(
                 ProbeError(description: "no kernel probe at \(binary): run `make kernel-probe` (make test does)"))
@@ -102,4 +104,37 @@ struct KernelProbe: Sendable {
         allowed.keys.sorted().map { "\($0)=\(allowed[$0]! ? "ok" : "refused(\(refusals[$0] ?? "?"))")" }
             .joined(separator: " ")
     }
+}
+
+/// Retransmitted segments as the kernel hands them to BPF programs at `tcp_retransmit_skb`,
+/// counted by the kernel probe's own program (`kernel-probe --retransmits`), not flowstat's.
+///
+/// On 6.18 the kernel now and then fires that tracepoint without running the BPF programs
+/// attached to it: a do-nothing program counts the same shortfall against the MIB counters as
+/// flowstat, on the same runs, with no recursion misses. This witness tells such segments,
+/// which no BPF program can count, from segments flowstat lost.
+final class RetransmitWitness {
+    private let child: Child
+
+    init() throws {
+        guard FileManager.default.isExecutableFile(atPath: KernelProbe.binary) else {
+            throw KernelProbe.ProbeError(
+                description: "no kernel probe at \(KernelProbe.binary): run `make kernel-probe` (make test does)")
+        }
+        child = try Child([KernelProbe.binary, "--retransmits", KernelProbe.object])
+        guard child.readLine() == "ready" else {
+            throw KernelProbe.ProbeError(description: "the retransmit witness did not attach (its stderr says why)")
+        }
+    }
+
+    /// Segments counted since the witness attached.
+    func segments() throws -> Double {
+        child.send("read")
+        guard let line = child.readLine(), let value = Double(line) else {
+            throw KernelProbe.ProbeError(description: "the retransmit witness stopped answering")
+        }
+        return value
+    }
+
+    func stop() { child.stop() }
 }

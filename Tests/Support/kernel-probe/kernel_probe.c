@@ -7,6 +7,10 @@
  *
  * Like flowstat, it mounts tracefs where classic tracepoints need it, but in a private mount
  * namespace of its own, so the host is left as it was. Usage: kernel_probe probe.bpf.o
+ *
+ * kernel_probe --retransmits probe.bpf.o attaches the retransmit witness instead, prints
+ * "ready", then for each line read on stdin prints the segments counted so far; it detaches
+ * at end of input.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +21,7 @@
 #include <unistd.h>
 #include <sys/mount.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 static int quiet(enum libbpf_print_level level, const char *format, va_list args)
@@ -116,6 +121,86 @@ out:
 	return err;
 }
 
+/* Whether tcp_retransmit_skb passes the attempt's error: its BTF prototype has a third argument. */
+static int retransmit_reports_errors(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	const struct btf_type *type;
+	int id, reports = 0;
+
+	if (!vmlinux)
+		return 0;
+	id = btf__find_by_name_kind(vmlinux, "btf_trace_tcp_retransmit_skb", BTF_KIND_TYPEDEF);
+	type = id > 0 ? btf__type_by_id(vmlinux, btf__type_by_id(vmlinux, id)->type) : NULL;
+	if (type && btf_is_ptr(type))
+		type = btf__type_by_id(vmlinux, type->type);
+	/* (void *data, sk, skb, err): the context pointer counts as the first parameter. */
+	if (type && btf_is_func_proto(type))
+		reports = btf_vlen(type) >= 4;
+	btf__free(vmlinux);
+	return reports;
+}
+
+/* Loads and attaches one witness variant; NULL (errno set) if the kernel refuses it. */
+static struct bpf_link *attach_witness(const char *object_path, const char *name, struct bpf_object **out)
+{
+	struct bpf_object *object = bpf_object__open_file(object_path, NULL);
+	struct bpf_program *program;
+	struct bpf_link *link;
+	__u32 *reports;
+	size_t size;
+
+	if (!object)
+		return NULL;
+	bpf_object__for_each_program(program, object)
+		bpf_program__set_autoload(program, strcmp(bpf_program__name(program), name) == 0);
+	/* retransmit_reports_errors is the object's only read-only variable. */
+	reports = (__u32 *)bpf_map__initial_value(bpf_object__find_map_by_name(object, ".rodata"), &size);
+	if (reports)
+		*reports = retransmit_reports_errors();
+	if (bpf_object__load(object) ||
+	    !(link = bpf_program__attach(bpf_object__find_program_by_name(object, name)))) {
+		int err = errno;
+
+		bpf_object__close(object);
+		errno = err;
+		return NULL;
+	}
+	*out = object;
+	return link;
+}
+
+static int run_retransmit_witness(const char *object_path)
+{
+	struct bpf_object *object = NULL;
+	struct bpf_link *link = attach_witness(object_path, "retransmit_witness", &object);
+	char line[64];
+
+	if (!link)
+		link = attach_witness(object_path, "retransmit_witness_raw", &object);
+	if (!link) {
+		fprintf(stderr, "kernel_probe: the retransmit witness did not attach: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (fgets(line, sizeof(line), stdin)) {
+		__u64 segments = 0;
+		__u32 zero = 0;
+
+		if (bpf_map__lookup_elem(bpf_object__find_map_by_name(object, ".bss"), &zero, sizeof(zero),
+					 &segments, sizeof(segments), 0)) {
+			fprintf(stderr, "kernel_probe: read the witness: %s\n", strerror(errno));
+			return 1;
+		}
+		printf("%llu\n", (unsigned long long)segments);
+		fflush(stdout);
+	}
+	bpf_link__destroy(link);
+	bpf_object__close(object);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const char *kinds[] = {
@@ -123,11 +208,13 @@ int main(int argc, char **argv)
 		"state_raw_tp", "state_tracepoint", "sockops_root", "iter_tcp_storage", "iter_sk_storage_map",
 	};
 
+	libbpf_set_print(quiet);
+	if (argc == 3 && strcmp(argv[1], "--retransmits") == 0)
+		return run_retransmit_witness(argv[2]);
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s probe.bpf.o\n", argv[0]);
+		fprintf(stderr, "usage: %s probe.bpf.o | --retransmits probe.bpf.o\n", argv[0]);
 		return 2;
 	}
-	libbpf_set_print(quiet);
 	/* flowstat mounts tracefs when a classic tracepoint needs it; do the same, privately. */
 	if (access("/sys/kernel/tracing/events", F_OK) && access("/sys/kernel/debug/tracing/events", F_OK) &&
 	    (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||

@@ -125,4 +125,57 @@ int iter_sk_storage_map(void *ctx)
 	return 0;
 }
 
+/*
+ * The retransmit witness (kernel_probe --retransmits): segments the kernel hands to BPF
+ * programs at tcp_retransmit_skb, counted by a program that is not flowstat's, so a test can
+ * tell segments the kernel never ran BPF for from segments flowstat lost.
+ */
+struct sk_buff {
+	char cb[48];
+} __core;
+
+/* The head of the kernel's tcp_skb_cb (include/net/tcp.h), relocated by CO-RE. */
+struct tcp_skb_cb {
+	__u32 seq;
+	__u32 end_seq;
+	union {
+		__u32 tcp_tw_isn;
+		struct {
+			__u16 tcp_gso_segs;
+			__u16 tcp_gso_size;
+		};
+	};
+} __core;
+
+/* Set by the loader from the kernel's BTF: the tracepoint passes the attempt's error (6.18). */
+const volatile __u32 retransmit_reports_errors = 0;
+__u64 retransmitted_segments;
+
+static __always_inline int witness(__u64 *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx[1];
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)__builtin_preserve_access_index(&skb->cb);
+	__u16 segments = 0;
+
+	if (retransmit_reports_errors && (int)ctx[2] != 0)
+		return 0;
+	bpf_probe_read_kernel(&segments, sizeof(segments),
+			      __builtin_preserve_access_index(&cb->tcp_gso_segs));
+	__sync_fetch_and_add(&retransmitted_segments, segments ? segments : 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int retransmit_witness(__u64 *ctx)
+{
+	return witness(ctx);
+}
+
+/* Where the kernel refuses tp_btf, as flowstat falls back. */
+SEC("raw_tp/tcp_retransmit_skb")
+int retransmit_witness_raw(__u64 *ctx)
+{
+	return witness(ctx);
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
