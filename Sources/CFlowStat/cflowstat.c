@@ -361,27 +361,7 @@ int fs_find_cgroup2_mount(char *buffer, size_t length)
 	return result;
 }
 
-/*
- * Where a live snapshot's records go: the caller's sink, in batches, up to capacity;
- * past it they count as missed.
- */
-#define FS_TAIL_KEYS 8
-
-struct record_reader {
-	fs_record_sink sink;
-	void *context;
-	uint32_t capacity, delivered, missed;
-	/*
-	 * Keys of the last records of the previous read() of this run. Kernels whose iter/tcp
-	 * resumes a hash bucket by position (6.1 and 6.12 do; newer ones resume by socket
-	 * cookie): a socket added to the bucket between two reads shows the one before it
-	 * again, at the start of the next read.
-	 */
-	struct fs_flow_key tail[FS_TAIL_KEYS];
-	uint32_t tail_count;
-};
-
-static bool in_tail(const struct record_reader *reader, const struct fs_flow_key *key)
+static bool in_tail(const struct fs_record_reader *reader, const struct fs_flow_key *key)
 {
 	for (uint32_t i = 0; i < reader->tail_count; i++)
 		if (!memcmp(&reader->tail[i], key, sizeof(*key)))
@@ -390,7 +370,7 @@ static bool in_tail(const struct record_reader *reader, const struct fs_flow_key
 }
 
 /* Hands one read's whole records to the sink, less repeats of the previous read's last ones. */
-static void deliver_records(struct record_reader *reader, const struct fs_flow_record *records,
+static void deliver_records(struct fs_record_reader *reader, const struct fs_flow_record *records,
 			    uint32_t count)
 {
 	uint32_t skip = 0, room, kept, i;
@@ -414,35 +394,46 @@ static void deliver_records(struct record_reader *reader, const struct fs_flow_r
 	}
 }
 
+int fs_read_records(int fd, unsigned char *buffer, size_t buffer_bytes, struct fs_record_reader *reader)
+{
+	size_t held = 0, whole;
+	ssize_t got;
+
+	if (buffer_bytes < sizeof(struct fs_flow_record))
+		return -EINVAL;
+	reader->tail_count = 0;
+	while ((got = read(fd, buffer + held, buffer_bytes - held)) > 0) {
+		held += (size_t)got;
+		whole = held / sizeof(struct fs_flow_record);
+		deliver_records(reader, (const struct fs_flow_record *)buffer, (uint32_t)whole);
+		held -= whole * sizeof(struct fs_flow_record);
+		memmove(buffer, buffer + whole * sizeof(struct fs_flow_record), held);
+	}
+	return got < 0 ? -errno : 0;
+}
+
 /*
  * Runs an iterator once: reading it runs the program on every object (for iter/tcp, every
  * TCP socket of the caller's network namespace). With a reader, what the program writes
  * are fs_flow_records, handed over as they arrive; without, its output is discarded.
  */
-static int run_iterator(struct bpf_link *link, unsigned char *buffer, struct record_reader *reader)
+static int run_iterator(struct bpf_link *link, unsigned char *buffer, struct fs_record_reader *reader)
 {
 	char discard[4096];
-	size_t held = 0, whole;
-	ssize_t got;
-	int fd = bpf_iter_create(bpf_link__fd(link));
+	ssize_t got = 0;
+	int err, fd = bpf_iter_create(bpf_link__fd(link));
 
 	if (fd < 0)
 		return -errno;
-	if (!reader) {
+	if (reader) {
+		err = fs_read_records(fd, buffer, FS_RECORD_BUFFER_BYTES, reader);
+	} else {
 		while ((got = read(fd, discard, sizeof(discard))) > 0)
 			;
-	} else {
-		reader->tail_count = 0;
-		while ((got = read(fd, buffer + held, FS_RECORD_BUFFER_BYTES - held)) > 0) {
-			held += (size_t)got;
-			whole = held / sizeof(struct fs_flow_record);
-			deliver_records(reader, (const struct fs_flow_record *)buffer, (uint32_t)whole);
-			held -= whole * sizeof(struct fs_flow_record);
-			memmove(buffer, buffer + whole * sizeof(struct fs_flow_record), held);
-		}
+		err = got < 0 ? -errno : 0;
 	}
 	close(fd);
-	return got < 0 ? -errno : 0;
+	return err;
 }
 
 /*
@@ -450,7 +441,7 @@ static int run_iterator(struct bpf_link *link, unsigned char *buffer, struct rec
  * walks the namespace of the thread that creates it, so the thread visits and returns.
  */
 static int run_iterator_in(struct bpf_link *link, int netns_fd, unsigned char *buffer,
-			   struct record_reader *reader, fs_error *error, const char *what)
+			   struct fs_record_reader *reader, fs_error *error, const char *what)
 {
 	int home = -1, err;
 
@@ -843,7 +834,7 @@ int fs_agent_read_tracked(fs_agent *agent, const int *netns_fds, int *netns_erro
 			  bool lean, fs_record_sink sink, void *context, uint32_t *count, uint32_t *missed,
 			  fs_error *error)
 {
-	struct record_reader reader = {.sink = sink, .context = context, .capacity = agent->capacity};
+	struct fs_record_reader reader = {.sink = sink, .context = context, .capacity = agent->capacity};
 	long page = sysconf(_SC_PAGESIZE);
 	uint32_t written;
 	size_t bytes;

@@ -117,6 +117,35 @@ int fs_agent_refresh_tracked(fs_agent *agent, fs_error *error);
 typedef void (*fs_record_sink)(void *context, const struct fs_flow_record *records, uint32_t count);
 
 /*
+ * Where a live snapshot's records go: the sink, a read's whole records at a time, up to
+ * capacity; past it they count as missed.
+ */
+#define FS_TAIL_KEYS 8
+
+struct fs_record_reader {
+	fs_record_sink sink;
+	void *context;
+	uint32_t capacity, delivered, missed;
+	/*
+	 * Keys of the last records of the previous read() of this run. Kernels whose iter/tcp
+	 * resumes a hash bucket by position (6.1 and 6.12 do; newer ones resume by socket
+	 * cookie): a socket added to the bucket between two reads shows the one before it
+	 * again, at the start of the next read. 8: more sockets of one namespace added to one
+	 * bucket between two reads is past what a hash spreads.
+	 */
+	struct fs_flow_key tail[FS_TAIL_KEYS];
+	uint32_t tail_count;
+};
+
+/*
+ * Reads fs_flow_records from fd (an iter/tcp snapshot's iterator) until end of file, into
+ * buffer (at least one record), and hands them to the reader: a record cut across two reads
+ * is joined, and records at the start of a read that repeat the previous read's last ones
+ * are dropped. 0 or negative errno. Public for the tests, which feed it from a socket pair.
+ */
+int fs_read_records(int fd, unsigned char *buffer, size_t buffer_bytes, struct fs_record_reader *reader);
+
+/*
  * The live snapshot: every flow flowstat tracks, as its socket is now, handed to sink in
  * batches as the kernel produces them (no copy of the whole snapshot is held).
  * FS_MODE_LIVE_STORAGE_ITER reads every network namespace in one pass and ignores
