@@ -182,7 +182,13 @@ public struct CardinalityLimiter: Sendable {
         let cap = limits.maxFlows
         guard cap > 0, flows.count > cap else { return nil }
         let rank = limits.rankBy
-        let values = flows.map { rank.value(of: $0) }
+        // Read in place: a closure over the array's elements would copy each sample.
+        let values = flows.withUnsafeBufferPointer { flows in
+            [Double](unsafeUninitializedCapacity: flows.count) { values, count in
+                for index in flows.indices { values[index] = rank.value(of: flows[index]) }
+                count = flows.count
+            }
+        }
         var scratch = values
         let threshold = Self.select(&scratch, largest: cap)
 
