@@ -213,6 +213,8 @@ public final class ExportPipeline: Sendable {
             }
             let snapshotDuration = Double(SystemClock.monotonicNanoseconds() &- started) / 1e9
             Self.select(&snapshot, work, workloads: work.workloadsOnScrape)
+            // Every selected flow, however many the cap keeps: handed back to the source at the end.
+            var selected = snapshot.flows
             let (previousDuration, previousSnapshotDuration, reload) = status.withLockedValue {
                 ($0.previousDuration, $0.previousSnapshotDuration, $0.reload)
             }
@@ -245,6 +247,8 @@ public final class ExportPipeline: Sendable {
             work.encoder.encode(
                 snapshot, context: context, format: format, into: &work.buffer, flushThreshold: flushThreshold,
                 flush: flush)
+            snapshot.flows = []
+            source.recycle(&selected)
             let elapsed = Double(SystemClock.monotonicNanoseconds() &- started &- waited()) / 1e9
             status.withLockedValue {
                 $0.previousDuration = elapsed

@@ -118,6 +118,8 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
     private var leftOut: UInt64 = 0
     /// Flows in the last live snapshot: the next one reserves room for as many.
     private var lastSnapshotCount = 0
+    /// A snapshot's flow array handed back (`recycle`): the next live snapshot fills it.
+    private var spareFlows: [FlowSample] = []
     /// Highest eviction count reported so far (see `readEvents`).
     private var evictions: UInt64 = 0
     /// Separate from `lock` so that /health answers while a scrape holds the lock.
@@ -323,6 +325,13 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         serving.withLockedValue { $0 }
     }
 
+    public func recycle(_ flows: inout [FlowSample]) {
+        // Event mode copies the flow map in batches of its own: nothing would fill a spare.
+        guard mode != .event else { return }
+        flows.removeAll(keepingCapacity: true)
+        lock.withLock { swap(&spareFlows, &flows) }
+    }
+
     public func shutdown() {
         serving.withLockedValue { $0 = false }
         closedFlowReader.stop()  // before the agent closes: its thread reads the ring buffer
@@ -416,7 +425,7 @@ public final class BPFFlowSource: FlowSource, @unchecked Sendable {
         var errors = [Int32](repeating: 0, count: visited.count)
         let fds = visited.map(\.fd)
         defer { for fd in fds where fd >= 0 { close(fd) } }
-        let collector = SnapshotCollector(expecting: lastSnapshotCount)
+        let collector = SnapshotCollector(reusing: &spareFlows, expecting: lastSnapshotCount)
         let read = withExtendedLifetime(collector) {
             fs_agent_read_tracked(
                 agent, fds, &errors, UInt32(fds.count), lean,
@@ -813,8 +822,13 @@ private final class SnapshotCollector {
     private(set) var namespaces: Set<UInt32> = []
     private var lastNamespace: UInt32?
 
-    /// Room for the last snapshot's flows and a few more: growing past it would double the array.
-    init(expecting count: Int) { flows.reserveCapacity(count + count / 16) }
+    /// Fills `spare`'s memory (taking it), with room for the last snapshot's flows and a few
+    /// more: growing past it would double the array.
+    init(reusing spare: inout [FlowSample], expecting count: Int) {
+        swap(&flows, &spare)
+        flows.removeAll(keepingCapacity: true)
+        flows.reserveCapacity(count + count / 16)
+    }
 
     func take(_ records: UnsafeBufferPointer<fs_flow_record>) {
         for record in records {
