@@ -147,18 +147,16 @@ static struct bpf_link *attach_witness(const char *object_path, const char *name
 	struct bpf_object *object = bpf_object__open_file(object_path, NULL);
 	struct bpf_program *program;
 	struct bpf_link *link;
-	__u32 *reports;
-	size_t size;
+	/* retransmit_reports_errors is the object's only read-only variable. */
+	__u32 reports = retransmit_reports_errors();
 
 	if (!object)
 		return NULL;
 	bpf_object__for_each_program(program, object)
 		bpf_program__set_autoload(program, strcmp(bpf_program__name(program), name) == 0);
-	/* retransmit_reports_errors is the object's only read-only variable. */
-	reports = (__u32 *)bpf_map__initial_value(bpf_object__find_map_by_name(object, ".rodata"), &size);
-	if (reports)
-		*reports = retransmit_reports_errors();
-	if (bpf_object__load(object) ||
+	if (bpf_map__set_initial_value(bpf_object__find_map_by_name(object, ".rodata"), &reports,
+				       sizeof(reports)) ||
+	    bpf_object__load(object) ||
 	    !(link = bpf_program__attach(bpf_object__find_program_by_name(object, name)))) {
 		int err = errno;
 
