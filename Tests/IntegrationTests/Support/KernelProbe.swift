@@ -22,12 +22,15 @@ struct KernelProbe: Sendable {
     static let object = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("probe.bpf.o")
         .path
 
+    /// Why the probe cannot run at all, or nil when its binary is there.
+    static var missing: ProbeError? {
+        FileManager.default.isExecutableFile(atPath: binary)
+            ? nil : ProbeError(description: "no kernel probe at \(binary): run `make kernel-probe` (make test does)")
+    }
+
     /// The probe's answers, asked once per test process; nil (with the reason) where it could not run.
     static let current: Result<KernelProbe, ProbeError> = {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            return .failure(
-                ProbeError(description: "no kernel probe at \(binary): run `make kernel-probe` (make test does)"))
-        }
+        if let missing { return .failure(missing) }
         do {
             return .success(KernelProbe(output: try run([binary, object]).stdout))
         } catch {
@@ -117,10 +120,7 @@ final class RetransmitWitness {
     private let child: Child
 
     init() throws {
-        guard FileManager.default.isExecutableFile(atPath: KernelProbe.binary) else {
-            throw KernelProbe.ProbeError(
-                description: "no kernel probe at \(KernelProbe.binary): run `make kernel-probe` (make test does)")
-        }
+        if let missing = KernelProbe.missing { throw missing }
         child = try Child([KernelProbe.binary, "--retransmits", KernelProbe.object])
         guard child.readLine() == "ready" else {
             throw KernelProbe.ProbeError(description: "the retransmit witness did not attach (its stderr says why)")
