@@ -28,6 +28,10 @@ public final class ExportPipeline: Sendable {
     private struct Work: Sendable {
         var encoder: MetricsEncoder
         var buffer: ByteBuffer
+        /// A streamed scrape's second buffer: pieces alternate between the two, so the one
+        /// just handed on is not cleared while the event loop may still hold it (clearing a
+        /// shared buffer copies it into new, unfaulted memory).
+        var spareBuffer = ByteBuffer()
         var limiter: CardinalityLimiter
         /// The config's flow selection; nil exports every flow.
         var filter: FlowFilter?
@@ -157,7 +161,7 @@ public final class ExportPipeline: Sendable {
     /// The returned buffer shares storage with the pipeline's; the next scrape reuses that
     /// storage if the response has been sent by then and allocates fresh storage otherwise.
     public func scrape(format: MetricsEncoder.Format = .prometheusText) throws -> ByteBuffer {
-        try scrape(format: format, flushThreshold: .max, flush: { _ in }, waited: { 0 })
+        try scrape(format: format, flushThreshold: .max, send: { _ in }, waited: { 0 })
     }
 
     /// Takes a snapshot and hands its exposition to `send` in pieces of about `chunkBytes`
@@ -176,18 +180,19 @@ public final class ExportPipeline: Sendable {
         var waited: UInt64 = 0
         let rest = try scrape(
             format: format, flushThreshold: chunkBytes,
-            flush: { buffer in
+            send: { buffer in
                 let started = SystemClock.monotonicNanoseconds()
                 send(buffer)
-                buffer.clear()
                 waited &+= SystemClock.monotonicNanoseconds() &- started
             }, waited: { waited })
         if rest.readableBytes > 0 { send(rest) }
     }
 
-    /// - Parameter waited: nanoseconds `flush` has spent so far handing bytes on.
+    /// - Parameter send: hands on a piece of a streamed exposition; the buffer is not
+    ///   written to again until the next piece has been handed on.
+    /// - Parameter waited: nanoseconds `send` has spent so far handing bytes on.
     private func scrape(
-        format: MetricsEncoder.Format, flushThreshold: Int, flush: MetricsEncoder.Flush, waited: () -> UInt64
+        format: MetricsEncoder.Format, flushThreshold: Int, send: (ByteBuffer) -> Void, waited: () -> UInt64
     ) throws -> ByteBuffer {
         try work.withLockedValue { work in
             let started = SystemClock.monotonicNanoseconds()
@@ -240,13 +245,23 @@ public final class ExportPipeline: Sendable {
                 work.view = nil  // Nobody has looked for 10 s: do not hold a stale copy of every flow.
             }
             work.buffer.clear()
-            if flushThreshold < .max, work.buffer.capacity > 8 * flushThreshold {
-                // A whole exposition held before (HEAD, HTTP/1.0): streaming needs a fraction.
-                work.buffer = ByteBufferAllocator().buffer(capacity: 2 * flushThreshold)
+            var spare = ByteBuffer()
+            if flushThreshold < .max {
+                if work.buffer.capacity > 8 * flushThreshold {
+                    // A whole exposition held before (HEAD, HTTP/1.0): streaming needs a fraction.
+                    work.buffer = ByteBufferAllocator().buffer(capacity: 2 * flushThreshold)
+                }
+                swap(&spare, &work.spareBuffer)  // held by `spare` alone, so clearing it copies nothing
+                if spare.capacity == 0 { spare = ByteBufferAllocator().buffer(capacity: 2 * flushThreshold) }
             }
             work.encoder.encode(
                 snapshot, context: context, format: format, into: &work.buffer, flushThreshold: flushThreshold,
-                flush: flush)
+                flush: { buffer in
+                    send(buffer)
+                    swap(&buffer, &spare)
+                    buffer.clear()
+                })
+            if flushThreshold < .max { work.spareBuffer = spare }
             snapshot.flows = []
             source.recycle(&selected)
             let elapsed = Double(SystemClock.monotonicNanoseconds() &- started &- waited()) / 1e9
