@@ -8,6 +8,7 @@ seed's collector (pyroute2 0.7.8's ss2, with psutil) in .venv-bench/.
 
   scripts/bench.py [--flows 10000,40000] [--runs 5] [--churn-seconds 5] [--binary PATH]
   scripts/bench.py --inet-diag-table [--flows 10000] [--runs 15]
+  scripts/bench.py --flows "" [--runs 5]      (churn only)
 
 N counts flows as the agent and `ss -tin` see them: one per socket end. Every load
 connection here has both ends on this host, so N flows are N/2 loopback connections
@@ -123,6 +124,10 @@ def f1(x):
 
 def f0(x):
     return f"{x:,.0f}"
+
+
+def f2(x):
+    return f"{x:.2f}"
 
 
 def ms(values):
@@ -760,32 +765,47 @@ def build_floor(tmp):
 
 
 class SockopsFloor:
-    """scripts/bench_sockops_floor.bpf.c, loaded and pinned; attach() puts it on the cgroup
-    v2 root for one run. Everything is undone at exit, even after a failure."""
+    """scripts/bench_sockops_floor.bpf.c, its programs loaded and pinned; run() puts one on the
+    cgroup v2 root for one churn run. Everything is undone at exit, even after a failure."""
 
     PIN = "/sys/fs/bpf/flowstat_bench_sockops_floor"
+    # The program that only turns on flowstat's callbacks, and the one that also keeps a record.
+    CALLBACKS, STATE = "bench_sockops_floor", "bench_sockops_state"
 
     def __init__(self, tmp):
         obj = os.path.join(tmp, "floor.o")
         subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{platform.machine()}-linux-gnu",
                         "-c", os.path.join(HERE, "bench_sockops_floor.bpf.c"), "-o", obj], check=True)
-        if os.path.exists(self.PIN):
-            os.unlink(self.PIN)
-        subprocess.run(["bpftool", "prog", "load", obj, self.PIN, "type", "sockops"], check=True)
+        self.remove()
         atexit.register(self.remove)
+        subprocess.run(["bpftool", "prog", "loadall", obj, self.PIN, "type", "sockops"], check=True)
         with open("/proc/mounts") as mounts:
             self.cgroup = next(line.split()[1] for line in mounts if line.split()[2] == "cgroup2")
 
-    def run(self, exe, seconds):
-        subprocess.run(["bpftool", "cgroup", "attach", self.cgroup, "sock_ops", "pinned", self.PIN], check=True)
+    def run(self, exe, seconds, program=CALLBACKS, stats=False):
+        """Connections per second with `program` attached; with stats, also its (mean ns per
+        run, runs) from the kernel's BPF statistics over the run."""
+        pin = os.path.join(self.PIN, program)
+        subprocess.run(["bpftool", "cgroup", "attach", self.cgroup, "sock_ops", "pinned", pin], check=True)
         try:
-            return churn_once(exe, seconds)
+            if stats:
+                set_sysctl("kernel.bpf_stats_enabled", 1)
+            before = bpftool_json("prog", "show", "pinned", pin)
+            rate = churn_once(exe, seconds)
+            after = bpftool_json("prog", "show", "pinned", pin)
         finally:
-            subprocess.run(["bpftool", "cgroup", "detach", self.cgroup, "sock_ops", "pinned", self.PIN], check=True)
+            if stats:
+                set_sysctl("kernel.bpf_stats_enabled", 0)
+            subprocess.run(["bpftool", "cgroup", "detach", self.cgroup, "sock_ops", "pinned", pin], check=True)
+        if not stats:
+            return rate
+        runs = after.get("run_cnt", 0) - before.get("run_cnt", 0)
+        ns = after.get("run_time_ns", 0) - before.get("run_time_ns", 0)
+        return rate, (ns / runs if runs else 0.0, runs)
 
     def remove(self):
-        if os.path.exists(self.PIN):
-            os.unlink(self.PIN)
+        if os.path.isdir(self.PIN):
+            shutil.rmtree(self.PIN)
 
 
 def churn_once(exe, seconds):
@@ -835,13 +855,15 @@ def agent_churn(binary, exe, seconds, stats=False):
 
 
 def measure_churn(binary, exe, floor, args):
-    log(f"churn: {args.runs} runs of {args.churn_seconds} s without the agent, with a do-nothing sockops "
+    log(f"churn: {args.runs} runs of {args.churn_seconds} s without the agent, with each sockops floor "
         "program and with the agent (scraped once a second), in an order rotated every run; then, each run, "
-        "one more with the agent and the kernel's BPF statistics on, for the hook costs")
+        "one more with the agent and one with the record-keeping floor, the kernel's BPF statistics on, "
+        "for the hook costs")
     res = Results()
     variants = {
         "none": lambda: churn_once(exe, args.churn_seconds),
         "floor": lambda: floor.run(exe, args.churn_seconds),
+        "state": lambda: floor.run(exe, args.churn_seconds, SockopsFloor.STATE),
         "agent": lambda: agent_churn(binary, exe, args.churn_seconds)[0],
     }
     names = list(variants)
@@ -852,28 +874,45 @@ def measure_churn(binary, exe, floor, args):
         for name in order:
             res.add(name, variants[name]())
             time.sleep(1)
-        _, costs = agent_churn(binary, exe, args.churn_seconds, stats=True)
+        # BPF time per connection: every program's run time over the connections of that run
+        # (the iterators run per scrape, not per connection).
+        rate, costs = agent_churn(binary, exe, args.churn_seconds, stats=True)
         for name, (ns, runs) in costs.items():
             res.add(f"hook.{name}", (ns, runs))
+        res.add("per_conn.agent", sum(ns * runs for name, (ns, runs) in costs.items() if "iter" not in name)
+                / (rate * args.churn_seconds))
+        time.sleep(1)
+        rate, (ns, runs) = floor.run(exe, args.churn_seconds, SockopsFloor.STATE, stats=True)
+        res.add("floor_hook", (ns, runs))
+        res.add("per_conn.state", ns * runs / (rate * args.churn_seconds))
         time.sleep(1)
     log(f"churn without the agent: {sorted(round(x) for x in res.get('none'))}; do-nothing sockops: "
-        f"{sorted(round(x) for x in res.get('floor'))}; with: {sorted(round(x) for x in res.get('agent'))}")
+        f"{sorted(round(x) for x in res.get('floor'))}; record-keeping sockops: "
+        f"{sorted(round(x) for x in res.get('state'))}; with: {sorted(round(x) for x in res.get('agent'))}")
     g = res.get
     rate = lambda v: spread(v, f0, "/s")
     pct = lambda v: spread(v, lambda x: f"{x:+.1f}", "%")
+    change = lambda name: pct([(b - a) / a * 100 for a, b in zip(g("none"), g(name))])
     rows = [
         ("churn: connections per second, agent scraped once a second", "-", rate(g("agent")),
-         f"no agent {rate(g('none'))}",
-         pct([(b - a) / a * 100 for a, b in zip(g("none"), g("agent"))]), "≥ -3%"),
+         f"no agent {rate(g('none'))}", change("agent"), "≥ -3%"),
         ("churn: a sockops program that only turns on the same callbacks", "-", rate(g("floor")),
-         f"no agent {rate(g('none'))}",
-         pct([(f - a) / a * 100 for a, f in zip(g("none"), g("floor"))]), "(floor of any sockops design)"),
+         f"no agent {rate(g('none'))}", change("floor"), "(floor of any sockops design)"),
+        ("churn: that program keeping a 40-byte record per socket from open to close", "-", rate(g("state")),
+         f"no agent {rate(g('none'))}", change("state"), "(floor of any design that times flows)"),
+        ("BPF time per connection under churn (every program of the agent but the iterators)", "churn",
+         spread([x / 1e3 for x in g("per_conn.agent")], f2, "µs"),
+         f"record-keeping floor {spread([x / 1e3 for x in g('per_conn.state')], f2, 'µs')}",
+         ratio([a / b for a, b in zip(g("per_conn.agent"), g("per_conn.state"))]), ""),
     ]
     for key in sorted(k for k in res.values if k.startswith("hook.")):
         name = key[len("hook."):]
         costs = g(key)
         rows.append((f"hook cost: {name}, {spread([r for _, r in costs], f0)} runs per run",
                      "churn", spread([c for c, _ in costs], f0, "ns"), "", "", "" if "iter" in name else "≤ 100 ns"))
+    floor_costs = g("floor_hook")
+    rows.append((f"hook cost: the record-keeping floor (sock_ops), {spread([r for _, r in floor_costs], f0)} runs "
+                 "per run", "churn", spread([c for c, _ in floor_costs], f0, "ns"), "", "", "(floor)"))
     return rows
 
 
