@@ -263,6 +263,17 @@ int fs_drop_privileges(uint32_t uid, uint32_t gid, fs_error *error);
  */
 int fs_set_mmap_threshold(int bytes);
 
+/* ---- memory ---- */
+
+/*
+ * Asks the CPU to start loading the cache line at address, for a loop that will read it a
+ * few iterations later (Swift has no prefetch of its own). Inlined into the Swift caller.
+ */
+static inline void fs_prefetch(const void *address)
+{
+	__builtin_prefetch(address);
+}
+
 #ifdef __cplusplus
 }
 #endif

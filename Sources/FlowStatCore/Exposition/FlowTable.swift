@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
+import CFlowStat
+
 /// One snapshot's flows in output order, laid out for writing: every flow's label set
 /// rendered once into one arena, and every exported value in its own column.
 ///
@@ -52,6 +54,10 @@ struct FlowTable {
     /// (`FlowMetricCatalogue.slots`), indexed like `rows`; empty for metrics not exported.
     /// Integers as they are, reals as their bit pattern (`FlowValue.bits`); `absent` where
     /// the flow's source could not fill what the entry needs.
+    ///
+    /// Filled a column at a time, once the output order is known: each column's getter is
+    /// taken out of the catalogue once, not once per flow (which retained and released its
+    /// closures for every value), and each value is stored without an append's checks.
     struct Columns {
         var values: [[UInt64]] = Array(repeating: [], count: FlowMetricCatalogue.slots.count)
         /// Slot positions of the metrics being filled.
@@ -75,13 +81,37 @@ struct FlowTable {
             }
         }
 
-        mutating func append(_ flow: UnsafePointer<FlowSample>) {
-            let fields = flow.pointee.fields
+        /// Fills the filled columns with the values of `flows[order[0]]`, `flows[order[1]]`, ….
+        mutating func fill(from flows: UnsafeBufferPointer<FlowSample>, order: [Int]) {
             for position in filled.indices {
-                let requires = readers[position].requires
-                values[filled[position]].append(
-                    requires.isEmpty || fields.isSuperset(of: requires)
-                        ? readers[position].value.bits(of: flow) : FlowTable.absent)
+                let (value, requires) = readers[position]
+                let slot = filled[position]
+                values[slot].removeAll(keepingCapacity: true)
+                values[slot].append(contentsOf: repeatElement(FlowTable.absent, count: order.count))
+                values[slot].withUnsafeMutableBufferPointer { column in
+                    order.withUnsafeBufferPointer { order in
+                        switch value {
+                        case .real(let get, _):
+                            Self.fill(column, order, flows, requires) { get($0).bitPattern }
+                        case .integer(let get, _):
+                            Self.fill(column, order, flows, requires, get)
+                        }
+                    }
+                }
+            }
+        }
+
+        /// One column's loop; flows without the fields `requires` keep `absent`.
+        @inline(__always)
+        private static func fill(
+            _ column: UnsafeMutableBufferPointer<UInt64>, _ order: UnsafeBufferPointer<Int>,
+            _ flows: UnsafeBufferPointer<FlowSample>, _ requires: FlowFields,
+            _ get: (UnsafePointer<FlowSample>) -> UInt64
+        ) {
+            let base = flows.baseAddress!
+            for row in 0..<order.count {
+                let flow = base + order[row]
+                if requires.isEmpty || flow.pointee.fields.isSuperset(of: requires) { column[row] = get(flow) }
             }
         }
     }
@@ -94,6 +124,8 @@ struct FlowTable {
     private(set) var columns = Columns()
 
     private var sorter = LabelTupleSorter()
+    /// For each output position, the index of its flow in the snapshot.
+    private var flowIndices: [Int] = []
 
     /// Total bytes of all label sets.
     var labelBytes: Int { arena.count }
@@ -112,10 +144,12 @@ struct FlowTable {
         metrics: Set<FlowMetric> = Set(FlowMetric.allCases)
     ) {
         rows.removeAll(keepingCapacity: true)
+        flowIndices.removeAll(keepingCapacity: true)
         arena.removeAll(keepingCapacity: true)
         columns.removeAll(reservingCapacity: flows.count, for: metrics)
         duplicatesDropped = 0
         rows.reserveCapacity(flows.count)
+        flowIndices.reserveCapacity(flows.count)
         arena.reserveCapacity(flows.count * 96)
 
         // Flows are read through pointers, field by field: handed over as borrowed values,
@@ -123,9 +157,18 @@ struct FlowTable {
         flows.withUnsafeBufferPointer { flows in
             sorter.sort(flows)
             let order = sorter.order
+            // The flows are read in label-tuple order, not the map order they lie in: without
+            // loading each one's key some flows ahead, the grouping stalled on a cache miss per flow.
+            var prefetched = 0
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: FlowTable.maxLabelSetLength) { scratch in
                 var groupStart = 0
                 while groupStart < order.count {
+                    while prefetched < min(groupStart + FlowTable.prefetchDistance, order.count) {
+                        let key = UnsafeRawPointer(flows.baseAddress! + order[prefetched]) + FlowTable.keyOffset
+                        fs_prefetch(key)
+                        fs_prefetch(key + MemoryLayout<FlowKey>.size - 1)
+                        prefetched += 1
+                    }
                     // A group is a run of flows with the same 4-tuple, i.e. the same label set
                     // without netns; within it, flows are ordered by namespace.
                     let groupKey = flows[order[groupStart]].key
@@ -146,26 +189,34 @@ struct FlowTable {
                         // Flows in one namespace are exact duplicates: keep the most recently
                         // updated, the first of them on a tie.
                         let netns = flows[order[runStart]].key.netns
-                        var kept = order[runStart]
+                        var keptPosition = runStart
                         var runEnd = runStart + 1
                         while runEnd < groupEnd, flows[order[runEnd]].key.netns == netns {
-                            if flows[order[runEnd]].lastUpdate > flows[kept].lastUpdate { kept = order[runEnd] }
+                            if flows[order[runEnd]].lastUpdate > flows[order[keptPosition]].lastUpdate {
+                                keptPosition = runEnd
+                            }
                             runEnd += 1
                         }
                         duplicatesDropped += runEnd - runStart - 1
-                        let flow = flows.baseAddress! + kept
+                        let kept = order[keptPosition]
                         let length = FlowTable.render(
-                            flow, style: style, netns: withNetns, owner: owner, into: scratch.baseAddress!)
+                            flows.baseAddress! + kept, key: flows[kept].key, style: style, netns: withNetns,
+                            owner: owner, into: scratch.baseAddress!)
                         rows.append(Row(labelsStart: arena.count, labelsCount: length))
                         arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
-                        columns.append(flow)
+                        flowIndices.append(kept)
                         runStart = runEnd
                     }
                     groupStart = groupEnd
                 }
             }
+            columns.fill(from: flows, order: flowIndices)
         }
     }
+
+    /// How many flows ahead of the grouping their keys are loaded.
+    private static let prefetchDistance = 16
+    private static let keyOffset = MemoryLayout<FlowSample>.offset(of: \.key)!
 
     /// Upper bound of one rendered label set: two IPv6 texts, two ports, one namespace
     /// number, comm and the fixed text around them fit in 256 bytes; each workload label
@@ -177,13 +228,12 @@ struct FlowTable {
     /// bytes (a pod's DNS subdomain name), container ids 64.
     static let maxWorkloadValueLength = 253
 
-    /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
-    /// and numbers never contain characters that need escaping.
+    /// Writes the label set of `flow`, whose key is `key`, in `style`, with `,netns="…"` last
+    /// when asked. Addresses and numbers never contain characters that need escaping.
     private static func render(
-        _ flow: UnsafePointer<FlowSample>, style: LabelStyle, netns: Bool, owner: OwnerLabels,
+        _ flow: UnsafePointer<FlowSample>, key: FlowKey, style: LabelStyle, netns: Bool, owner: OwnerLabels,
         into destination: UnsafeMutablePointer<UInt8>
     ) -> Int {
-        let key = flow.pointee.key
         var writer = ByteWriter(destination)
         switch style {
         case .endpoints:
