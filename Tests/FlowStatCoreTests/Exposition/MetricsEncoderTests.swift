@@ -285,6 +285,27 @@ struct MetricsEncoderTests {
         let seriesNames = lines.map { $0[..<$0.lastIndex(of: " ")!] }
         #expect(Set(seriesNames).count == seriesNames.count)
         #expect(lines.count(where: { $0.hasPrefix("tcp_flow_bytes_acked_total{") }) == flowCount)
+
+        // Every value is its own flow's: flow i has RTT i µs and i × 1,448 bytes acked, so the two
+        // series of one label set name the same i, and every i appears once.
+        func values(_ name: String) -> [Substring: Substring] {
+            Dictionary(
+                uniqueKeysWithValues: lines.filter { $0.hasPrefix(name + "{") }.map {
+                    (
+                        $0[$0.firstIndex(of: "{")!..<$0.lastIndex(of: " ")!],
+                        $0[$0.index(after: $0.lastIndex(of: " ")!)...]
+                    )
+                })
+        }
+        let rtts = values("tcp_flow_rtt_seconds")
+        let bytes = values("tcp_flow_bytes_acked_total")
+        #expect(rtts.count == flowCount)
+        let indices = rtts.map { labels, rtt in
+            let index = Int((Double(rtt)! * 1e6).rounded())
+            #expect(bytes[labels].flatMap { UInt64($0) } == UInt64(index) * 1_448, "\(labels)")
+            return index
+        }
+        #expect(Set(indices) == Set(0..<flowCount))
     }
 
     @Test("closed-flow histograms, aggregates and the dropped-series counter, as exact text")
