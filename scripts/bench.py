@@ -34,7 +34,6 @@ import argparse
 import atexit
 import ctypes
 import gzip
-import http.client
 import json
 import os
 import platform
@@ -42,6 +41,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -223,6 +223,18 @@ class FlowLoad:
 
 # ---------------------------------------------------------------- agent
 
+def dechunk(data):
+    """The body of an HTTP/1.1 chunked transfer."""
+    pieces, at = [], 0
+    while True:
+        line_end = data.index(b"\r\n", at)
+        size = int(data[at:line_end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(pieces)
+        pieces.append(data[line_end + 2:line_end + 2 + size])
+        at = line_end + 2 + size + 2
+
+
 class AgentRefused(Exception):
     """The agent exited at start-up (e.g. a --bpf.mode the kernel refuses), with its message."""
 
@@ -235,6 +247,9 @@ def drop_to_nobody():
 
 
 class Agent:
+    # The response buffer of get(), shared by every agent of the run: grown, never shrunk.
+    buffer = bytearray(64 << 20)
+
     def __init__(self, binary, extra=(), source="bpf", unprivileged=False, env=None):
         self.port = AGENT_PORT
         start = time.perf_counter()
@@ -264,17 +279,40 @@ class Agent:
         self.map_ids = owned_ids(self.proc.pid, "map_id") if source == "bpf" else set()
 
     def get(self, path, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
+        """One GET, timed to the response's last byte by a client that costs no more than a
+        copy into one buffer (as `ss -tin`, timed, writes to /dev/null): a plain socket read
+        into a buffer kept between requests until the agent closes the connection; the
+        chunked framing is removed after the clock stops. http.client, reading a 58 MiB
+        exposition piece by piece in Python, added about 85 ms at 40,000 flows."""
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n"
+        request += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()) + "\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
             start = time.perf_counter()
-            conn.request("GET", path, headers=headers or {})
-            resp = conn.getresponse()
-            first = resp.read(1)  # the first body byte: a streamed response sends it early
-            self.last_ttfb = time.perf_counter() - start
-            body = first + resp.read()
-            return resp.status, body, time.perf_counter() - start
-        finally:
-            conn.close()
+            sock.sendall(request.encode())
+            length, head_end, self.last_ttfb = 0, -1, None
+            while True:
+                if length == len(Agent.buffer):
+                    Agent.buffer.extend(bytes(len(Agent.buffer)))
+                got = sock.recv_into(memoryview(Agent.buffer)[length:], 1 << 20)
+                if got == 0:
+                    break
+                length += got
+                if head_end < 0:
+                    head_end = Agent.buffer.find(b"\r\n\r\n", 0, length)
+                if self.last_ttfb is None and 0 <= head_end < length - 4:
+                    self.last_ttfb = time.perf_counter() - start  # the first body byte arrived
+            elapsed = time.perf_counter() - start
+        if head_end < 0:
+            raise OSError("the agent closed the connection before a whole response head")
+        head = bytes(Agent.buffer[:head_end]).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        fields = {line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip() for line in head[1:]}
+        body = bytes(Agent.buffer[head_end + 4:length])
+        if fields.get("transfer-encoding") == "chunked":
+            body = dechunk(body)
+        if self.last_ttfb is None:
+            self.last_ttfb = elapsed
+        return status, body, elapsed
 
     def scrape(self, headers=None):
         status, body, elapsed = self.get("/metrics", headers)
