@@ -181,16 +181,6 @@ public enum FlowValue: Sendable {
         get: @Sendable (UnsafePointer<FlowSample>) -> UInt64,
         set: @Sendable (UnsafeMutablePointer<FlowSample>, UInt64) -> Void)
 
-    /// The value as the encoder stores it in a column: integers as they are, reals as
-    /// their bit pattern.
-    @inline(__always)
-    func bits(of flow: UnsafePointer<FlowSample>) -> UInt64 {
-        switch self {
-        case .real(let get, _): get(flow).bitPattern
-        case .integer(let get, _): get(flow)
-        }
-    }
-
     var isReal: Bool {
         if case .real = self { return true }
         return false

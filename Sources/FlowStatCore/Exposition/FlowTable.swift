@@ -52,12 +52,13 @@ struct FlowTable {
 
     /// The exported values: one column per series of each catalogue entry
     /// (`FlowMetricCatalogue.slots`), indexed like `rows`; empty for metrics not exported.
-    /// Integers as they are, reals as their bit pattern (`FlowValue.bits`); `absent` where
-    /// the flow's source could not fill what the entry needs.
+    /// Integers as they are, reals as their bit pattern; `absent` where the flow's source
+    /// could not fill what the entry needs.
     ///
-    /// Filled a column at a time, once the output order is known: each column's getter is
-    /// taken out of the catalogue once, not once per flow (which retained and released its
-    /// closures for every value), and each value is stored without an append's checks.
+    /// Filled once the output order is known, column by column over a batch of rows: each
+    /// column's getter is taken out of the catalogue once per batch, not once per value (which
+    /// retained and released its closures every time), and each value is stored without an
+    /// append's checks.
     struct Columns {
         var values: [[UInt64]] = Array(repeating: [], count: FlowMetricCatalogue.slots.count)
         /// Slot positions of the metrics being filled.
@@ -214,8 +215,8 @@ struct FlowTable {
                         duplicatesDropped += runEnd - runStart - 1
                         let kept = order[keptPosition]
                         let length = FlowTable.render(
-                            flows.baseAddress! + kept, key: flows[kept].key, style: style, netns: withNetns,
-                            owner: owner, into: scratch.baseAddress!)
+                            flows.baseAddress! + kept, style: style, netns: withNetns, owner: owner,
+                            into: scratch.baseAddress!)
                         rows.append(Row(labelsStart: arena.count, labelsCount: length))
                         arena.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress!, count: length))
                         flowIndices.append(kept)
@@ -230,6 +231,7 @@ struct FlowTable {
 
     /// How many flows ahead of the grouping their keys are loaded.
     private static let prefetchDistance = 16
+    /// Where a `FlowSample`'s key lies in it.
     private static let keyOffset = MemoryLayout<FlowSample>.offset(of: \.key)!
 
     /// Upper bound of one rendered label set: two IPv6 texts, two ports, one namespace
@@ -242,12 +244,13 @@ struct FlowTable {
     /// bytes (a pod's DNS subdomain name), container ids 64.
     static let maxWorkloadValueLength = 253
 
-    /// Writes the label set of `flow`, whose key is `key`, in `style`, with `,netns="…"` last
-    /// when asked. Addresses and numbers never contain characters that need escaping.
+    /// Writes the flow's label set in `style`, with `,netns="…"` last when asked. Addresses
+    /// and numbers never contain characters that need escaping.
     private static func render(
-        _ flow: UnsafePointer<FlowSample>, key: FlowKey, style: LabelStyle, netns: Bool, owner: OwnerLabels,
+        _ flow: UnsafePointer<FlowSample>, style: LabelStyle, netns: Bool, owner: OwnerLabels,
         into destination: UnsafeMutablePointer<UInt8>
     ) -> Int {
+        let key = flow.pointee.key
         var writer = ByteWriter(destination)
         switch style {
         case .endpoints:
