@@ -844,6 +844,8 @@ class SockopsFloor:
     def remove(self):
         if os.path.isdir(self.PIN):
             shutil.rmtree(self.PIN)
+        elif os.path.exists(self.PIN):
+            os.unlink(self.PIN)  # one program pinned by an earlier version of the bench
 
 
 def churn_once(exe, seconds):
