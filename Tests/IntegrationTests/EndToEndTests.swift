@@ -77,6 +77,14 @@ struct EndToEndTests {
         #expect(
             abs(cwnd.value - kernelCwnd) <= max(0.1 * kernelCwnd, 1),
             "cwnd \(cwnd.value) vs ss \(kernelCwnd) for \(src):\(sport)")
+        // tcpi_delivery_rate is whole bytes per second (tcp_get_info truncates its quotient).
+        let rate = try #require(
+            metrics.flow("tcp_flow_delivery_rate_bytes_per_second", src: src, sport: sport, dst: dst, dport: dport))
+        let kernelRate = (socket.deliveryRateBitsPerSecond ?? 0) / 8
+        #expect(rate.value == rate.value.rounded(), "delivery rate \(rate.value) is not whole bytes per second")
+        #expect(
+            abs(rate.value - kernelRate) <= 0.1 * kernelRate,
+            "delivery rate \(rate.value) B/s vs ss \(kernelRate) B/s for \(src):\(sport)")
     }
 
     /// The client's end of each flow, and the server's end of the same flow (seen from the

@@ -71,6 +71,8 @@ struct SocketStats {
     var cwnd: UInt32?
     var bytesAcked: UInt64?
     var bytesReceived: UInt64?
+    /// Bits per second; nil when ss leaves it out (the kernel's rate is 0).
+    var deliveryRateBitsPerSecond: Double?
 
     /// Parses `ss -tinH`: a socket line, then a tab-indented line of tcp_info fields.
     static func parse(_ text: String) -> [SocketStats] {
@@ -78,7 +80,12 @@ struct SocketStats {
         for line in text.split(separator: "\n") {
             if line.first == "\t" || line.first == " " {
                 guard var last = result.popLast() else { continue }
-                for field in line.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+                let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                // `delivery_rate 123bps`: with -n, tcpi_delivery_rate times 8, exactly (ss's "%.0f").
+                if let name = fields.firstIndex(of: "delivery_rate"), name + 1 < fields.count {
+                    last.deliveryRateBitsPerSecond = Double(fields[name + 1].dropLast(3))
+                }
+                for field in fields {
                     if field.hasPrefix("rtt:"), let slash = field.firstIndex(of: "/") {
                         last.rttMilliseconds = Double(field[field.index(field.startIndex, offsetBy: 4)..<slash])
                     } else if field.hasPrefix("cwnd:") {

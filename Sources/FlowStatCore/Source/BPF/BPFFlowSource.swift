@@ -724,12 +724,13 @@ extension FlowSample {
             local: IPAddress(bytes: key.saddr), localPort: key.sport,
             remote: IPAddress(bytes: key.daddr), remotePort: key.dport,
             netns: key.netns)
-        // As tcp_get_info(): delivered segments times MSS over the sampling interval.
+        // As tcp_get_info() computes tcpi_delivery_rate: delivered segments times MSS over the
+        // sampling interval, in 64-bit integers (wrapping, and the quotient truncated), so the
+        // value is the kernel's to the byte (and prints as an integer, the encoder's fast path).
         var deliveryRate = 0.0
         if stats.rate_delivered != 0, stats.rate_interval_us != 0 {
-            deliveryRate =
-                Double(stats.rate_delivered) * Double(stats.mss_cache) * 1e6
-                / Double(stats.rate_interval_us)
+            deliveryRate = Double(
+                UInt64(stats.rate_delivered) &* UInt64(stats.mss_cache) &* 1_000_000 / UInt64(stats.rate_interval_us))
         }
         // The kernel's "no sample yet" minimum RTT is ~0; report it as 0 like a fresh srtt.
         let minRTT = stats.min_rtt_us == UInt32.max ? 0 : Double(stats.min_rtt_us) / 1e6

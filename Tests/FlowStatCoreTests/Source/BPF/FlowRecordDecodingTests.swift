@@ -142,11 +142,23 @@ struct FlowRecordDecodingTests {
         #expect(sample.rttVariance == 0.00025)
         #expect(sample.minRTT == 0.0009)
         #expect(sample.cwnd == 42 && sample.ssthresh == 21)
-        #expect(sample.deliveryRate == 10 * 1_448 * 1e6 / 2_000)  // segments x MSS per interval
+        #expect(sample.deliveryRate == 7_240_000)  // segments x MSS per interval: 10 x 1,448 B per 2 ms
         #expect(sample.dataSegmentsIn == 7 && sample.dataSegmentsOut == 9)
         #expect(sample.bytesAcked == 123_456_789_012 && sample.bytesReceived == 5)
         #expect(sample.retransmits == 3 && sample.state == 1)
         #expect(sample.pid == 77 && sample.comm == "nginx")
+    }
+
+    @Test("the delivery rate is tcp_get_info's integer: the quotient truncated as do_div leaves it")
+    func deliveryRateTruncated() throws {
+        var stats = fs_flow_stats()
+        stats.rate_delivered = 10
+        stats.mss_cache = 1_448
+        stats.rate_interval_us = 3_000
+        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2)
+        let sample = try #require(FlowSample(key: key, stats: stats))
+        // 10 x 1,448 x 10^6 / 3,000 = 4,826,666.67 bytes per second: the kernel reports 4,826,666.
+        #expect(sample.deliveryRate == 4_826_666)
     }
 
     @Test("no RTT sample yet: the kernel's ~0 minimum and a zero interval export as 0")
