@@ -103,8 +103,10 @@ public struct FlowSample: Sendable {
 
     /// Sets `applicationTime` from the observed age and the busy time (that may fall by a
     /// tick between two samples: the age is in nanoseconds, the busy time in jiffies).
+    /// Rounded back to whole nanoseconds, as its parts are: the difference of two doubles
+    /// would print as a 17-digit shortest double, the encoder's slow path, on every flow.
     public mutating func deriveApplicationTime() {
-        applicationTime = Swift.max(0, observedAge - busyTime)
+        applicationTime = Swift.max(0, ((observedAge - busyTime) * 1e9).rounded() / 1e9)
     }
 
     /// Seconds of the flow's observed life per reason it was limited, as `tcp_info` splits its
