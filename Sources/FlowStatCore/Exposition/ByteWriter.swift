@@ -43,6 +43,25 @@ struct ByteWriter {
         cursor += bytes.count
     }
 
+    /// Copies `count` bytes from `source` in whole chunks of `chunkBytes`, inlined: no call
+    /// into `memmove` for the name and label set of every series. It reads up to
+    /// `chunkBytes - 1` bytes past `source + count` and writes as far past the cursor (the
+    /// next writes overwrite them), so both must be readable and reserved that far.
+    @inline(__always)
+    mutating func writeChunked(_ source: UnsafeRawPointer, count: Int) {
+        var offset = 0
+        while offset < count {
+            UnsafeMutableRawPointer(cursor).storeBytes(
+                of: source.loadUnaligned(fromByteOffset: offset, as: SIMD32<UInt8>.self), toByteOffset: offset,
+                as: SIMD32<UInt8>.self)
+            offset &+= ByteWriter.chunkBytes
+        }
+        cursor += count
+    }
+
+    /// The unit of `writeChunked`, and how far it may read and write past what it copies.
+    static let chunkBytes = MemoryLayout<SIMD32<UInt8>>.size
+
     /// Lets `render` write at the cursor and advances by the count it returns; `render` must
     /// stay within the bound the caller reserved.
     mutating func writeInPlace(_ render: (UnsafeMutablePointer<UInt8>) -> Int) {

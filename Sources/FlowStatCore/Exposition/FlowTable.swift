@@ -35,7 +35,7 @@ struct FlowTable {
         static let namespace = OwnerLabels(rawValue: 16)
     }
 
-    /// Label set bytes (`{src="…",…}`) of all flows, back to back.
+    /// Label set bytes (`{src="…",…}`) of all flows, back to back, and a chunk of padding.
     private(set) var arena: [UInt8] = []
     /// For each output position: index into the snapshot's flows, and the label set's
     /// range in `arena`.
@@ -165,7 +165,7 @@ struct FlowTable {
         duplicatesDropped = 0
         rows.reserveCapacity(flows.count)
         flowIndices.reserveCapacity(flows.count)
-        arena.reserveCapacity(flows.count * 96)
+        arena.reserveCapacity(flows.count * 96 + ByteWriter.chunkBytes)
 
         // Flows are read through pointers, field by field: handed over as borrowed values,
         // each sample was copied whole (176 bytes and a retain) on every use.
@@ -227,6 +227,8 @@ struct FlowTable {
             }
             columns.fill(from: flows, order: flowIndices)
         }
+        // `ByteWriter.writeChunked` reads a chunk past the last label set.
+        arena.append(contentsOf: repeatElement(0, count: ByteWriter.chunkBytes))
     }
 
     /// How many flows ahead of the grouping their keys are loaded.

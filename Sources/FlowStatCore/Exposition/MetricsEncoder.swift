@@ -321,48 +321,51 @@ public struct MetricsEncoder: Sendable {
         let rows = table.rows
         guard !rows.isEmpty else { return }
 
-        let nameBytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-        let labelBytes = UnsafeBufferPointer(start: label.utf8Start, count: label.utf8CodeUnitCount)
-        // A label goes inside the flow's braces: its label set without the closing brace.
-        let closingBrace = labelBytes.isEmpty ? 0 : 1
-        let perSeries = nameBytes.count + labelBytes.count + ByteWriter.maxDoubleLength + 2  // space and newline
+        // A label goes inside the flow's braces: its label set without the closing brace, then
+        // the tail: the label, the brace and the space before the value.
+        let tailCount = label.utf8CodeUnitCount + 2
+        let perSeries = name.utf8CodeUnitCount + tailCount + ByteWriter.maxDoubleLength + 1  // and the newline
         // Held whole, one reservation for the family; streamed, one per batch of rows, so
-        // the buffer never grows past a batch over the threshold.
+        // the buffer never grows past a batch over the threshold. The chunk: how far the last
+        // copy may write past its series.
         let streamed = flushThreshold < .max
         let batch = streamed ? Self.rowsPerBatch : rows.count
 
-        table.arena.withUnsafeBufferPointer { arena in
-            column.withUnsafeBufferPointer { values in
-                let arenaBase = arena.baseAddress!
-                var start = 0
-                while start < rows.count {
-                    let end = min(start + batch, rows.count)
-                    let bound =
-                        streamed
-                        ? (end - start) * (perSeries + FlowTable.maxLabelSetLength)
-                        : table.labelBytes + rows.count * perSeries
-                    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
-                        var writer = ByteWriter(destination)
-                        for index in start..<end {
-                            let value = values[index]
-                            if skippingAbsent, value == FlowTable.absent { continue }
-                            let row = rows[index]
-                            writer.write(nameBytes)
-                            writer.write(
-                                UnsafeBufferPointer(
-                                    start: arenaBase + row.labelsStart, count: row.labelsCount - closingBrace))
-                            if closingBrace != 0 {
-                                writer.write(labelBytes)
-                                writer.write(byte: UInt8(ascii: "}"))
+        // The name and the tail, each with a chunk of room after it for `writeChunked`.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: perSeries + 2 * ByteWriter.chunkBytes) { scratch in
+            let namePart = scratch.baseAddress!
+            namePart.initialize(from: name.utf8Start, count: name.utf8CodeUnitCount)
+            let tail = namePart + name.utf8CodeUnitCount + ByteWriter.chunkBytes
+            tail.initialize(from: label.utf8Start, count: label.utf8CodeUnitCount)
+            tail[tailCount - 2] = UInt8(ascii: "}")
+            tail[tailCount - 1] = UInt8(ascii: " ")
+            table.arena.withUnsafeBufferPointer { arena in
+                column.withUnsafeBufferPointer { values in
+                    let arenaBase = UnsafeRawPointer(arena.baseAddress!)
+                    var start = 0
+                    while start < rows.count {
+                        let end = min(start + batch, rows.count)
+                        let bound =
+                            (streamed
+                                ? (end - start) * (perSeries + FlowTable.maxLabelSetLength)
+                                : table.labelBytes + rows.count * perSeries) + ByteWriter.chunkBytes
+                        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { destination in
+                            var writer = ByteWriter(destination)
+                            for index in start..<end {
+                                let value = values[index]
+                                if skippingAbsent, value == FlowTable.absent { continue }
+                                let row = rows[index]
+                                writer.writeChunked(namePart, count: name.utf8CodeUnitCount)
+                                writer.writeChunked(arenaBase + row.labelsStart, count: row.labelsCount - 1)
+                                writer.writeChunked(tail, count: tailCount)
+                                write(&writer, value)
+                                writer.write(byte: UInt8(ascii: "\n"))
                             }
-                            writer.write(byte: UInt8(ascii: " "))
-                            write(&writer, value)
-                            writer.write(byte: UInt8(ascii: "\n"))
+                            return writer.count
                         }
-                        return writer.count
+                        if buffer.readableBytes >= flushThreshold { flush(&buffer) }
+                        start = end
                     }
-                    if buffer.readableBytes >= flushThreshold { flush(&buffer) }
-                    start = end
                 }
             }
         }

@@ -100,6 +100,26 @@ struct WorkloadUnitTests {
         let output = String(buffer: buffer)
         #expect(output.contains("pod=\"\(String(repeating: "p", count: 253))\","))
         #expect(output.contains("namespace=\"\(String(repeating: "\\\"", count: 253))\"}"))
+
+        // Streamed, more rows than one reservation covers, all with the longest label set:
+        // the pieces put together are the text held whole.
+        let flows = (0..<2_100).map { Self.flow("10.0.\($0 / 250).\($0 % 250 + 1)", workload: long) }
+        let snapshot = FlowSnapshot(flows: flows, mapEntries: flows.count, mapCapacity: flows.count)
+        var whole = ByteBuffer()
+        encoder.encode(snapshot, context: Fixtures.context, into: &whole)
+        var pieces = ByteBuffer()
+        var rest = ByteBuffer()
+        encoder.encode(
+            snapshot, context: Fixtures.context, into: &rest, flushThreshold: 64 << 10,
+            flush: { piece in
+                pieces.writeImmutableBuffer(piece)
+                piece.clear()
+            })
+        pieces.writeImmutableBuffer(rest)
+        #expect(pieces == whole)
+        #expect(
+            String(buffer: whole).components(separatedBy: "pod=\"\(String(repeating: "p", count: 253))\"").count > 2_100
+        )
     }
 
     @Test("selection.kubernetes: namespaces and pods (name or UID) and containers (name, id or its first 12+ digits)")
