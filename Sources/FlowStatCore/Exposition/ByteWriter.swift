@@ -169,7 +169,7 @@ struct ByteWriter {
         if magnitude < 0x1p53 / 1e9 {
             // If magnitude is the correctly rounded quotient n / 10^9, the decimal text of
             // n / 10^9 parses back to exactly magnitude, so this text is lossless.
-            let scaled = (magnitude * 1e9).rounded()
+            let scaled = (magnitude * 1e9).nearestInteger()
             if scaled / 1e9 == magnitude {
                 if value < 0 { write(byte: UInt8(ascii: "-")) }
                 writeFixedPoint(nanos: UInt64(scaled))

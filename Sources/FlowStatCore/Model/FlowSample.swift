@@ -119,7 +119,7 @@ public struct FlowSample: Sendable {
         // a counter that stayed put could read 1e-15 lower as the parts grew (Prometheus would
         // take that for a reset).
         case .network:
-            Swift.max(0, ((busyTime - receiverLimitedTime - senderBufferLimitedTime) * 1e6).rounded() / 1e6)
+            Swift.max(0, (busyTime - receiverLimitedTime - senderBufferLimitedTime) * 1e6).nearestInteger() / 1e6
         case .receiver: receiverLimitedTime
         case .senderBuffer: senderBufferLimitedTime
         case .application: applicationTime
