@@ -136,8 +136,7 @@ struct FlowRecordDecodingTests {
         stats.state = 1
         stats.pid = 77
         withUnsafeMutableBytes(of: &stats.comm) { $0.copyBytes(from: Array("nginx".utf8)) }
-        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2)
-        let sample = try #require(FlowSample(key: key, stats: stats))
+        let sample = try Self.sample(stats)
         #expect(sample.rtt == 0.0015)
         #expect(sample.rttVariance == 0.00025)
         #expect(sample.minRTT == 0.0009)
@@ -149,16 +148,22 @@ struct FlowRecordDecodingTests {
         #expect(sample.pid == 77 && sample.comm == "nginx")
     }
 
-    @Test("the delivery rate is tcp_get_info's integer: the quotient truncated as do_div leaves it")
-    func deliveryRateTruncated() throws {
-        var stats = fs_flow_stats()
-        stats.rate_delivered = 10
-        stats.mss_cache = 1_448
-        stats.rate_interval_us = 3_000
+    /// `stats` of an IPv4 flow 10.0.0.1:1 -> 10.0.0.2:2.
+    static func sample(_ stats: fs_flow_stats) throws -> FlowSample {
         let key = Self.key(family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2)
-        let sample = try #require(FlowSample(key: key, stats: stats))
-        // 10 x 1,448 x 10^6 / 3,000 = 4,826,666.67 bytes per second: the kernel reports 4,826,666.
-        #expect(sample.deliveryRate == 4_826_666)
+        return try #require(FlowSample(key: key, stats: stats))
+    }
+
+    @Test(
+        "the delivery rate is tcp_get_info's integer: segments x MSS x 10^6 over the interval, the quotient truncated as do_div leaves it",
+        arguments: [
+            // 10 x 1,448 B per 3 ms is 4,826,666.67 B/s: the kernel reports 4,826,666.
+            (10, 1_448, 3_000, 4_826_666), (10, 1_448, 2_000, 7_240_000), (1, 65_535, 1_000_000, 65_535),
+        ] as [(UInt32, UInt32, UInt32, Double)])
+    func deliveryRate(delivered: UInt32, mss: UInt32, intervalMicroseconds: UInt32, bytesPerSecond: Double) throws {
+        var stats = fs_flow_stats()
+        (stats.rate_delivered, stats.mss_cache, stats.rate_interval_us) = (delivered, mss, intervalMicroseconds)
+        #expect(try Self.sample(stats).deliveryRate == bytesPerSecond)
     }
 
     @Test("no RTT sample yet: the kernel's ~0 minimum and a zero interval export as 0")
@@ -167,8 +172,7 @@ struct FlowRecordDecodingTests {
         stats.min_rtt_us = UInt32.max
         stats.rate_delivered = 5
         stats.rate_interval_us = 0
-        let key = Self.key(family: 2, local: Self.mapped10001, localPort: 1, remote: Self.mapped10002, remotePort: 2)
-        let sample = try #require(FlowSample(key: key, stats: stats))
+        let sample = try Self.sample(stats)
         #expect(sample.minRTT == 0)
         #expect(sample.deliveryRate == 0)
     }
