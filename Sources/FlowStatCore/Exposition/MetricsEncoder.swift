@@ -333,10 +333,11 @@ public struct MetricsEncoder: Sendable {
 
         // The name and the tail, each with a chunk of room after it for `writeChunked`.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: perSeries + 2 * ByteWriter.chunkBytes) { scratch in
+            scratch.initialize(repeating: 0)  // what a chunk reads past the name or tail is defined
             let namePart = scratch.baseAddress!
-            namePart.initialize(from: name.utf8Start, count: name.utf8CodeUnitCount)
+            namePart.update(from: name.utf8Start, count: name.utf8CodeUnitCount)
             let tail = namePart + name.utf8CodeUnitCount + ByteWriter.chunkBytes
-            tail.initialize(from: label.utf8Start, count: label.utf8CodeUnitCount)
+            tail.update(from: label.utf8Start, count: label.utf8CodeUnitCount)
             tail[tailCount - 2] = UInt8(ascii: "}")
             tail[tailCount - 1] = UInt8(ascii: " ")
             table.arena.withUnsafeBufferPointer { arena in

@@ -106,7 +106,7 @@ public struct FlowSample: Sendable {
     /// Rounded back to whole nanoseconds, as its parts are: the difference of two doubles
     /// would print as a 17-digit shortest double, the encoder's slow path, on every flow.
     public mutating func deriveApplicationTime() {
-        applicationTime = Swift.max(0, ((observedAge - busyTime) * 1e9).rounded() / 1e9)
+        applicationTime = Swift.max(0, (observedAge - busyTime) * 1e9).nearestInteger() / 1e9
     }
 
     /// Seconds of the flow's observed life per reason it was limited, as `tcp_info` splits its
